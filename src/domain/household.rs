@@ -1,0 +1,345 @@
+//! 户 Households and their members: the register, roster search, and a household's full picture.
+
+use rusqlite::{params, Connection, ToSql};
+use serde::{Deserialize, Serialize};
+
+use crate::codes::{
+    EcommerceRole, Education, FuelType, Health, HouseholdAttribute, HousingSafety, LabourCapacity, MigrantWork,
+    MonitoringType, PovertyCause, PovertyStatus, RelationToHead, Sex,
+};
+use crate::domain::{income, listing, sale, training, visit};
+use crate::error::Result;
+use crate::schema::{HOUSEHOLDS, MEMBERS};
+use crate::store::Store;
+
+/// A household in the register (建档立卡户).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Household {
+    /// Row id; `None` for a new household.
+    pub id: Option<String>,
+    /// The scope (village code); set by the core.
+    pub scope_id: Option<String>,
+    /// 户编号 Register number.
+    pub register_no: Option<String>,
+    /// 所在村 Village.
+    pub village_id: Option<String>,
+    /// 村民小组 Village group.
+    pub group_name: Option<String>,
+    /// 户主姓名 Head of household.
+    pub head_name: Option<String>,
+    /// 联系电话 Phone (11-digit mobile).
+    pub phone: Option<String>,
+    /// 贫困户属性 Attribute.
+    pub attribute: Option<HouseholdAttribute>,
+    /// 脱贫状态 Poverty status.
+    pub poverty_status: Option<PovertyStatus>,
+    /// 监测对象类型 Monitoring type.
+    pub monitoring_type: Option<MonitoringType>,
+    /// 主要致贫原因 Main poverty cause.
+    pub main_cause: Option<PovertyCause>,
+    /// 次要致贫原因 Secondary causes.
+    pub secondary_causes: Option<Vec<PovertyCause>>,
+    /// 识别年度 Year identified.
+    pub identified_year: Option<i64>,
+    /// 脱贫年度 Year exited.
+    pub exit_year: Option<i64>,
+    /// 耕地面积（亩） Cultivated land in mu.
+    pub cultivated_land_mu: Option<f64>,
+    /// 林地面积（亩） Forest land in mu.
+    pub forest_land_mu: Option<f64>,
+    /// 住房安全 Housing safety.
+    pub housing_safety: Option<HousingSafety>,
+    /// 住房面积（平方米） House area in m².
+    pub house_area_m2: Option<f64>,
+    /// 饮水安全 Safe drinking water.
+    pub water_safe: Option<bool>,
+    /// 主要燃料 Main fuel.
+    pub fuel_type: Option<FuelType>,
+    /// 加入合作社 In a cooperative.
+    pub in_cooperative: Option<bool>,
+    /// 合作社名称 Cooperative name.
+    pub cooperative_name: Option<String>,
+    /// 纬度 Latitude (WGS-84).
+    pub latitude: Option<f64>,
+    /// 经度 Longitude (WGS-84).
+    pub longitude: Option<f64>,
+    /// 同意书日期 Date the household consented to its data being kept.
+    pub consent_date: Option<String>,
+    /// 备注 Notes.
+    pub notes: Option<String>,
+}
+
+/// A member of a household.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Member {
+    /// Row id; `None` for a new member.
+    pub id: Option<String>,
+    /// The scope; set by the core.
+    pub scope_id: Option<String>,
+    /// 所属户 Household.
+    pub household_id: Option<String>,
+    /// 姓名 Name.
+    pub name: Option<String>,
+    /// 性别 Sex.
+    pub sex: Option<Sex>,
+    /// 出生日期 Birth date.
+    pub birth_date: Option<String>,
+    /// 与户主关系 Relation to head.
+    pub relation: Option<RelationToHead>,
+    /// 文化程度 Education.
+    pub education: Option<Education>,
+    /// 健康状况 Health.
+    pub health: Option<Health>,
+    /// 劳动能力 Labour capacity.
+    pub labour_capacity: Option<LabourCapacity>,
+    /// 务工情况 Migrant work.
+    pub migrant_work: Option<MigrantWork>,
+    /// 手机号 Phone.
+    pub phone: Option<String>,
+    /// 有智能手机 Has a smartphone.
+    pub has_smartphone: Option<bool>,
+    /// 电商角色 E-commerce role.
+    pub ecommerce_role: Option<EcommerceRole>,
+}
+
+/// Creates or edits a household.
+pub fn save(store: &mut Store, household: &Household) -> Result<Household> {
+    super::save(store, &HOUSEHOLDS, household.id.as_deref(), household)
+}
+
+/// A household by id.
+pub fn get(store: &Store, id: &str) -> Result<Household> {
+    super::get(store, &HOUSEHOLDS, id)
+}
+
+/// Deletes a household and its members (tombstones that sync).
+pub fn delete(store: &mut Store, id: &str) -> Result<()> {
+    let members = members(store, id)?;
+    store.write(|writer| {
+        for member in &members {
+            writer.delete(&MEMBERS, member.id.as_deref().unwrap_or_default())?;
+        }
+        writer.delete(&HOUSEHOLDS, id)
+    })
+}
+
+/// Creates or edits a member.
+pub fn save_member(store: &mut Store, member: &Member) -> Result<Member> {
+    super::save(store, &MEMBERS, member.id.as_deref(), member)
+}
+
+/// A member by id.
+pub fn get_member(store: &Store, id: &str) -> Result<Member> {
+    super::get(store, &MEMBERS, id)
+}
+
+/// Deletes a member.
+pub fn delete_member(store: &mut Store, id: &str) -> Result<()> {
+    super::delete(store, &MEMBERS, id)
+}
+
+/// The live members of a household, the head first.
+pub fn members(store: &Store, household_id: &str) -> Result<Vec<Member>> {
+    let mut members: Vec<Member> = super::list(store, &MEMBERS, "household_id = ?1", &[&household_id])?;
+    members.sort_by_key(|member| (member.relation != Some(RelationToHead::Head), member.birth_date.clone()));
+    Ok(members)
+}
+
+/// The number of people a household's income is divided among: its live members who are not
+/// deceased.
+pub fn household_size(conn: &Connection, household_id: &str) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM members WHERE household_id = ?1 AND deleted = 0 AND coalesce(health, '') <> 'deceased'",
+        [household_id],
+        |row| row.get(0),
+    )?)
+}
+
+/// Rewrites a household's search document (or removes it once the household is deleted).
+pub(crate) fn refresh_search(conn: &Connection, household_id: &str) -> Result<()> {
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT concat_ws(' ', h.register_no, h.head_name, h.phone, h.group_name, v.name, v.code,
+                    (SELECT group_concat(concat_ws(' ', m.name, m.phone), ' ') FROM members m
+                      WHERE m.household_id = h.id AND m.deleted = 0))
+               FROM households h LEFT JOIN villages v ON v.id = h.village_id
+              WHERE h.id = ?1 AND h.deleted = 0",
+            [household_id],
+            |row| row.get(0),
+        )
+        .ok();
+    match body {
+        Some(body) => {
+            conn.prepare_cached(
+                "INSERT INTO household_search_doc (household_id, body) VALUES (?1, ?2)
+                 ON CONFLICT (household_id) DO UPDATE SET body = excluded.body WHERE body <> excluded.body",
+            )?
+            .execute(params![household_id, body])?;
+        }
+        None => {
+            conn.prepare_cached("DELETE FROM household_search_doc WHERE household_id = ?1")?.execute([household_id])?;
+        }
+    }
+    Ok(())
+}
+
+/// A roster search: free text plus filters, all optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RosterQuery {
+    /// Substring of a name (head or member), register number, phone or village.
+    pub text: Option<String>,
+    /// Only this village.
+    pub village_id: Option<String>,
+    /// Only this poverty status.
+    pub poverty_status: Option<PovertyStatus>,
+    /// Only this monitoring type.
+    pub monitoring_type: Option<MonitoringType>,
+    /// Only households with this main or secondary cause.
+    pub cause: Option<PovertyCause>,
+    /// At most this many (default 200).
+    pub limit: Option<i64>,
+    /// Skip this many (paging).
+    pub offset: Option<i64>,
+}
+
+/// One line of the roster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RosterEntry {
+    /// Household id.
+    pub id: String,
+    /// Register number.
+    pub register_no: Option<String>,
+    /// Head of household.
+    pub head_name: String,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Village id.
+    pub village_id: String,
+    /// Village name.
+    pub village_name: Option<String>,
+    /// Poverty status.
+    pub poverty_status: Option<PovertyStatus>,
+    /// Monitoring type.
+    pub monitoring_type: Option<MonitoringType>,
+    /// Main cause.
+    pub main_cause: Option<PovertyCause>,
+    /// Number of live members.
+    pub member_count: i64,
+}
+
+/// Searches the roster. Text of three or more characters uses the trigram index; shorter text
+/// (a two-character Chinese name is common) scans the compact search documents.
+pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
+    let mut clauses = vec!["h.deleted = 0".to_owned()];
+    let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+    let mut from = "households h".to_owned();
+    if let Some(text) = query.text.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
+        if text.chars().count() >= 3 {
+            let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+            from = "household_search s JOIN household_search_doc d ON d.doc = s.rowid JOIN households h ON h.id = d.household_id"
+                .to_owned();
+            clauses.push(format!("household_search MATCH ?{}", args.len() + 1));
+            args.push(Box::new(phrase));
+        } else {
+            from = "household_search_doc d JOIN households h ON h.id = d.household_id".to_owned();
+            clauses.push(format!("instr(d.body, ?{}) > 0", args.len() + 1));
+            args.push(Box::new(text.to_owned()));
+        }
+    }
+    if let Some(village) = &query.village_id {
+        clauses.push(format!("h.village_id = ?{}", args.len() + 1));
+        args.push(Box::new(village.clone()));
+    }
+    if let Some(status) = query.poverty_status {
+        clauses.push(format!("h.poverty_status = ?{}", args.len() + 1));
+        args.push(Box::new(status.code()));
+    }
+    if let Some(monitoring) = query.monitoring_type {
+        clauses.push(format!("h.monitoring_type = ?{}", args.len() + 1));
+        args.push(Box::new(monitoring.code()));
+    }
+    if let Some(cause) = query.cause {
+        let index = args.len() + 1;
+        clauses.push(format!(
+            "(h.main_cause = ?{index} OR EXISTS (SELECT 1 FROM json_each(h.secondary_causes) WHERE value = ?{index}))"
+        ));
+        args.push(Box::new(cause.code()));
+    }
+    let limit = query.limit.unwrap_or(200).clamp(1, 10_000);
+    let offset = query.offset.unwrap_or(0).max(0);
+    let sql = format!(
+        "SELECT h.id, h.register_no, h.head_name, h.phone, h.village_id, v.name, h.poverty_status, h.monitoring_type,
+                h.main_cause,
+                (SELECT count(*) FROM members m WHERE m.household_id = h.id AND m.deleted = 0)
+           FROM {from} LEFT JOIN villages v ON v.id = h.village_id
+          WHERE {}
+          ORDER BY h.register_no, h.head_name, h.id
+          LIMIT {limit} OFFSET {offset}",
+        clauses.join(" AND ")
+    );
+    let mut statement = store.conn().prepare_cached(&sql)?;
+    let params: Vec<&dyn ToSql> = args.iter().map(|arg| arg.as_ref()).collect();
+    let rows = statement.query_map(params.as_slice(), |row| {
+        let code = |index: usize| -> rusqlite::Result<Option<String>> { row.get(index) };
+        Ok(RosterEntry {
+            id: row.get(0)?,
+            register_no: row.get(1)?,
+            head_name: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            phone: row.get(3)?,
+            village_id: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
+            village_name: row.get(5)?,
+            poverty_status: code(6)?.as_deref().and_then(PovertyStatus::from_code),
+            monitoring_type: code(7)?.as_deref().and_then(MonitoringType::from_code),
+            main_cause: code(8)?.as_deref().and_then(PovertyCause::from_code),
+            member_count: row.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Everything about one household on one page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HouseholdView {
+    /// The household.
+    pub household: Household,
+    /// Its members, head first.
+    pub members: Vec<Member>,
+    /// Income per year against the poverty line, oldest first.
+    pub income_by_year: Vec<income::YearIncome>,
+    /// Its visits, newest first.
+    pub visits: Vec<visit::Visit>,
+    /// The training sessions its members attended.
+    pub trainings: Vec<training::Attended>,
+    /// Its members' skill assessments.
+    pub assessments: Vec<training::Assessment>,
+    /// Products it produces.
+    pub products: Vec<listing::Product>,
+    /// Listings of those products.
+    pub listings: Vec<listing::Listing>,
+    /// Sales credited to it.
+    pub sales: Vec<sale::HouseholdSale>,
+}
+
+/// A household's full picture.
+pub fn view(store: &Store, id: &str) -> Result<HouseholdView> {
+    let household = get(store, id)?;
+    let products = listing::products_of_household(store, id)?;
+    let mut listings = Vec::new();
+    for product in &products {
+        listings.extend(listing::listings_of_product(store, product.id.as_deref().unwrap_or_default())?);
+    }
+    Ok(HouseholdView {
+        members: members(store, id)?,
+        income_by_year: income::by_year(store, id)?,
+        visits: visit::of_household(store, id)?,
+        trainings: training::attended_by_household(store, id)?,
+        assessments: training::assessments_of_household(store, id)?,
+        products,
+        listings,
+        sales: sale::of_household(store, id)?,
+        household,
+    })
+}

@@ -1,0 +1,69 @@
+//! The domain, one module per kind of record. Each module holds its typed record, its save,
+//! read and delete functions (all writes through [`crate::record::Writer`]), and the queries an
+//! assistant needs of it.
+
+pub mod household;
+pub mod income;
+pub mod listing;
+pub mod reference;
+pub mod sale;
+pub mod training;
+pub mod village;
+pub mod visit;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::record::{self, Saved};
+use crate::schema::TableSpec;
+use crate::store::Store;
+
+/// Turns a typed record into the field changes the write path takes: every domain field, with
+/// the bookkeeping fields (`id`, `scope_id`, `deleted`) and any computed ones left out.
+pub(crate) fn changes_of<T: Serialize>(table: &TableSpec, record: &T) -> Result<Map<String, Value>> {
+    let Value::Object(mut object) = serde_json::to_value(record)? else {
+        unreachable!("domain records serialize to objects")
+    };
+    object.retain(|name, _| table.field(name).is_some());
+    Ok(object)
+}
+
+/// Saves a typed record (create when it has no id) and reads it back.
+pub(crate) fn save<T: Serialize + DeserializeOwned>(
+    store: &mut Store,
+    table: &'static TableSpec,
+    id: Option<&str>,
+    record: &T,
+) -> Result<T> {
+    let changes = changes_of(table, record)?;
+    let Saved { id, .. } = store.write(|writer| writer.save(table, id, changes))?;
+    get(store, table, &id)
+}
+
+/// Reads a live record.
+pub(crate) fn get<T: DeserializeOwned>(store: &Store, table: &TableSpec, id: &str) -> Result<T> {
+    let row = record::read_row(store.conn(), table, id)?
+        .filter(|row| !row.deleted)
+        .ok_or_else(|| Error::NotFound { table: table.name.into(), id: id.into() })?;
+    Ok(serde_json::from_value(row.into_json())?)
+}
+
+/// Reads the live records matching a `WHERE` clause.
+pub(crate) fn list<T: DeserializeOwned>(
+    store: &Store,
+    table: &TableSpec,
+    clause: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<T>> {
+    record::query_rows(store.conn(), table, clause, args)?
+        .into_iter()
+        .map(|value| serde_json::from_value(value).map_err(Error::from))
+        .collect()
+}
+
+/// Deletes a record (a tombstone that syncs).
+pub(crate) fn delete(store: &mut Store, table: &'static TableSpec, id: &str) -> Result<()> {
+    store.write(|writer| writer.delete(table, id))
+}

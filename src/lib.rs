@@ -1,0 +1,19 @@
+//! Furrow (田垄): the core of the offline-first field tool of e-commerce poverty alleviation
+//! assistants (电商扶贫助理).
+//!
+//! The core holds an assistant's whole caseload in a local SQLite store ([`store`]), with every
+//! domain rule ([`domain`], [`validate`]) and every write going through one path ([`record`])
+//! that stamps each changed field with a hybrid logical clock ([`hlc`]) and queues it for sync.
+//! It knows nothing of Tauri or of HTTP frameworks.
+
+pub mod codes;
+pub mod domain;
+pub mod error;
+pub mod hlc;
+pub mod record;
+pub mod schema;
+pub mod store;
+pub mod validate;
+
+pub use error::{Error, FieldError, Result};
+pub use store::{OpenOptions, Store};

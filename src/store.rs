@@ -1,0 +1,262 @@
+//! The device store: one SQLite file (encrypted with SQLCipher when a key is given), opened
+//! through [`Store::open`], migrated before anything else touches it.
+
+use std::path::PathBuf;
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::hlc::{Clock, NodeId};
+use crate::record::Writer;
+use crate::validate::Context;
+
+/// A numbered migration embedded in the binary.
+pub struct Migration {
+    /// Its number, from 1, without gaps.
+    pub version: i64,
+    /// Its file name.
+    pub name: &'static str,
+    /// Its SQL.
+    pub sql: &'static str,
+}
+
+/// The device store's migrations, in order. Released migrations are never edited.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "0001_device_store.sql", sql: include_str!("../migrations/0001_device_store.sql") },
+    Migration { version: 2, name: "0002_reference_seed.sql", sql: include_str!("../migrations/0002_reference_seed.sql") },
+];
+
+/// Where and how to open a store.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The database file; `None` opens a private in-memory database (tests).
+    pub path: Option<PathBuf>,
+    /// The SQLCipher key. `None` opens the file unencrypted.
+    pub key: Option<String>,
+    /// Apply only the first `n` migrations (tests of upgrades); `None` applies all.
+    pub migrate_to: Option<i64>,
+}
+
+impl OpenOptions {
+    /// Options for the file at `path`, unencrypted.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self { path: Some(path.into()), ..Self::default() }
+    }
+
+    /// Options for a private in-memory database.
+    pub fn memory() -> Self {
+        Self::default()
+    }
+
+    /// The same options with an encryption key.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+/// The device store.
+pub struct Store {
+    pub(crate) conn: Connection,
+    pub(crate) node: NodeId,
+    pub(crate) clock: Clock,
+}
+
+fn checksum(sql: &str) -> String {
+    hex::encode(Sha256::digest(sql.as_bytes()))
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates a store. A wrong key, a file that is not a
+    /// database, or a database whose migrations differ from this build's is refused without
+    /// writing anything to it.
+    pub fn open(options: &OpenOptions) -> Result<Store> {
+        let conn = match &options.path {
+            Some(path) => Connection::open(path)?,
+            None => Connection::open_in_memory()?,
+        };
+        if let Some(key) = &options.key {
+            conn.pragma_update(None, "key", key)?;
+        }
+        // The first read tells a wrong key (or a file that is not a database) from a good one,
+        // before any pragma or migration could write to the file.
+        let probe: rusqlite::Result<i64> = conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0));
+        if let Err(error) = probe {
+            return Err(match error.sqlite_error_code() {
+                Some(ErrorCode::NotADatabase) => Error::WrongKey,
+                _ => Error::Sqlite(error),
+            });
+        }
+        // Pragmas are set one at a time and deliberately: WAL so reads never wait for the
+        // writer; NORMAL sync, which in WAL mode cannot corrupt and loses at most the last
+        // transaction on power loss; foreign keys on for the local tables that declare them;
+        // a busy timeout so a second connection (backup, tests) waits instead of failing.
+        if options.path.is_some() {
+            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+            debug_assert_eq!(mode.to_lowercase(), "wal");
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+
+        let mut conn = conn;
+        migrate(&mut conn, options.migrate_to)?;
+        let (node, clock) = load_clock(&mut conn)?;
+        Ok(Store { conn, node, clock })
+    }
+
+    /// Opens a private in-memory store with every migration applied.
+    pub fn open_in_memory() -> Result<Store> {
+        Store::open(&OpenOptions::memory())
+    }
+
+    /// This device's node id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The underlying connection, for read queries of the core's modules.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `work` in one transaction through the one write path; either all of it is committed
+    /// (rows, field clocks, outbox entries, the clock) or none of it.
+    pub fn write<T>(&mut self, work: impl FnOnce(&mut Writer<'_>) -> Result<T>) -> Result<T> {
+        let transaction = self.conn.transaction()?;
+        let mut clock = self.clock;
+        let mut writer = Writer::new(&transaction, self.node, &mut clock);
+        let value = work(&mut writer)?;
+        writer.finish()?;
+        transaction.commit()?;
+        self.clock = clock;
+        Ok(value)
+    }
+
+    /// A value of the sync state table.
+    pub fn state(&self, key: &str) -> Result<Option<rusqlite::types::Value>> {
+        Ok(self.conn.query_row("SELECT v FROM sync_state WHERE k = ?1", [key], |row| row.get(0)).optional()?)
+    }
+
+    /// The number of local changes not yet acknowledged by the server.
+    pub fn pending_changes(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM sync_outbox", [], |row| row.get(0))?)
+    }
+
+    /// The migrations recorded as applied, in order.
+    pub fn applied_migrations(&self) -> Result<Vec<(i64, String)>> {
+        let mut statement = self.conn.prepare("SELECT version, name FROM schema_migrations ORDER BY version")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl Context for Store {
+    fn exists(&self, table: &str, id: &str) -> bool {
+        crate::record::exists(&self.conn, table, id)
+    }
+
+    fn platform_limit(&self, platform: &str, rule: &str) -> Option<i64> {
+        crate::record::platform_limit(&self.conn, platform, rule)
+    }
+}
+
+fn migrate(conn: &mut Connection, migrate_to: Option<i64>) -> Result<()> {
+    let transaction = conn.transaction()?;
+    transaction.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            applied_at TEXT NOT NULL
+        ) STRICT",
+    )?;
+    let applied: Vec<(i64, String, String)> = {
+        let mut statement = transaction.prepare("SELECT version, name, checksum FROM schema_migrations ORDER BY version")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (index, (version, name, sum)) in applied.iter().enumerate() {
+        let Some(known) = MIGRATIONS.get(index) else {
+            return Err(Error::NewerDatabase(format!("{version} {name}")));
+        };
+        if known.version != *version || known.name != name || checksum(known.sql) != *sum {
+            return Err(Error::MigrationMismatch(format!(
+                "migration {version} ({name}) recorded in the database is not this version's {} ({})",
+                known.version, known.name
+            )));
+        }
+    }
+    let target = migrate_to.unwrap_or(i64::MAX);
+    let now = chrono::Utc::now().to_rfc3339();
+    for migration in MIGRATIONS.iter().skip(applied.len()).filter(|migration| migration.version <= target) {
+        transaction.execute_batch(migration.sql)?;
+        transaction.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+            params![migration.version, migration.name, checksum(migration.sql), now],
+        )?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+fn load_clock(conn: &mut Connection) -> Result<(NodeId, Clock)> {
+    let transaction = conn.transaction()?;
+    let has_state: bool = transaction
+        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'", [], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !has_state {
+        // A database migrated only partway (upgrade tests) has no sync state yet.
+        return Ok((NodeId([0; 16]), Clock { last: 0, offset_ms: 0 }));
+    }
+    let node: Option<Vec<u8>> =
+        transaction.query_row("SELECT v FROM sync_state WHERE k = 'node_id'", [], |row| row.get(0)).optional()?;
+    let node = match node {
+        Some(bytes) if bytes.len() == 16 => NodeId(bytes.try_into().expect("length checked")),
+        _ => {
+            let node = NodeId::random();
+            transaction.execute("INSERT OR REPLACE INTO sync_state (k, v) VALUES ('node_id', ?1)", [node.0.to_vec()])?;
+            node
+        }
+    };
+    let last: i64 =
+        transaction.query_row("SELECT v FROM sync_state WHERE k = 'hlc_last'", [], |row| row.get(0)).optional()?.unwrap_or(0);
+    let offset_ms: i64 = transaction
+        .query_row("SELECT v FROM sync_state WHERE k = 'clock_offset_ms'", [], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    transaction.commit()?;
+    Ok((node, Clock { last, offset_ms }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_synced_table_matches_its_schema_description() {
+        let store = Store::open_in_memory().unwrap();
+        for table in crate::schema::TABLES {
+            let mut statement = store.conn.prepare(&format!("PRAGMA table_info({})", table.name)).unwrap();
+            let columns: Vec<(String, String)> =
+                statement.query_map([], |row| Ok((row.get(1)?, row.get(2)?))).unwrap().map(Result::unwrap).collect();
+            let expected: Vec<(String, String)> = ["id", "scope_id", "deleted"]
+                .iter()
+                .map(|name| (name.to_string(), if *name == "deleted" { "INTEGER" } else { "TEXT" }.to_string()))
+                .chain(table.fields.iter().map(|field| (field.name.to_string(), crate::record::storage_type(&field.ty).to_string())))
+                .collect();
+            assert_eq!(columns, expected, "table {}", table.name);
+        }
+    }
+
+    #[test]
+    fn seeded_reference_data_is_present() {
+        let store = Store::open_in_memory().unwrap();
+        assert_eq!(store.platform_limit("taobao", "title_units"), Some(60));
+        let lines: i64 = store.conn.query_row("SELECT count(*) FROM poverty_lines", [], |row| row.get(0)).unwrap();
+        assert_eq!(lines, 4);
+    }
+}

@@ -1,0 +1,422 @@
+//! Checks of raw field values against the schema, and the per-table domain rules.
+//!
+//! The same checks run on the device before a write and on the server before it accepts a pushed
+//! change, so neither trusts the other. Everything a check needs from storage (does a referenced
+//! row exist, what is a platform's title limit) comes through [`Context`], which the device store
+//! and the server's storage each implement.
+
+use chrono::{DateTime, NaiveDate, NaiveTime};
+use serde_json::{Map, Value};
+
+use crate::codes::{self, IncomeCategory};
+use crate::error::FieldError;
+use crate::schema::{FieldSpec, FieldType, TableSpec};
+
+/// What the checks need to know from storage.
+pub trait Context {
+    /// Whether a live (not deleted) row with this id exists in the synced table.
+    fn exists(&self, table: &str, id: &str) -> bool;
+    /// The limit of a platform rule (e.g. `title_units` for `taobao`), if one is set.
+    fn platform_limit(&self, platform: &str, rule: &str) -> Option<i64>;
+}
+
+/// Default limit of a listing title in display units (a CJK character counts two, ASCII one),
+/// the strictest of the platforms' documented rules: 30 CJK characters, 60 bytes.
+pub const DEFAULT_TITLE_UNITS: i64 = 60;
+
+/// The display width of a title as platforms count it: two units for a non-ASCII character.
+pub fn title_units(title: &str) -> i64 {
+    title.chars().map(|character| if character.is_ascii() { 1 } else { 2 }).sum()
+}
+
+/// Whether `phone` is a mainland mobile number: 11 digits, starting with 1 then 3 to 9.
+pub fn is_mobile_number(phone: &str) -> bool {
+    let bytes = phone.as_bytes();
+    bytes.len() == 11 && bytes[0] == b'1' && (b'3'..=b'9').contains(&bytes[1]) && bytes.iter().all(u8::is_ascii_digit)
+}
+
+fn error(field: &str, code: &str, zh: impl Into<String>, en: impl Into<String>) -> FieldError {
+    FieldError::new(field, code, zh, en)
+}
+
+fn wrong_type(field: &str, zh: &str, en: &str) -> FieldError {
+    error(field, "invalid_type", format!("应为{zh}"), format!("must be {en}"))
+}
+
+/// Parses an ISO 8601 date `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    if text.len() != 10 {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+}
+
+/// Checks one value against its field's type. `Null` passes here; whether it may be null is
+/// [`check_record`]'s business.
+pub fn check_value(field: &FieldSpec, value: &Value) -> Result<(), FieldError> {
+    let name = field.name;
+    if value.is_null() {
+        return Ok(());
+    }
+    match field.ty {
+        FieldType::Text { max_chars } => {
+            let text = value.as_str().ok_or_else(|| wrong_type(name, "文本", "text"))?;
+            let count = text.chars().count();
+            if count > max_chars {
+                return Err(error(
+                    name,
+                    "too_long",
+                    format!("不能超过{max_chars}个字（现有{count}个）"),
+                    format!("must be at most {max_chars} characters (has {count})"),
+                ));
+            }
+        }
+        FieldType::Int { min, max } => {
+            let number = value.as_i64().ok_or_else(|| wrong_type(name, "整数", "a whole number"))?;
+            if number < min || number > max {
+                return Err(error(
+                    name,
+                    "out_of_range",
+                    format!("应在{min}到{max}之间"),
+                    format!("must be between {min} and {max}"),
+                ));
+            }
+        }
+        FieldType::Year => {
+            let year = value.as_i64().ok_or_else(|| wrong_type(name, "年份", "a year"))?;
+            if !(1949..=2100).contains(&year) {
+                return Err(error(name, "invalid_year", "年份应在1949到2100之间", "must be a year between 1949 and 2100"));
+            }
+        }
+        FieldType::Fen => {
+            let fen = value.as_i64().ok_or_else(|| {
+                error(name, "invalid_amount", "金额应为以分计的整数", "must be an amount in whole fen")
+            })?;
+            if fen < 0 {
+                return Err(error(name, "negative_amount", "金额不能为负数", "must not be negative"));
+            }
+            if fen > 100_000_000_000 {
+                return Err(error(name, "out_of_range", "金额过大", "is too large"));
+            }
+        }
+        FieldType::Grams => {
+            let grams = value.as_i64().ok_or_else(|| {
+                error(name, "invalid_weight", "重量应为以克计的整数", "must be a weight in whole grams")
+            })?;
+            if !(0..=1_000_000_000).contains(&grams) {
+                return Err(error(name, "out_of_range", "重量超出范围", "weight is out of range"));
+            }
+        }
+        FieldType::Real { min, max } => {
+            let number = value.as_f64().ok_or_else(|| wrong_type(name, "数字", "a number"))?;
+            if !number.is_finite() || number < min || number > max {
+                return Err(error(
+                    name,
+                    "out_of_range",
+                    format!("应在{min}到{max}之间"),
+                    format!("must be between {min} and {max}"),
+                ));
+            }
+        }
+        FieldType::Bool => {
+            if !value.is_boolean() {
+                return Err(wrong_type(name, "是或否", "yes or no"));
+            }
+        }
+        FieldType::Date => {
+            let ok = value.as_str().and_then(parse_date).is_some();
+            if !ok {
+                return Err(error(
+                    name,
+                    "invalid_date",
+                    "日期格式应为 年-月-日，如 2026-03-01",
+                    "must be a date like 2026-03-01",
+                ));
+            }
+        }
+        FieldType::DateTime => {
+            let ok = value.as_str().map(|text| DateTime::parse_from_rfc3339(text).is_ok()).unwrap_or(false);
+            if !ok {
+                return Err(error(
+                    name,
+                    "invalid_datetime",
+                    "时间格式应为 2026-03-01T09:30:00+08:00",
+                    "must be a time like 2026-03-01T09:30:00+08:00",
+                ));
+            }
+        }
+        FieldType::TimeOfDay => {
+            let ok = value.as_str().map(|text| text.len() == 5 && NaiveTime::parse_from_str(text, "%H:%M").is_ok());
+            if ok != Some(true) {
+                return Err(error(name, "invalid_time", "时间格式应为 时:分，如 09:30", "must be a time like 09:30"));
+            }
+        }
+        FieldType::Phone => {
+            let ok = value.as_str().map(is_mobile_number).unwrap_or(false);
+            if !ok {
+                return Err(error(
+                    name,
+                    "invalid_phone",
+                    "手机号应为11位数字，以1开头",
+                    "must be an 11-digit mobile number starting with 1",
+                ));
+            }
+        }
+        FieldType::AdminCode => {
+            let ok = value.as_str().map(|text| text.len() == 12 && text.bytes().all(|byte| byte.is_ascii_digit()));
+            if ok != Some(true) {
+                return Err(error(
+                    name,
+                    "invalid_admin_code",
+                    "村代码应为12位统计用区划代码",
+                    "must be a 12-digit administrative division code",
+                ));
+            }
+        }
+        FieldType::Sha256 => {
+            let ok = value.as_str().map(|text| {
+                text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+            });
+            if ok != Some(true) {
+                return Err(error(name, "invalid_hash", "照片摘要无效", "must be a SHA-256 digest in lowercase hex"));
+            }
+        }
+        FieldType::Enum(def) => {
+            let ok = value.as_str().map(|code| def.contains(code)).unwrap_or(false);
+            if !ok {
+                return Err(error(name, "invalid_choice", "请从列表中选择", format!("must be one of the {} choices", def.name)));
+            }
+        }
+        FieldType::EnumList(def) => {
+            let items = value.as_array().ok_or_else(|| wrong_type(name, "选项列表", "a list of choices"))?;
+            let mut seen = std::collections::HashSet::new();
+            for item in items {
+                let ok = item.as_str().map(|code| def.contains(code)).unwrap_or(false);
+                if !ok {
+                    return Err(error(
+                        name,
+                        "invalid_choice",
+                        "包含无效的选项",
+                        format!("contains a value that is not one of the {} choices", def.name),
+                    ));
+                }
+                if !seen.insert(item.as_str()) {
+                    return Err(error(name, "duplicate_choice", "选项重复", "lists a choice twice"));
+                }
+            }
+        }
+        FieldType::Ref(_) => {
+            let ok = value.as_str().map(|id| uuid::Uuid::parse_str(id).is_ok()).unwrap_or(false);
+            if !ok {
+                return Err(error(name, "invalid_reference", "关联记录无效", "must name an existing record"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_empty(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => true,
+        Some(Value::String(text)) => text.trim().is_empty(),
+        Some(Value::Array(items)) => items.is_empty(),
+        _ => false,
+    }
+}
+
+/// Checks a whole live record (all its fields, as they will be after the write) against its
+/// table: required fields, each value's type, references to live rows, and the table's domain
+/// rules. Returns every failing field; an empty list means the record may be written.
+pub fn check_record(table: &TableSpec, record: &Map<String, Value>, context: &dyn Context) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (name, _) in record {
+        if table.field(name).is_none() {
+            errors.push(error(name, "unknown_field", "未知字段", "is not a field of this record"));
+        }
+    }
+    for field in table.fields {
+        let value = record.get(field.name);
+        if is_empty(value) {
+            if field.required {
+                errors.push(error(field.name, "required", "必填", "is required"));
+            }
+            continue;
+        }
+        let value = value.expect("checked above");
+        if let Err(failure) = check_value(field, value) {
+            errors.push(failure);
+            continue;
+        }
+        if let FieldType::Ref(target) = field.ty {
+            let id = value.as_str().unwrap_or_default();
+            if !context.exists(target, id) {
+                errors.push(error(field.name, "not_found", "关联的记录不存在或已删除", "refers to a record that does not exist"));
+            }
+        }
+    }
+    if errors.is_empty() {
+        domain_rules(table, record, context, &mut errors);
+    }
+    errors
+}
+
+fn text<'a>(record: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    record.get(name).and_then(Value::as_str)
+}
+
+fn domain_rules(table: &TableSpec, record: &Map<String, Value>, context: &dyn Context, errors: &mut Vec<FieldError>) {
+    match table.name {
+        "income_records" => income_rules(record, errors),
+        "visits" => {
+            let visited = text(record, "visited_at").and_then(|moment| moment.get(..10)).and_then(parse_date);
+            let next = text(record, "next_visit_date").and_then(parse_date);
+            if let (Some(visited), Some(next)) = (visited, next) {
+                if next < visited {
+                    errors.push(error(
+                        "next_visit_date",
+                        "before_visit",
+                        "下次走访日期不能早于本次走访",
+                        "must not be before the visit itself",
+                    ));
+                }
+            }
+        }
+        "households" => {
+            if let (Some(identified), Some(exited)) = (
+                record.get("identified_year").and_then(Value::as_i64),
+                record.get("exit_year").and_then(Value::as_i64),
+            ) {
+                if exited < identified {
+                    errors.push(error("exit_year", "before_identified", "脱贫年度不能早于识别年度", "must not be before the year identified"));
+                }
+            }
+            let main = text(record, "main_cause");
+            let secondary = record.get("secondary_causes").and_then(Value::as_array);
+            if let (Some(main), Some(secondary)) = (main, secondary) {
+                if secondary.iter().any(|cause| cause.as_str() == Some(main)) {
+                    errors.push(error(
+                        "secondary_causes",
+                        "repeats_main_cause",
+                        "次要致贫原因不应重复主要原因",
+                        "must not repeat the main cause",
+                    ));
+                }
+            }
+        }
+        "listings" => listing_rules(record, context, errors),
+        _ => {}
+    }
+}
+
+fn income_rules(record: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    let amount = record.get("amount_fen").and_then(Value::as_i64).unwrap_or(0);
+    let is_correction = !is_empty(record.get("corrects_id"));
+    if amount == 0 && !is_correction {
+        errors.push(error("amount_fen", "must_be_positive", "金额必须大于0", "must be greater than zero"));
+    }
+    if let Some(period) = text(record, "period") {
+        let ok = period == "Y"
+            || matches!(period, "Q1" | "Q2" | "Q3" | "Q4")
+            || (period.len() == 3
+                && period.starts_with('M')
+                && period[1..].parse::<u32>().map(|month| (1..=12).contains(&month)).unwrap_or(false));
+        if !ok {
+            errors.push(error(
+                "period",
+                "invalid_period",
+                "期间应为 Y（全年）、Q1–Q4 或 M01–M12",
+                "must be Y (year), Q1 to Q4, or M01 to M12",
+            ));
+        }
+    }
+    let category = text(record, "category").and_then(IncomeCategory::from_code);
+    let subcategory = text(record, "subcategory").and_then(codes::IncomeSubcategory::from_code);
+    if let (Some(category), Some(subcategory)) = (category, subcategory) {
+        if !codes::income_subcategories(category).contains(&subcategory) {
+            errors.push(error("subcategory", "wrong_subcategory", "小类与收入类别不符", "does not belong to the income category"));
+        }
+    }
+}
+
+fn listing_rules(record: &Map<String, Value>, context: &dyn Context, errors: &mut Vec<FieldError>) {
+    let platform = text(record, "platform").unwrap_or("other");
+    if let Some(title) = text(record, "title") {
+        let limit = context.platform_limit(platform, "title_units").unwrap_or(DEFAULT_TITLE_UNITS);
+        let units = title_units(title);
+        if units > limit {
+            errors.push(error(
+                "title",
+                "title_too_long",
+                format!("标题过长：最多{}个汉字（{}字节），现为{}字节", limit / 2, limit, units),
+                format!("is too long: at most {} CJK characters ({} bytes), has {}", limit / 2, limit, units),
+            ));
+        }
+    }
+    if let Some(price) = record.get("price_fen").and_then(Value::as_i64) {
+        if price == 0 {
+            errors.push(error("price_fen", "must_be_positive", "价格必须大于0", "must be greater than zero"));
+        }
+    }
+    if let (Some(price), Some(market)) = (
+        record.get("price_fen").and_then(Value::as_i64),
+        record.get("market_price_fen").and_then(Value::as_i64),
+    ) {
+        if market < price {
+            errors.push(error("market_price_fen", "below_price", "市场价不应低于售价", "must not be below the price"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Nothing;
+    impl Context for Nothing {
+        fn exists(&self, _: &str, _: &str) -> bool {
+            false
+        }
+        fn platform_limit(&self, _: &str, _: &str) -> Option<i64> {
+            None
+        }
+    }
+
+    #[test]
+    fn mobile_numbers_are_eleven_digits_starting_with_one() {
+        for good in ["13800138000", "19912345678"] {
+            assert!(is_mobile_number(good), "{good}");
+        }
+        for bad in ["1380013800", "138001380001", "23800138000", "12800138000", "1380013800a", "138 0013 800"] {
+            assert!(!is_mobile_number(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn title_units_count_cjk_double() {
+        assert_eq!(title_units("abc"), 3);
+        assert_eq!(title_units("核桃500g"), 8);
+    }
+
+    #[test]
+    fn dates_must_be_real_calendar_dates() {
+        let field = crate::schema::HOUSEHOLDS.field("consent_date").unwrap();
+        assert!(check_value(field, &json!("2024-02-29")).is_ok());
+        for bad in ["2023-02-29", "2024-13-01", "2024-1-1", "01/02/2024", ""] {
+            assert_eq!(check_value(field, &json!(bad)).unwrap_err().code, "invalid_date", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_record_reports_every_bad_field_at_once() {
+        let record = json!({"head_name": "", "phone": "123", "attribute": "rich", "village_id": "x"});
+        let errors = check_record(&crate::schema::HOUSEHOLDS, record.as_object().unwrap(), &Nothing);
+        let codes: Vec<_> = errors.iter().map(|error| (error.field.as_str(), error.code.as_str())).collect();
+        assert!(codes.contains(&("head_name", "required")));
+        assert!(codes.contains(&("phone", "invalid_phone")));
+        assert!(codes.contains(&("attribute", "invalid_choice")));
+        assert!(codes.contains(&("village_id", "invalid_reference")));
+        assert!(codes.contains(&("poverty_status", "required")));
+        assert!(errors.iter().all(|error| !error.message_zh.is_empty() && !error.message_en.is_empty()));
+    }
+}
