@@ -13,6 +13,7 @@ pub mod hlc;
 pub mod record;
 pub mod schema;
 pub mod store;
+pub mod sync;
 pub mod validate;
 
 pub use error::{Error, FieldError, Result};
