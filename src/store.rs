@@ -77,6 +77,9 @@ impl Store {
             None => Connection::open_in_memory()?,
         };
         if let Some(key) = &options.key {
+            // SQLCipher logs decryption failures to stderr; a wrong key is reported to the user
+            // as an error instead, so its log is silenced.
+            let _ = conn.pragma_update(None, "cipher_log_level", "NONE");
             conn.pragma_update(None, "key", key)?;
         }
         // The first read tells a wrong key (or a file that is not a database) from a good one,

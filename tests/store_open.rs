@@ -1,0 +1,117 @@
+//! Opening the store: upgrades between migrations, refusal of a tampered or newer database, and
+//! encryption at rest with a clear error for a wrong key that touches nothing.
+
+mod common;
+
+use common::Fixture;
+use furrow::domain::household;
+use furrow::store::MIGRATIONS;
+use furrow::{Error, OpenOptions, Store};
+
+fn file_bytes(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn a_database_made_by_an_older_migration_opens_and_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let old = Store::open(&OpenOptions { migrate_to: Some(1), ..OpenOptions::file(&path) }).unwrap();
+    assert_eq!(old.applied_migrations().unwrap().len(), 1);
+    drop(old);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let lines: i64 = conn.query_row("SELECT count(*) FROM poverty_lines", [], |row| row.get(0)).unwrap();
+        assert_eq!(lines, 0, "migration 2 has not run yet");
+    }
+    let upgraded = Store::open(&OpenOptions::file(&path)).unwrap();
+    let applied = upgraded.applied_migrations().unwrap();
+    assert_eq!(applied.len(), MIGRATIONS.len());
+    assert_eq!(applied.last().unwrap().1, MIGRATIONS.last().unwrap().name);
+    assert_eq!(furrow::domain::reference::poverty_lines(&upgraded).unwrap().len(), 4);
+}
+
+#[test]
+fn work_saved_before_an_upgrade_survives_it_with_its_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("work.db");
+    let mut old = Store::open(&OpenOptions { migrate_to: Some(1), ..OpenOptions::file(&path) }).unwrap();
+    let village = furrow::domain::village::save(
+        &mut old,
+        &furrow::domain::village::Village { code: Some("522633101001".into()), name: Some("高坡村".into()), ..Default::default() },
+    )
+    .unwrap();
+    let saved = household::save(&mut old, &common::household_draft(village.id.as_deref().unwrap(), "王小梅")).unwrap();
+    let pending = old.pending_changes().unwrap();
+    let node = old.node();
+    drop(old);
+    let upgraded = Store::open(&OpenOptions::file(&path)).unwrap();
+    assert_eq!(household::get(&upgraded, saved.id.as_deref().unwrap()).unwrap().head_name.as_deref(), Some("王小梅"));
+    assert_eq!(upgraded.pending_changes().unwrap(), pending, "unsynced work is kept across an upgrade");
+    assert_eq!(upgraded.node(), node, "the device keeps its identity");
+}
+
+#[test]
+fn a_tampered_migration_record_is_refused_without_changes() {
+    let fixture = Fixture::new();
+    let path = fixture.path();
+    drop(fixture.store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1", []).unwrap();
+    drop(conn);
+    let before = file_bytes(&path);
+    let error = Store::open(&OpenOptions::file(&path)).err().expect("refused");
+    assert!(matches!(error, Error::MigrationMismatch(_)), "{error:?}");
+    assert_eq!(error.code(), "migration_mismatch");
+    assert!(error.message_zh().contains("数据库结构"), "{}", error.message_zh());
+    assert_eq!(file_bytes(&path), before);
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_refused() {
+    let fixture = Fixture::new();
+    let path = fixture.path();
+    drop(fixture.store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("INSERT INTO schema_migrations VALUES (99, '0099_future.sql', 'x', '2030-01-01')", []).unwrap();
+    drop(conn);
+    let error = Store::open(&OpenOptions::file(&path)).err().expect("refused");
+    assert!(matches!(error, Error::NewerDatabase(_)), "{error:?}");
+    assert!(error.message_zh().contains("更新版本"));
+}
+
+#[test]
+fn an_encrypted_store_hides_its_text_and_refuses_a_wrong_key_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret.db");
+    let options = OpenOptions::file(&path).with_key("correct horse battery staple");
+    let mut store = Store::open(&options).unwrap();
+    let village = furrow::domain::village::save(
+        &mut store,
+        &furrow::domain::village::Village { code: Some("522633101001".into()), name: Some("高坡村".into()), ..Default::default() },
+    )
+    .unwrap();
+    household::save(&mut store, &common::household_draft(village.id.as_deref().unwrap(), "王小梅")).unwrap();
+    drop(store);
+
+    // Checkpoint the WAL into the main file so the check below sees everything that was written.
+    let reopened = Store::open(&options).unwrap();
+    drop(reopened);
+    let mut everything = file_bytes(&path);
+    if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+        everything.extend(wal);
+    }
+    let name = "王小梅".as_bytes();
+    assert!(!everything.windows(name.len()).any(|window| window == name), "the name is readable in the file");
+
+    let before = file_bytes(&path);
+    for wrong in [OpenOptions::file(&path).with_key("wrong key"), OpenOptions::file(&path)] {
+        let error = Store::open(&wrong).err().expect("a wrong key is refused");
+        assert!(matches!(error, Error::WrongKey), "{error:?}");
+        assert!(error.message_zh().contains("密钥错误"));
+    }
+    assert_eq!(file_bytes(&path), before, "a refused open wrote nothing");
+    let store = Store::open(&options).unwrap();
+    let found = household::search(&store, &household::RosterQuery { text: Some("小梅".into()), ..Default::default() }).unwrap();
+    assert_eq!(found.len(), 1);
+}
