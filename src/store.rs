@@ -25,6 +25,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_device_store.sql", sql: include_str!("../migrations/0001_device_store.sql") },
     Migration { version: 2, name: "0002_reference_seed.sql", sql: include_str!("../migrations/0002_reference_seed.sql") },
+    Migration { version: 3, name: "0003_sync_outcomes.sql", sql: include_str!("../migrations/0003_sync_outcomes.sql") },
 ];
 
 /// Where and how to open a store.

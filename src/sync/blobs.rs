@@ -1,0 +1,192 @@
+//! Photos as content-addressed blobs, uploaded resumably (tus semantics, sync-design.md section
+//! 4): the server is asked first whether it has the blob; an upload's location and the bytes the
+//! server acknowledged are kept in `attachments`, so after a drop the upload resumes from the
+//! server's offset and at most one chunk is sent again.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use crate::store::Store;
+use crate::sync::engine::{Progress, SyncEngine, SyncReport};
+use crate::sync::error::{SyncError, SyncResult};
+
+/// Bytes per upload request (within the contract's 256 KB to 1 MB).
+pub const CHUNK_BYTES: usize = 512 * 1024;
+
+/// The state of one attachment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Attachment {
+    /// Its SHA-256, lowercase hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// `pending_upload`, `uploading`, `uploaded` or `failed`.
+    pub state: String,
+    /// Bytes the server has acknowledged.
+    pub uploaded_bytes: u64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Registers a photo file (already resized and compressed) for upload and returns its SHA-256,
+/// the value a `photos` row's `sha256` field refers to. Registering the same content twice is a
+/// no-op.
+pub fn add_attachment(store: &mut Store, path: &Path, mime: &str) -> SyncResult<String> {
+    let mut file = std::fs::File::open(path).map_err(crate::Error::Io)?;
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher).map_err(crate::Error::Io)?;
+    let sha256 = hex::encode(hasher.finalize());
+    store.conn.execute(
+        "INSERT INTO attachments (sha256, size, mime, local_path, state) VALUES (?1, ?2, ?3, ?4, 'pending_upload')
+         ON CONFLICT (sha256) DO NOTHING",
+        params![sha256, size as i64, mime, path.to_string_lossy()],
+    )?;
+    Ok(sha256)
+}
+
+/// The state of an attachment.
+pub fn attachment(store: &Store, sha256: &str) -> SyncResult<Option<Attachment>> {
+    Ok(store
+        .conn
+        .query_row(
+            "SELECT sha256, size, state, uploaded_bytes, last_error FROM attachments WHERE sha256 = ?1",
+            [sha256],
+            |row| {
+                Ok(Attachment {
+                    sha256: row.get(0)?,
+                    size: row.get::<_, i64>(1)? as u64,
+                    state: row.get(2)?,
+                    uploaded_bytes: row.get::<_, i64>(3)? as u64,
+                    last_error: row.get(4)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+struct Pending {
+    sha256: String,
+    size: u64,
+    mime: String,
+    path: String,
+    location: Option<String>,
+}
+
+impl SyncEngine {
+    /// Uploads every attachment not yet on the server, resuming interrupted uploads. A network
+    /// failure stops the sync for a retry; a file that is gone or refused is marked failed and
+    /// the rest go on.
+    pub(crate) fn upload_attachments(
+        &self,
+        store: &Mutex<Store>,
+        progress: &dyn Fn(&Progress),
+        report: &mut SyncReport,
+    ) -> SyncResult<()> {
+        let pending: Vec<Pending> = lock(store, |store| {
+            let mut statement = store.conn.prepare(
+                "SELECT sha256, size, coalesce(mime, 'application/octet-stream'), coalesce(local_path, ''), upload_url
+                 FROM attachments WHERE state IN ('pending_upload', 'uploading') ORDER BY sha256",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(Pending {
+                    sha256: row.get(0)?,
+                    size: row.get::<_, i64>(1)? as u64,
+                    mime: row.get(2)?,
+                    path: row.get(3)?,
+                    location: row.get(4)?,
+                })
+            })?;
+            Ok::<_, SyncError>(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })?;
+        for item in pending {
+            match self.upload_one(store, &item, progress) {
+                Ok(()) => report.uploads += 1,
+                Err(SyncError::Transport(error)) if error.status().is_some_and(|status| (400..500).contains(&status)) => {
+                    let message = error.to_string();
+                    lock(store, |store| mark(store, &item.sha256, "failed", Some(&message)))?;
+                }
+                Err(SyncError::Store(crate::Error::Io(error))) => {
+                    let message = error.to_string();
+                    lock(store, |store| mark(store, &item.sha256, "failed", Some(&message)))?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    fn upload_one(&self, store: &Mutex<Store>, item: &Pending, progress: &dyn Fn(&Progress)) -> SyncResult<()> {
+        if self.authorised_call(store, |transport, meta| transport.blob_exists(&item.sha256, meta))? {
+            return lock(store, |store| finish(store, &item.sha256, item.size));
+        }
+        let mut file = std::fs::File::open(Path::new(&item.path)).map_err(crate::Error::Io)?;
+        let resumed = match &item.location {
+            Some(location) => match self.authorised_call(store, |transport, meta| transport.upload_offset(location, meta)) {
+                Ok(offset) => Some((location.clone(), offset)),
+                // The server forgot the upload (expired): start a new one.
+                Err(SyncError::Transport(error)) if error.status() == Some(404) => None,
+                Err(error) => return Err(error),
+            },
+            None => None,
+        };
+        let (location, mut offset) = match resumed {
+            Some(found) => found,
+            None => {
+                let location = self
+                    .authorised_call(store, |transport, meta| transport.start_upload(&item.sha256, item.size, &item.mime, meta))?;
+                if !location.contains("/uploads/") {
+                    // The server already has the blob (another device uploaded it meanwhile) and
+                    // points at it instead of at an upload.
+                    return lock(store, |store| finish(store, &item.sha256, item.size));
+                }
+                lock(store, |store| {
+                    store.conn.execute(
+                        "UPDATE attachments SET upload_url = ?1, state = 'uploading', uploaded_bytes = 0 WHERE sha256 = ?2",
+                        params![location, item.sha256],
+                    )?;
+                    Ok::<_, SyncError>(())
+                })?;
+                (location, 0)
+            }
+        };
+        let mut buffer = vec![0u8; CHUNK_BYTES];
+        while offset < item.size {
+            file.seek(SeekFrom::Start(offset)).map_err(crate::Error::Io)?;
+            let wanted = CHUNK_BYTES.min((item.size - offset) as usize);
+            file.read_exact(&mut buffer[..wanted]).map_err(crate::Error::Io)?;
+            let chunk = &buffer[..wanted];
+            offset = self.authorised_call(store, |transport, meta| transport.upload_chunk(&location, offset, chunk, meta))?;
+            lock(store, |store| {
+                store.conn.execute("UPDATE attachments SET uploaded_bytes = ?1 WHERE sha256 = ?2", params![offset as i64, item.sha256])?;
+                Ok::<_, SyncError>(())
+            })?;
+            progress(&Progress::Uploading { sha256: item.sha256.clone(), sent_bytes: offset, total_bytes: item.size });
+        }
+        lock(store, |store| finish(store, &item.sha256, item.size))
+    }
+}
+
+fn lock<T>(store: &Mutex<Store>, work: impl FnOnce(&mut Store) -> T) -> T {
+    let mut guard = store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    work(&mut guard)
+}
+
+fn finish(store: &mut Store, sha256: &str, size: u64) -> SyncResult<()> {
+    store.conn.execute(
+        "UPDATE attachments SET state = 'uploaded', uploaded_bytes = ?1, last_error = NULL WHERE sha256 = ?2",
+        params![size as i64, sha256],
+    )?;
+    Ok(())
+}
+
+fn mark(store: &mut Store, sha256: &str, state: &str, error: Option<&str>) -> SyncResult<()> {
+    store.conn.execute(
+        "UPDATE attachments SET state = ?1, last_error = ?2, attempts = attempts + 1 WHERE sha256 = ?3",
+        params![state, error, sha256],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! The pull side of sync as plain database work: applying one page of rows through the merge
+//! path, with the cursor stored in the same transaction, and the handling of a reset.
+
+use rusqlite::params;
+
+use crate::hlc::Stamp;
+use crate::record::RemoteField;
+use crate::schema;
+use crate::store::Store;
+use crate::sync::error::SyncResult;
+use crate::sync::outbox::decode_node;
+use crate::sync::state;
+use crate::sync::wire::PullResponse;
+
+/// What applying one page did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageOutcome {
+    /// Rows in the page.
+    pub rows: usize,
+    /// Fields that took the server's value (the others were older than the device's).
+    pub fields_applied: usize,
+    /// Rows of tables this version does not know, skipped.
+    pub rows_skipped: usize,
+}
+
+/// The stored pull cursor; `None` before the first snapshot and after a reset.
+pub fn cursor(store: &Store) -> SyncResult<Option<String>> {
+    Ok(state::text(&store.conn, state::PULL_CURSOR)?.filter(|cursor| !cursor.is_empty()))
+}
+
+/// Applies one pull page in one transaction: each row through [`crate::record::Writer::apply_remote`]
+/// (a field takes the server's value only if its clock is later than the device's, so pending
+/// local edits are kept), then the page's cursor. A crash before the commit leaves both the rows
+/// and the cursor as they were, so the page is simply fetched again; applying a page twice is a
+/// no-op. On a reset the old cursor is dropped in the same transaction and, when the assistant's
+/// villages changed, rows outside `scopes` with no unsynced change are removed from the device.
+pub fn apply_page(store: &mut Store, page: &PullResponse, scopes: Option<&[String]>) -> SyncResult<PageOutcome> {
+    // Decode every node first, so a malformed page changes nothing.
+    let mut decoded = Vec::with_capacity(page.rows.len());
+    for row in &page.rows {
+        let mut fields = Vec::with_capacity(row.fields.len());
+        for (name, (value, hlc, node)) in &row.fields {
+            fields.push(RemoteField { field: name.clone(), value: value.clone(), stamp: Stamp { hlc: *hlc, node: decode_node(node)? } });
+        }
+        decoded.push(fields);
+    }
+    let outcome = store.write(|writer| {
+        let mut outcome = PageOutcome { rows: page.rows.len(), ..PageOutcome::default() };
+        if let Some(reset) = &page.reset {
+            if reset.reason == "scope_changed" {
+                if let Some(scopes) = scopes {
+                    remove_out_of_scope(writer.conn(), scopes)?;
+                }
+            }
+        }
+        for (row, fields) in page.rows.iter().zip(&decoded) {
+            let Some(table) = schema::table(&row.tbl) else {
+                // A table this version does not know (a newer server); ignored like unknown fields.
+                outcome.rows_skipped += 1;
+                continue;
+            };
+            outcome.fields_applied += writer.apply_remote(table, &row.id, fields)?.len();
+            // A row first seen through a page without its scope field takes the row's scope.
+            writer
+                .conn()
+                .prepare_cached(&format!("UPDATE {} SET scope_id = ?1 WHERE id = ?2 AND scope_id = ''", table.name))?
+                .execute(params![row.scope_id, row.id])?;
+        }
+        if page.cursor.is_empty() {
+            state::remove(writer.conn(), state::PULL_CURSOR)?;
+        } else {
+            state::set(writer.conn(), state::PULL_CURSOR, &page.cursor)?;
+        }
+        Ok(outcome)
+    })?;
+    Ok(outcome)
+}
+
+/// Removes rows of villages the assistant no longer works in, except rows with unsynced changes,
+/// which the device never discards.
+fn remove_out_of_scope(conn: &rusqlite::Connection, scopes: &[String]) -> crate::Result<()> {
+    let list = serde_json::to_string(scopes)?;
+    for table in schema::TABLES {
+        let condition = format!(
+            "scope_id NOT IN (SELECT value FROM json_each(?1))
+             AND NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.tbl = '{name}' AND o.row_id = {name}.id)",
+            name = table.name
+        );
+        conn.execute(
+            &format!("DELETE FROM sync_field_clock WHERE tbl = '{name}' AND row_id IN (SELECT id FROM {name} WHERE {condition})", name = table.name),
+            [&list],
+        )?;
+        conn.execute(&format!("DELETE FROM {} WHERE {condition}", table.name), [&list])?;
+    }
+    Ok(())
+}
