@@ -1,0 +1,279 @@
+//! The `furrow-server` command: serve the sync API, and the operator commands that manage
+//! villages and assistants. The commands are stable because scripts depend on them: wrong
+//! arguments print a clear error and exit with status 2.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use furrow_server::auth::PasswordCost;
+use furrow_server::blobs::FileBlobStore;
+use furrow_server::platform::{self, ServerClock};
+use furrow_server::store::{self, Database};
+use furrow_server::{open_database, AppState, Error, Settings, Storage};
+
+/// Furrow's sync server and its operator commands.
+#[derive(Parser, Debug)]
+#[command(name = "furrow-server", version, about = "Furrow (田垄) sync server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the sync API.
+    Serve(ServeArgs),
+    /// Manage villages.
+    Village {
+        #[command(subcommand)]
+        command: VillageCommand,
+    },
+    /// Manage assistants' accounts.
+    Assistant {
+        #[command(subcommand)]
+        command: AssistantCommand,
+    },
+}
+
+/// Where the data lives: a data directory (SQLite and blobs) or a PostgreSQL URL.
+#[derive(Args, Debug, Clone)]
+struct StorageArgs {
+    /// The data directory (SQLite database and blobs). Defaults to $FURROW_DATA_DIR, then
+    /// $XDG_DATA_HOME/furrow-server, then ~/.local/share/furrow-server.
+    #[arg(long, env = "FURROW_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A PostgreSQL URL (postgres://user@host/db); the data directory then holds only blobs.
+    #[arg(long, env = "FURROW_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl StorageArgs {
+    fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        if let Some(base) = std::env::var_os("XDG_DATA_HOME").filter(|value| !value.is_empty()) {
+            return PathBuf::from(base).join("furrow-server");
+        }
+        match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".local/share/furrow-server"),
+            None => PathBuf::from("furrow-server-data"),
+        }
+    }
+
+    fn storage(&self) -> Storage {
+        match &self.database_url {
+            Some(url) => Storage::Postgres { url: url.clone(), schema: None },
+            None => Storage::Sqlite { data_dir: self.data_dir() },
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    listen: std::net::SocketAddr,
+    /// The token guarding the platform's /admin/v1 endpoints (disabled when absent).
+    #[arg(long, env = "FURROW_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum VillageCommand {
+    /// Add a village (or rename an existing one).
+    Add {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The 12-digit administrative division code.
+        #[arg(long)]
+        code: String,
+        /// The village's name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AssistantCommand {
+    /// Create an assistant's account.
+    Add {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The login name.
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Villages to assign (codes); repeat or list several.
+        #[arg(long = "village", num_args = 1..)]
+        villages: Vec<String>,
+    },
+    /// Assign more villages to an assistant.
+    Assign {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The login name.
+        #[arg(long)]
+        username: String,
+        /// Villages to assign (codes).
+        #[arg(long = "village", num_args = 1.., required = true)]
+        villages: Vec<String>,
+        /// Remove these villages instead of adding them.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Disable an assistant's account and revoke its tokens.
+    Disable {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The login name.
+        #[arg(long)]
+        username: String,
+        /// Enable the account again instead.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Set a new password (read from standard input) and revoke the account's tokens.
+    ResetPassword {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The login name.
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+/// Exit status for wrong arguments or input, as clap uses.
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FURROW_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let usage = matches!(&error, Error::Api { status, .. } if status.is_client_error()) || matches!(error, Error::Duplicate(_));
+            match &error {
+                Error::Api { message, .. } => eprintln!("error: {message}"),
+                other => eprintln!("error: {other}"),
+            }
+            ExitCode::from(if usage { USAGE } else { 1 })
+        }
+    }
+}
+
+fn read_password() -> Result<String, Error> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    let password = input.lines().next().unwrap_or_default().to_owned();
+    platform::check_password(&password)?;
+    Ok(password)
+}
+
+fn open(storage: &StorageArgs) -> Result<Arc<dyn Database>, Error> {
+    open_database(&storage.storage())
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Village { command: VillageCommand::Add { storage, code, name } } => {
+            platform::check_village(&code, &name)?;
+            let database = open(&storage)?;
+            let clock = ServerClock::new();
+            let new = store::write(database.as_ref(), |tx| platform::add_village(tx, &clock, &code, &name))?;
+            println!("{} village {code} ({name})", if new { "added" } else { "renamed" });
+            Ok(())
+        }
+        Command::Assistant { command } => assistant(command),
+    }
+}
+
+fn assistant(command: AssistantCommand) -> Result<(), Error> {
+    match command {
+        AssistantCommand::Add { storage, username, villages, .. } => {
+            platform::check_username(&username)?;
+            let password = read_password()?;
+            let database = open(&storage)?;
+            store::read(database.as_ref(), |tx| platform::require_villages(tx, &villages))?;
+            let hash = platform::new_password_hash(&password, PasswordCost::STANDARD)?;
+            let id = store::write(database.as_ref(), |tx| platform::add_assistant(tx, &username, &hash, &villages))?;
+            println!("added assistant {username} (id {id})");
+            Ok(())
+        }
+        AssistantCommand::Assign { storage, username, villages, remove } => {
+            let database = open(&storage)?;
+            store::write(database.as_ref(), |tx| {
+                let id = platform::user_id(tx, &username)?;
+                if !remove {
+                    platform::require_villages(tx, &villages)?;
+                }
+                for code in &villages {
+                    if remove {
+                        tx.unassign(id, code)?;
+                    } else {
+                        tx.assign(id, code)?;
+                    }
+                }
+                Ok(())
+            })?;
+            println!("{} {} for {username}", if remove { "removed" } else { "assigned" }, villages.join(", "));
+            Ok(())
+        }
+        AssistantCommand::Disable { storage, username, enable } => {
+            let database = open(&storage)?;
+            store::write(database.as_ref(), |tx| {
+                let id = platform::user_id(tx, &username)?;
+                tx.set_disabled(id, !enable)?;
+                if !enable {
+                    tx.delete_user_tokens(id)?;
+                }
+                Ok(())
+            })?;
+            println!("{} {username}", if enable { "enabled" } else { "disabled" });
+            Ok(())
+        }
+        AssistantCommand::ResetPassword { storage, username, .. } => {
+            let password = read_password()?;
+            let database = open(&storage)?;
+            let hash = platform::new_password_hash(&password, PasswordCost::STANDARD)?;
+            store::write(database.as_ref(), |tx| {
+                let id = platform::user_id(tx, &username)?;
+                tx.set_password(id, &hash)?;
+                tx.delete_user_tokens(id)?;
+                Ok(())
+            })?;
+            println!("reset the password of {username}");
+            Ok(())
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), Error> {
+    let database = open(&args.storage)?;
+    let blobs = Arc::new(FileBlobStore::new(&args.storage.data_dir().join("blobs"))?);
+    let settings = Settings { admin_token: args.admin_token.filter(|token| !token.is_empty()), ..Settings::default() };
+    let state = AppState::new(database, blobs, settings)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        tracing::info!(address = %listener.local_addr()?, backend = state.database().name(), "serving");
+        furrow_server::serve(listener, state).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,355 @@
+//! Data the platform originates (sync-design.md section 11): accounts and villages, listing
+//! moderation, and sales credited to households. The platform writes with the server's own clock
+//! and node, and an actor such as `platform` or `moderator:li`; devices receive these writes in
+//! their pulls like any other change.
+
+use std::sync::Mutex;
+
+use furrow::hlc::{self, Clock, NodeId};
+use furrow::schema::{self, TableSpec};
+use furrow::validate;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::auth::{self, PasswordCost};
+use crate::error::{Error, Result};
+use crate::store::{StoredField, Tx};
+use crate::sync::{write_field, SCOPE_FIELD};
+
+/// The namespace of village row ids: a village's synced row has id `uuidv5(NAMESPACE, code)`, so
+/// every server and every operator command names the same village the same way.
+pub const VILLAGE_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6675_7272_6f77_5669_6c6c_6167_6500_0001);
+
+/// The synced row id of the village with this code.
+pub fn village_row_id(code: &str) -> String {
+    uuid::Uuid::new_v5(&VILLAGE_NAMESPACE, code.as_bytes()).to_string()
+}
+
+/// The server's own clock and node, used for platform writes.
+pub struct ServerClock {
+    node: NodeId,
+    clock: Mutex<Clock>,
+}
+
+impl ServerClock {
+    /// A clock with a fresh random node id (each server instance is its own writer).
+    pub fn new() -> Self {
+        Self { node: NodeId::random(), clock: Mutex::new(Clock { last: 0, offset_ms: 0 }) }
+    }
+
+    /// The node id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Takes note of an HLC accepted from a device, so later platform writes order after it.
+    pub fn observe(&self, remote: i64) {
+        if let Ok(mut clock) = self.clock.lock() {
+            clock.observe(remote);
+        }
+    }
+
+    /// The next HLC, greater than `at_least`.
+    pub fn tick_after(&self, at_least: i64) -> Result<i64> {
+        let mut clock = self.clock.lock().map_err(|_| Error::Storage("the clock lock was poisoned by a panic".into()))?;
+        clock.observe(at_least);
+        Ok(clock.tick(hlc::wall_ms()))
+    }
+}
+
+impl Default for ServerClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Writes fields of a row as the platform: each with a fresh HLC greater than the one stored,
+/// so the platform's write wins. Creates the row in `scope` if it is new. Values must have been
+/// checked.
+pub fn platform_write(
+    tx: &mut Tx<'_>,
+    clock: &ServerClock,
+    actor: &str,
+    table: &TableSpec,
+    row_id: &str,
+    scope: Option<&str>,
+    fields: &[(&str, Value)],
+) -> Result<()> {
+    let mut row = tx.row(table.name, row_id)?;
+    let mut writes: Vec<(&str, Value)> = Vec::new();
+    if row.is_none() {
+        let scope = scope.ok_or_else(|| Error::not_found(format!("{} {row_id} does not exist", table.name)))?;
+        writes.push((SCOPE_FIELD, Value::String(scope.to_owned())));
+    }
+    writes.extend(fields.iter().cloned());
+    for (name, value) in writes {
+        let stored_hlc = tx.field(table.name, row_id, name)?.map(|stored| stored.hlc).unwrap_or(0);
+        let stamp = clock.tick_after(stored_hlc)?;
+        let stored = StoredField { value, hlc: stamp, node: clock.node().0.to_vec(), server_seq: 0, actor: actor.to_owned() };
+        write_field(tx, table.name, row_id, name, row.as_ref(), stored)?;
+        row = tx.row(table.name, row_id)?;
+    }
+    Ok(())
+}
+
+fn check(table: &TableSpec, name: &str, value: &Value) -> Result<()> {
+    let field = table
+        .field(name)
+        .ok_or_else(|| Error::bad_request("unknown_field", format!("table {} has no field {name:?}", table.name)))?;
+    validate::check_value(field, value)
+        .map_err(|failure| Error::bad_request("invalid_value", format!("{}.{name} {} ({})", table.name, failure.message_en, failure.code)))
+}
+
+/// Checks a village code and name the way the synced `villages` table does.
+pub fn check_village(code: &str, name: &str) -> Result<()> {
+    check(&schema::VILLAGES, "code", &Value::String(code.to_owned()))?;
+    if name.trim().is_empty() {
+        return Err(Error::bad_request("invalid_value", "the village name must not be empty"));
+    }
+    check(&schema::VILLAGES, "name", &Value::String(name.to_owned()))
+}
+
+/// Adds a village (or renames it) and writes its synced row, which devices assigned to it pull.
+pub fn add_village(tx: &mut Tx<'_>, clock: &ServerClock, code: &str, name: &str) -> Result<bool> {
+    check_village(code, name)?;
+    let new = tx.upsert_village(code, name, hlc::wall_ms())?;
+    let fields = [("code", Value::String(code.to_owned())), ("name", Value::String(name.to_owned()))];
+    platform_write(tx, clock, "platform", &schema::VILLAGES, &village_row_id(code), Some(code), &fields)?;
+    Ok(new)
+}
+
+/// Checks a user name: 3 to 64 characters, letters, digits, `.`, `_`, `-` or `@`.
+pub fn check_username(username: &str) -> Result<()> {
+    let ok = (3..=64).contains(&username.chars().count())
+        && username.chars().all(|character| character.is_alphanumeric() || "._-@".contains(character));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_request("invalid_username", "a user name is 3 to 64 letters, digits, '.', '_', '-' or '@'"))
+    }
+}
+
+/// Checks a new password: at least 8 characters.
+pub fn check_password(password: &str) -> Result<()> {
+    if password.chars().count() >= 8 && password.len() <= 1024 {
+        Ok(())
+    } else {
+        Err(Error::bad_request("weak_password", "a password has 8 to 1024 characters"))
+    }
+}
+
+/// Answers 404 unless every village exists.
+pub fn require_villages(tx: &mut Tx<'_>, villages: &[String]) -> Result<()> {
+    for code in villages {
+        if tx.village_name(code)?.is_none() {
+            return Err(Error::not_found(format!("village {code} does not exist; add it first")));
+        }
+    }
+    Ok(())
+}
+
+/// Creates an assistant assigned to the given villages; returns the id. The password must have
+/// been hashed already (hashing is slow and stays outside the transaction).
+pub fn add_assistant(tx: &mut Tx<'_>, username: &str, password_hash: &str, villages: &[String]) -> Result<i64> {
+    check_username(username)?;
+    require_villages(tx, villages)?;
+    let id = tx.create_user(username, password_hash, hlc::wall_ms())?;
+    for code in villages {
+        tx.assign(id, code)?;
+    }
+    Ok(id)
+}
+
+/// The user with this name, or 404.
+pub fn user_id(tx: &mut Tx<'_>, username: &str) -> Result<i64> {
+    tx.user_by_name(username)?
+        .map(|user| user.id)
+        .ok_or_else(|| Error::not_found(format!("there is no account {username:?}")))
+}
+
+/// Hashes a password at the given cost after checking it.
+pub fn new_password_hash(password: &str, cost: PasswordCost) -> Result<String> {
+    check_password(password)?;
+    auth::hash_password(password, cost)
+}
+
+/// `POST /admin/v1/listings/{id}/moderation`: the platform's verdict on a listing. Absent fields
+/// are left as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModerationRequest {
+    /// Who moderated (recorded as `moderator:<name>`); `platform` when absent.
+    #[serde(default)]
+    pub moderator: Option<String>,
+    /// `pending`, `approved`, `rejected`…
+    #[serde(default)]
+    pub moderation_status: Option<String>,
+    /// The reason given with a rejection.
+    #[serde(default)]
+    pub moderation_reason: Option<String>,
+    /// The item id on the selling platform.
+    #[serde(default)]
+    pub platform_item_id: Option<String>,
+    /// Whether the listing sold out.
+    #[serde(default)]
+    pub sold_out: Option<bool>,
+}
+
+/// Applies a moderation verdict to an existing listing.
+pub fn moderate(tx: &mut Tx<'_>, clock: &ServerClock, listing_id: &str, request: &ModerationRequest) -> Result<()> {
+    let actor = match &request.moderator {
+        Some(name) if !name.is_empty() && name.len() <= 64 => format!("moderator:{name}"),
+        Some(_) => return Err(Error::bad_request("invalid_value", "moderator is 1 to 64 characters")),
+        None => "platform".to_owned(),
+    };
+    let mut fields = Vec::new();
+    if let Some(status) = &request.moderation_status {
+        fields.push(("moderation_status", Value::String(status.clone())));
+    }
+    if let Some(reason) = &request.moderation_reason {
+        fields.push(("moderation_reason", Value::String(reason.clone())));
+    }
+    if let Some(item) = &request.platform_item_id {
+        fields.push(("platform_item_id", Value::String(item.clone())));
+    }
+    if let Some(sold_out) = request.sold_out {
+        fields.push(("sold_out", Value::Bool(sold_out)));
+    }
+    if fields.is_empty() {
+        return Err(Error::bad_request("invalid_value", "give at least one of moderation_status, moderation_reason, platform_item_id, sold_out"));
+    }
+    for (name, value) in &fields {
+        check(&schema::LISTINGS, name, value)?;
+    }
+    match tx.row("listings", listing_id)? {
+        Some(row) if !row.deleted => {}
+        _ => return Err(Error::not_found(format!("listing {listing_id} does not exist"))),
+    }
+    platform_write(tx, clock, &actor, &schema::LISTINGS, listing_id, None, &fields)
+}
+
+/// One household's share of a sale.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationRequest {
+    /// The allocation row's id; a new UUID when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The household credited.
+    pub household_id: String,
+    /// Grams of produce from this household.
+    #[serde(default)]
+    pub qty_g: Option<i64>,
+    /// Fen credited to this household.
+    pub amount_fen: i64,
+}
+
+/// `POST /admin/v1/sales`: a sale recorded by the platform and credited to households.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaleRequest {
+    /// The sale row's id; a new UUID when absent (send one to make retries safe).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The listing sold.
+    pub listing_id: String,
+    /// The selling platform's code.
+    pub platform: String,
+    /// The platform's order number.
+    pub order_no: String,
+    /// The order date, `YYYY-MM-DD`.
+    pub order_date: String,
+    /// Units sold.
+    pub qty: i64,
+    /// Price per unit in fen.
+    pub unit_price_fen: i64,
+    /// Gross amount in fen.
+    pub gross_fen: i64,
+    /// What reaches the seller, in fen.
+    pub net_to_seller_fen: i64,
+    /// The order's status code.
+    pub status: String,
+    /// Where the buyer is.
+    #[serde(default)]
+    pub buyer_region: Option<String>,
+    /// The households credited; their amounts add up to at most `net_to_seller_fen`.
+    pub allocations: Vec<AllocationRequest>,
+}
+
+/// The ids a recorded sale got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaleRecorded {
+    /// The sale row.
+    pub sale_id: String,
+    /// The allocation rows, in request order.
+    pub allocation_ids: Vec<String>,
+}
+
+fn new_or_given_id(id: &Option<String>) -> Result<String> {
+    match id {
+        Some(id) if uuid::Uuid::parse_str(id).is_ok() => Ok(id.clone()),
+        Some(_) => Err(Error::bad_request("invalid_value", "ids are UUIDs")),
+        None => Ok(uuid::Uuid::now_v7().to_string()),
+    }
+}
+
+/// Records a sale and its allocations as platform-written rows: the sale in the listing's
+/// village, each allocation in its household's village.
+pub fn record_sale(tx: &mut Tx<'_>, clock: &ServerClock, request: &SaleRequest) -> Result<SaleRecorded> {
+    let sale_fields: Vec<(&str, Value)> = vec![
+        ("listing_id", Value::String(request.listing_id.clone())),
+        ("platform", Value::String(request.platform.clone())),
+        ("order_no", Value::String(request.order_no.clone())),
+        ("order_date", Value::String(request.order_date.clone())),
+        ("qty", Value::from(request.qty)),
+        ("unit_price_fen", Value::from(request.unit_price_fen)),
+        ("gross_fen", Value::from(request.gross_fen)),
+        ("net_to_seller_fen", Value::from(request.net_to_seller_fen)),
+        ("status", Value::String(request.status.clone())),
+        ("buyer_region", request.buyer_region.clone().map(Value::String).unwrap_or(Value::Null)),
+    ];
+    for (name, value) in &sale_fields {
+        check(&schema::SALES, name, value)?;
+    }
+    if request.allocations.is_empty() {
+        return Err(Error::bad_request("invalid_value", "a sale is credited to at least one household"));
+    }
+    let total: i64 = request.allocations.iter().map(|allocation| allocation.amount_fen).sum();
+    if total > request.net_to_seller_fen {
+        return Err(Error::bad_request(
+            "invalid_value",
+            format!("the allocations add up to {total} fen, more than the {} fen that reach the seller", request.net_to_seller_fen),
+        ));
+    }
+    let listing = tx
+        .row("listings", &request.listing_id)?
+        .filter(|row| !row.deleted)
+        .ok_or_else(|| Error::not_found(format!("listing {} does not exist", request.listing_id)))?;
+    let sale_id = new_or_given_id(&request.id)?;
+    let mut planned = Vec::new();
+    for allocation in &request.allocations {
+        let fields: Vec<(&str, Value)> = vec![
+            ("sale_id", Value::String(sale_id.clone())),
+            ("household_id", Value::String(allocation.household_id.clone())),
+            ("qty_g", allocation.qty_g.map(Value::from).unwrap_or(Value::Null)),
+            ("amount_fen", Value::from(allocation.amount_fen)),
+        ];
+        for (name, value) in &fields {
+            check(&schema::SALE_ALLOCATIONS, name, value)?;
+        }
+        let household = tx
+            .row("households", &allocation.household_id)?
+            .filter(|row| !row.deleted)
+            .ok_or_else(|| Error::not_found(format!("household {} does not exist", allocation.household_id)))?;
+        planned.push((new_or_given_id(&allocation.id)?, household.scope_id, fields));
+    }
+    let sale_fields: Vec<(&str, Value)> = sale_fields.into_iter().filter(|(_, value)| !value.is_null()).collect();
+    platform_write(tx, clock, "platform", &schema::SALES, &sale_id, Some(&listing.scope_id), &sale_fields)?;
+    let mut allocation_ids = Vec::new();
+    for (id, scope, fields) in planned {
+        let fields: Vec<(&str, Value)> = fields.into_iter().filter(|(_, value)| !value.is_null()).collect();
+        platform_write(tx, clock, "platform", &schema::SALE_ALLOCATIONS, &id, Some(&scope), &fields)?;
+        allocation_ids.push(id);
+    }
+    Ok(SaleRecorded { sale_id, allocation_ids })
+}

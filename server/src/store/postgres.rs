@@ -1,0 +1,197 @@
+//! The PostgreSQL backend, for scale: several server instances may share one database, because
+//! every write transaction first locks the sequence counter.
+
+use std::error::Error as StdError;
+use std::sync::Mutex;
+
+use bytes::BytesMut;
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::{Client, NoTls};
+
+use super::{Database, Migration, Param, Sql, SqlRow};
+use crate::error::{Error, Result};
+
+/// The PostgreSQL migrations, embedded in the binary.
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../migrations/postgres/0001_init.sql") }];
+
+/// Connections kept open for reuse.
+const IDLE_CONNECTIONS: usize = 8;
+
+/// A PostgreSQL database reached through a small pool of connections.
+pub struct PostgresDatabase {
+    url: String,
+    schema: Option<String>,
+    idle: Mutex<Vec<Client>>,
+}
+
+impl PostgresDatabase {
+    /// Connects, optionally inside a schema of its own (created if missing; tests use one schema
+    /// each), and brings the schema up to date.
+    pub fn open(url: &str, schema: Option<&str>) -> Result<Self> {
+        if let Some(schema) = schema {
+            let valid = !schema.is_empty() && schema.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+            if !valid {
+                return Err(Error::Storage(format!("schema name {schema:?} must be letters, digits and underscores")));
+            }
+        }
+        let database = Self { url: url.to_owned(), schema: schema.map(str::to_owned), idle: Mutex::new(Vec::new()) };
+        let mut client = database.connect()?;
+        let outcome = database.migrate(&mut client);
+        database.release(client);
+        outcome?;
+        Ok(database)
+    }
+
+    fn connect(&self) -> Result<Client> {
+        let mut client = Client::connect(&self.url, NoTls)?;
+        if let Some(schema) = &self.schema {
+            client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"))?;
+        }
+        Ok(client)
+    }
+
+    fn take(&self) -> Result<Client> {
+        let idle = self.idle.lock().map_err(|_| Error::Storage("the pool lock was poisoned by a panic".into()))?.pop();
+        match idle {
+            Some(client) if !client.is_closed() => Ok(client),
+            _ => self.connect(),
+        }
+    }
+
+    fn release(&self, client: Client) {
+        if client.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < IDLE_CONNECTIONS {
+                idle.push(client);
+            }
+        }
+    }
+
+    fn migrate(&self, client: &mut Client) -> Result<()> {
+        client.batch_execute("BEGIN")?;
+        // Instances starting together take turns: the advisory lock lasts until the commit.
+        let outcome = client.batch_execute("SELECT pg_advisory_xact_lock(7301400)").map_err(Error::from).and_then(|()| {
+            let mut sql = PostgresSql { client };
+            let mut scripts = Vec::new();
+            super::migrate(&mut sql, MIGRATIONS, &mut |script| {
+                scripts.push(script.to_owned());
+                Ok(())
+            })?;
+            // The scripts run after the bookkeeping rows are written, inside the same transaction.
+            for script in scripts {
+                sql.client.batch_execute(&script)?;
+            }
+            Ok(())
+        });
+        finish(client, outcome)
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        // A synchronous client owns a small runtime, which must not be dropped on an async
+        // worker thread; closing the idle connections on a plain thread is always safe.
+        if let Ok(mut idle) = self.idle.lock() {
+            let clients = std::mem::take(&mut *idle);
+            if !clients.is_empty() {
+                let _ = std::thread::Builder::new().name("postgres-close".into()).spawn(move || drop(clients));
+            }
+        }
+    }
+}
+
+fn finish(client: &mut Client, outcome: Result<()>) -> Result<()> {
+    match outcome {
+        Ok(()) => Ok(client.batch_execute("COMMIT")?),
+        Err(error) => {
+            // The rollback's own failure matters less than the error that caused it.
+            let _ = client.batch_execute("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+impl Database for PostgresDatabase {
+    fn transaction(&self, write: bool, work: &mut dyn FnMut(&mut dyn Sql) -> Result<()>) -> Result<()> {
+        let mut client = self.take()?;
+        let outcome = client.batch_execute("BEGIN").map_err(Error::from).and_then(|()| {
+            if write {
+                // Serialises writers across instances before anything is read, so no writer acts
+                // on a stale read and server_seq values become visible in commit order.
+                client.batch_execute("SELECT v FROM sync_counter WHERE id = 1 FOR UPDATE")?;
+            }
+            work(&mut PostgresSql { client: &mut client })
+        });
+        let outcome = finish(&mut client, outcome);
+        self.release(client);
+        outcome
+    }
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+impl ToSql for Param {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Param::Null => Ok(IsNull::Yes),
+            Param::Int(value) => value.to_sql(ty, out),
+            Param::Text(value) => value.to_sql(ty, out),
+            Param::Bytes(value) => value.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+struct PostgresSql<'c> {
+    client: &'c mut Client,
+}
+
+fn map_error(error: postgres::Error) -> Error {
+    if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        let detail = error.as_db_error().and_then(|db| db.detail()).unwrap_or("a row").to_owned();
+        return Error::Duplicate(detail);
+    }
+    Error::Postgres(error)
+}
+
+fn references(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|param| param as &(dyn ToSql + Sync)).collect()
+}
+
+impl Sql for PostgresSql<'_> {
+    fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
+        self.client.execute(sql, &references(params)).map_err(map_error)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<SqlRow>> {
+        let rows = self.client.query(sql, &references(params)).map_err(map_error)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut values = Vec::with_capacity(row.len());
+            for (index, column) in row.columns().iter().enumerate() {
+                let value = match *column.type_() {
+                    Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(Param::Int),
+                    Type::INT4 => row.try_get::<_, Option<i32>>(index)?.map(|value| Param::Int(value.into())),
+                    Type::BOOL => row.try_get::<_, Option<bool>>(index)?.map(|value| Param::Int(value.into())),
+                    Type::TEXT | Type::VARCHAR | Type::NAME => row.try_get::<_, Option<String>>(index)?.map(Param::Text),
+                    Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(index)?.map(Param::Bytes),
+                    ref other => return Err(Error::Storage(format!("column {} has unexpected type {other}", column.name()))),
+                };
+                values.push(value.unwrap_or(Param::Null));
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,150 @@
+//! The SQLite backend: one database file in the data directory, the embedded default.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::types::{Value as SqliteValue, ValueRef};
+use rusqlite::{Connection, ErrorCode};
+
+use super::{Database, Migration, Param, Sql, SqlRow};
+use crate::error::{Error, Result};
+
+/// The SQLite migrations, embedded in the binary.
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../migrations/sqlite/0001_init.sql") }];
+
+/// A SQLite database. One connection behind a mutex: SQLite has one writer at a time anyway, and
+/// the server's queries are short.
+pub struct SqliteDatabase {
+    connection: Mutex<Connection>,
+}
+
+impl SqliteDatabase {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let connection = Connection::open(path)?;
+        Self::prepare(connection)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::prepare(Connection::open_in_memory()?)
+    }
+
+    fn prepare(connection: Connection) -> Result<Self> {
+        // Pragmas one at a time, each for a reason: WAL lets readers run beside the writer,
+        // busy_timeout lets an operator command run while the server holds the lock, and
+        // foreign_keys makes the assignment table's references real.
+        connection.busy_timeout(Duration::from_secs(10))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        let database = Self { connection: Mutex::new(connection) };
+        database.migrate()?;
+        Ok(database)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let connection = self.lock()?;
+        connection.execute_batch("BEGIN IMMEDIATE")?;
+        let outcome = {
+            let mut sql = SqliteSql { connection: &connection };
+            super::migrate(&mut sql, MIGRATIONS, &mut |script| Ok(connection.execute_batch(script)?))
+        };
+        finish(&connection, outcome)
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+        self.connection.lock().map_err(|_| Error::Storage("the database lock was poisoned by a panic".into()))
+    }
+}
+
+fn finish(connection: &Connection, outcome: Result<()>) -> Result<()> {
+    match outcome {
+        Ok(()) => {
+            connection.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Err(error) => {
+            // The rollback's own failure matters less than the error that caused it.
+            let _ = connection.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+impl Database for SqliteDatabase {
+    fn transaction(&self, write: bool, work: &mut dyn FnMut(&mut dyn Sql) -> Result<()>) -> Result<()> {
+        let connection = self.lock()?;
+        // A write transaction takes the write lock at once, so what it reads cannot change
+        // before it writes, even with a second process (an operator command) on the same file.
+        connection.execute_batch(if write { "BEGIN IMMEDIATE" } else { "BEGIN" })?;
+        let outcome = work(&mut SqliteSql { connection: &connection });
+        finish(&connection, outcome)
+    }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+/// Rewrites `$1` placeholders to SQLite's `?1`.
+fn placeholders(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+struct SqliteSql<'c> {
+    connection: &'c Connection,
+}
+
+fn to_sqlite(param: &Param) -> SqliteValue {
+    match param {
+        Param::Null => SqliteValue::Null,
+        Param::Int(value) => SqliteValue::Integer(*value),
+        Param::Text(value) => SqliteValue::Text(value.clone()),
+        Param::Bytes(value) => SqliteValue::Blob(value.clone()),
+    }
+}
+
+fn map_error(error: rusqlite::Error) -> Error {
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, message)
+            if failure.code == ErrorCode::ConstraintViolation
+                && (failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
+        {
+            Error::Duplicate(message.clone().unwrap_or_else(|| "a row".into()))
+        }
+        _ => Error::Sqlite(error),
+    }
+}
+
+impl Sql for SqliteSql<'_> {
+    fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
+        let mut statement = self.connection.prepare_cached(&placeholders(sql)).map_err(map_error)?;
+        let changed = statement.execute(rusqlite::params_from_iter(params.iter().map(to_sqlite))).map_err(map_error)?;
+        Ok(changed as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<SqlRow>> {
+        let mut statement = self.connection.prepare_cached(&placeholders(sql)).map_err(map_error)?;
+        let columns = statement.column_count();
+        let mut rows = statement.query(rusqlite::params_from_iter(params.iter().map(to_sqlite))).map_err(map_error)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(map_error)? {
+            let mut values = Vec::with_capacity(columns);
+            for index in 0..columns {
+                values.push(match row.get_ref(index)? {
+                    ValueRef::Null => Param::Null,
+                    ValueRef::Integer(value) => Param::Int(value),
+                    ValueRef::Real(value) => Param::Int(value as i64),
+                    ValueRef::Text(text) => Param::Text(String::from_utf8_lossy(text).into_owned()),
+                    ValueRef::Blob(bytes) => Param::Bytes(bytes.to_vec()),
+                });
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}

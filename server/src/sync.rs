@@ -1,0 +1,451 @@
+//! The server half of sync (sync-design.md section 4): the push algorithm with its per-change
+//! merge, and pull pages with an opaque cursor. Written once over [`Tx`], so both backends run
+//! the same rule.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use base64::Engine;
+use furrow::hlc;
+use furrow::schema::{self, FieldType, Policy, TableSpec};
+use furrow::sync::wire::{Change, ChangeResult, CurrentValue, PullResponse, PulledRow, PushRequest, PushResponse, Reset, SCHEMA_VERSION};
+use furrow::validate;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::store::{ChangedRow, RowMeta, StoredField, Tx};
+
+/// The oldest schema version the server still serves.
+pub const MIN_SCHEMA_VERSION: i64 = 1;
+
+/// How far ahead of the server's clock a change's HLC may be (sync-design.md section 2).
+pub const MAX_CLOCK_AHEAD_MS: i64 = 10 * 60 * 1000;
+
+/// Default and largest pull page, in rows.
+pub const DEFAULT_PULL_LIMIT: i64 = 1000;
+/// The largest pull page, in rows.
+pub const MAX_PULL_LIMIT: i64 = 5000;
+
+/// The pseudo-field carrying a row's scope.
+pub const SCOPE_FIELD: &str = "scope_id";
+/// The pseudo-field carrying a row's tombstone flag.
+pub const DELETED_FIELD: &str = "deleted";
+
+/// Answers 426 unless the schema version is one the server serves.
+pub fn check_schema_version(version: i64) -> Result<()> {
+    if (MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&version) {
+        Ok(())
+    } else {
+        Err(Error::api(
+            StatusCode::UPGRADE_REQUIRED,
+            "schema_unsupported",
+            format!("schema version {version} is not served; this server serves {MIN_SCHEMA_VERSION} to {SCHEMA_VERSION}. Update the app; unsent changes are kept."),
+        ))
+    }
+}
+
+fn invalid_change(index: usize, change: &Change, code: &'static str, message: String) -> Error {
+    Error::bad_request(code, format!("change {index} ({}): {message}", change.change_id))
+}
+
+fn is_uuid(text: &str) -> bool {
+    uuid::Uuid::parse_str(text).is_ok()
+}
+
+/// The node bytes of a client id.
+pub fn client_node(client_id: &str) -> Result<Vec<u8>> {
+    uuid::Uuid::parse_str(client_id)
+        .map(|id| id.as_bytes().to_vec())
+        .map_err(|_| Error::bad_request("invalid_client_id", "client_id must be the device's node id, a UUID"))
+}
+
+/// Checks a push body before anything is read or written: its shape, every change's table and
+/// field, and every value's type. Any failure refuses the whole batch with a 400, and nothing is
+/// applied; a device never sends such a batch, because it checks values with the same code.
+pub fn check_push(request: &PushRequest) -> Result<()> {
+    check_schema_version(request.schema_version)?;
+    client_node(&request.client_id)?;
+    if request.batch_id.is_empty() || request.batch_id.len() > 64 {
+        return Err(Error::bad_request("invalid_batch_id", "batch_id must be 1 to 64 characters"));
+    }
+    if request.changes.len() > furrow::sync::wire::MAX_BATCH_CHANGES {
+        return Err(Error::too_large(format!(
+            "a batch holds at most {} changes; this one has {}. Split it.",
+            furrow::sync::wire::MAX_BATCH_CHANGES,
+            request.changes.len()
+        )));
+    }
+    let mut previous_seq = i64::MIN;
+    for (index, change) in request.changes.iter().enumerate() {
+        if change.change_id.is_empty() || change.change_id.len() > 64 {
+            return Err(invalid_change(index, change, "invalid_change", "change_id must be 1 to 64 characters".into()));
+        }
+        if change.seq <= previous_seq {
+            return Err(invalid_change(index, change, "invalid_change", "changes must be in increasing seq order".into()));
+        }
+        previous_seq = change.seq;
+        if change.hlc <= 0 {
+            return Err(invalid_change(index, change, "invalid_change", "hlc must be positive".into()));
+        }
+        if !is_uuid(&change.row_id) {
+            return Err(invalid_change(index, change, "invalid_change", "row_id must be a UUID".into()));
+        }
+        let Some(table) = schema::table(&change.tbl) else {
+            return Err(invalid_change(index, change, "unknown_table", format!("there is no synced table {:?}", change.tbl)));
+        };
+        match change.field.as_str() {
+            SCOPE_FIELD => {
+                if !change.value.as_str().is_some_and(|scope| !scope.is_empty() && scope.len() <= 64) {
+                    return Err(invalid_change(index, change, "invalid_value", "scope_id must be a village code".into()));
+                }
+            }
+            DELETED_FIELD => {
+                if deleted_flag(&change.value).is_none() {
+                    return Err(invalid_change(index, change, "invalid_value", "deleted must be 0 or 1".into()));
+                }
+            }
+            name => {
+                let Some(field) = table.field(name) else {
+                    return Err(invalid_change(
+                        index,
+                        change,
+                        "unknown_field",
+                        format!("table {} has no field {name:?}", table.name),
+                    ));
+                };
+                if let Err(failure) = validate::check_value(field, &change.value) {
+                    return Err(invalid_change(
+                        index,
+                        change,
+                        "invalid_value",
+                        format!("{}.{} {} ({})", table.name, name, failure.message_en, failure.code),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn deleted_flag(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(flag) => Some(*flag),
+        Value::Number(number) => match number.as_i64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The wire form of a node id.
+pub fn node_base64(node: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(node)
+}
+
+fn current(stored: &StoredField) -> CurrentValue {
+    CurrentValue {
+        value: stored.value.clone(),
+        hlc: stored.hlc,
+        node: Some(node_base64(&stored.node)),
+        actor: Some(stored.actor.clone()),
+    }
+}
+
+fn result(change: &Change, status: &str) -> ChangeResult {
+    ChangeResult { change_id: change.change_id.clone(), status: status.into(), reason: None, message: None, current: None }
+}
+
+fn rejected(change: &Change, reason: &str, message: impl Into<String>, stored: Option<&StoredField>) -> ChangeResult {
+    ChangeResult {
+        change_id: change.change_id.clone(),
+        status: "rejected".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        current: stored.map(current),
+    }
+}
+
+fn superseded(change: &Change, stored: &StoredField) -> ChangeResult {
+    ChangeResult { current: Some(current(stored)), ..result(change, "superseded") }
+}
+
+/// What a push produced: the response body, exactly as stored for replay.
+#[derive(Debug, Clone)]
+pub struct PushOutcome {
+    /// The JSON body.
+    pub body: String,
+    /// Whether it is a replay of a stored response.
+    pub replayed: bool,
+    /// The greatest HLC accepted, for the server's clock to observe.
+    pub max_hlc: i64,
+}
+
+/// Runs the push algorithm of sync-design.md section 4 inside one write transaction. The body
+/// must have passed [`check_push`].
+pub fn push(tx: &mut Tx<'_>, caller: &Caller, request: &PushRequest, now: i64) -> Result<PushOutcome> {
+    let owner = tx.client(&request.client_id)?;
+    if let Some((user_id, _)) = owner {
+        if user_id != caller.user_id {
+            return Err(Error::forbidden("this client id is registered to another account"));
+        }
+    }
+    if let Some(body) = tx.batch(&request.client_id, &request.batch_id)? {
+        return Ok(PushOutcome { body, replayed: true, max_hlc: 0 });
+    }
+    if let Some(change) = request.changes.iter().find(|change| hlc::physical_ms(change.hlc) > now + MAX_CLOCK_AHEAD_MS) {
+        return Err(Error::Api {
+            status: StatusCode::CONFLICT,
+            code: "clock_ahead",
+            message: format!(
+                "change {} is stamped {} ms ahead of the server's clock; correct the clock offset and re-stamp unsent changes",
+                change.change_id,
+                hlc::physical_ms(change.hlc) - now
+            ),
+            server_time: Some(now),
+            headers: Vec::new(),
+        });
+    }
+    let node = client_node(&request.client_id)?;
+    let last_applied = owner.map(|(_, seq)| seq).unwrap_or(0);
+    let mut results = Vec::with_capacity(request.changes.len());
+    let mut max_hlc = 0;
+    let mut greatest_seq = last_applied;
+    let context = MergeContext { caller, node: &node, client_id: &request.client_id, now };
+    for change in &request.changes {
+        let outcome = if change.seq <= last_applied {
+            // Already applied in an earlier batch whose stored response has expired: report what
+            // the server holds without writing anything.
+            already_applied(tx, change, &node)?
+        } else {
+            merge(tx, &context, change)?
+        };
+        if outcome.status == "applied" {
+            max_hlc = max_hlc.max(change.hlc);
+        }
+        greatest_seq = greatest_seq.max(change.seq);
+        results.push(outcome);
+    }
+    tx.put_client(&request.client_id, caller.user_id, greatest_seq, now)?;
+    let response =
+        PushResponse { batch_id: request.batch_id.clone(), last_applied_seq: greatest_seq, server_time: now, results };
+    let body = serde_json::to_string(&response).map_err(|error| Error::Storage(format!("response encoding: {error}")))?;
+    tx.put_batch(&request.client_id, &request.batch_id, &body, now)?;
+    Ok(PushOutcome { body, replayed: false, max_hlc })
+}
+
+fn already_applied(tx: &mut Tx<'_>, change: &Change, node: &[u8]) -> Result<ChangeResult> {
+    Ok(match tx.field(&change.tbl, &change.row_id, &change.field)? {
+        Some(stored) if (stored.hlc, stored.node.as_slice()) != (change.hlc, node) => superseded(change, &stored),
+        _ => result(change, "applied"),
+    })
+}
+
+struct MergeContext<'a> {
+    caller: &'a Caller,
+    node: &'a [u8],
+    client_id: &'a str,
+    now: i64,
+}
+
+/// Authorises, checks and merges one change (the body was checked by [`check_push`]).
+fn merge(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change) -> Result<ChangeResult> {
+    let Some(table) = schema::table(&change.tbl) else {
+        return Ok(rejected(change, "invalid", format!("there is no synced table {:?}", change.tbl), None));
+    };
+    let spec = table.field(&change.field);
+    if table.platform_only || spec.is_some_and(|field| field.policy == Policy::ServerOnly) {
+        return Ok(rejected(change, "server_only", format!("{}.{} is written by the platform only", table.name, change.field), None));
+    }
+    let row = tx.row(table.name, &change.row_id)?;
+    let caller = context.caller;
+    // Scopes come from the token alone: the stored row's scope decides who may touch it, and a
+    // new scope must be one of the caller's too.
+    if let Some(row) = &row {
+        if !caller.may_use(&row.scope_id) {
+            return Ok(rejected(change, "forbidden", "the record belongs to a village you are not assigned to", None));
+        }
+    }
+    if change.field == SCOPE_FIELD {
+        let scope = change.value.as_str().unwrap_or_default();
+        if !caller.may_use(scope) {
+            return Ok(rejected(change, "forbidden", format!("you are not assigned to village {scope}"), None));
+        }
+    } else if row.is_none() {
+        return Ok(rejected(
+            change,
+            "invalid",
+            "the record does not exist on the server yet; its scope_id change must come first",
+            None,
+        ));
+    }
+    if let Some(problem) = reference_problem(tx, caller, table, change)? {
+        return Ok(problem);
+    }
+    let stored = tx.field(table.name, &change.row_id, &change.field)?;
+    let incoming = (change.hlc, context.node);
+    if let Some(stored) = &stored {
+        if (stored.hlc, stored.node.as_slice()) == incoming {
+            // The same change delivered again: already in place.
+            return Ok(result(change, "applied"));
+        }
+        if table.append_only && change.field != SCOPE_FIELD {
+            return Ok(rejected(change, "invalid", format!("{} records cannot be edited; add a correction instead", table.name), Some(stored)));
+        }
+        if spec.is_some_and(|field| field.policy == Policy::RejectIfStale) && change.base_hlc != Some(stored.hlc) {
+            return Ok(rejected(change, "stale_base", "the value was changed on the server since you edited it", Some(stored)));
+        }
+        if (stored.hlc, stored.node.as_slice()) > incoming {
+            return Ok(superseded(change, stored));
+        }
+    } else if table.append_only && change.field == DELETED_FIELD {
+        return Ok(rejected(change, "invalid", format!("{} records cannot be deleted", table.name), None));
+    }
+    let value = if change.field == DELETED_FIELD {
+        Value::from(i64::from(deleted_flag(&change.value).unwrap_or(false)))
+    } else {
+        change.value.clone()
+    };
+    let seq = write_field(
+        tx,
+        table.name,
+        &change.row_id,
+        &change.field,
+        row.as_ref(),
+        StoredField { value, hlc: change.hlc, node: context.node.to_vec(), server_seq: 0, actor: caller.actor() },
+    )?;
+    tx.log_change(seq, &change.change_id, context.client_id, table.name, &change.row_id, &change.field, context.now)?;
+    Ok(result(change, "applied"))
+}
+
+/// A reference to a row in a village the caller is not assigned to is refused: linking a
+/// household to a foreign village would leak it.
+fn reference_problem(tx: &mut Tx<'_>, caller: &Caller, table: &TableSpec, change: &Change) -> Result<Option<ChangeResult>> {
+    let target = match table.field(&change.field).map(|field| field.ty) {
+        Some(FieldType::Ref(target)) => Some(target),
+        _ if table.name == "photos" && change.field == "owner_id" => None,
+        _ => return Ok(None),
+    };
+    let Some(id) = change.value.as_str() else { return Ok(None) };
+    let targets: Vec<&str> = match target {
+        Some(target) => vec![target],
+        None => ["products", "listings", "visits", "households", "training_sessions"].to_vec(),
+    };
+    for target in targets {
+        if let Some(meta) = tx.row(target, id)? {
+            if !caller.may_use(&meta.scope_id) {
+                return Ok(Some(rejected(change, "forbidden", "the referenced record belongs to a village you are not assigned to", None)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Writes one field with the next server sequence number and updates the row's index entry.
+/// Returns the sequence number.
+pub fn write_field(tx: &mut Tx<'_>, tbl: &str, row_id: &str, field: &str, row: Option<&RowMeta>, mut stored: StoredField) -> Result<i64> {
+    let seq = tx.next_seq()?;
+    stored.server_seq = seq;
+    let mut meta = row.cloned().unwrap_or(RowMeta { scope_id: String::new(), deleted: false, sv: seq });
+    if field == SCOPE_FIELD {
+        meta.scope_id = stored.value.as_str().unwrap_or_default().to_owned();
+    }
+    if field == DELETED_FIELD {
+        meta.deleted = deleted_flag(&stored.value).unwrap_or(false);
+    }
+    meta.sv = seq;
+    tx.put_field(tbl, row_id, field, &stored)?;
+    tx.put_row(tbl, row_id, &meta)?;
+    Ok(seq)
+}
+
+/// A decoded pull cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// Rows with a later change than this were not yet sent.
+    pub seq: i64,
+    /// The hash of the scope set the cursor was made for.
+    pub scope_hash: String,
+    /// The schema version the cursor was made for.
+    pub schema_version: i64,
+}
+
+impl Cursor {
+    /// The opaque wire form.
+    pub fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("c1:{}:{}:{}", self.seq, self.scope_hash, self.schema_version))
+    }
+
+    /// Decodes a cursor from its wire form.
+    pub fn decode(text: &str) -> Result<Self> {
+        let bad = || Error::bad_request("invalid_cursor", "the cursor is not one this server issued; pull without a cursor");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let parts: Vec<&str> = text.split(':').collect();
+        match parts.as_slice() {
+            ["c1", seq, hash, version] => Ok(Self {
+                seq: seq.parse().map_err(|_| bad())?,
+                scope_hash: (*hash).to_owned(),
+                schema_version: version.parse().map_err(|_| bad())?,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A short hash of a sorted scope set, embedded in cursors so a change of assignment is noticed.
+pub fn scope_hash(scopes: &[String]) -> String {
+    let digest = Sha256::digest(scopes.join(",").as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// One pull page (sync-design.md section 4). Without a cursor the page starts a snapshot: every
+/// row in scope, each with all its fields, in server order; later pages are incremental. Rows
+/// are paged by their latest server sequence number, which is unique per row, so a row changed
+/// while a client pages simply comes again later and no change is ever skipped.
+pub fn pull(tx: &mut Tx<'_>, caller: &Caller, cursor: Option<&str>, limit: i64, schema_version: i64, now: i64) -> Result<PullResponse> {
+    check_schema_version(schema_version)?;
+    let limit = limit.clamp(1, MAX_PULL_LIMIT);
+    let hash = scope_hash(&caller.scopes);
+    let decoded = cursor.filter(|text| !text.is_empty()).map(Cursor::decode).transpose()?;
+    let (after, reset) = match decoded {
+        None => (0, None),
+        Some(cursor) if cursor.scope_hash != hash => (0, Some(Reset { reason: "scope_changed".into() })),
+        Some(cursor) if cursor.schema_version != schema_version => (0, Some(Reset { reason: "schema".into() })),
+        Some(cursor) => {
+            if cursor.seq > tx.current_seq()? {
+                return Err(Error::bad_request("invalid_cursor", "the cursor is ahead of this server's history; pull without a cursor"));
+            }
+            (cursor.seq, None)
+        }
+    };
+    // One row more than the page tells whether more follow.
+    let mut rows = tx.changed_rows(&caller.scopes, after, limit + 1)?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let last_seq = rows.last().map(|row| row.meta.sv).unwrap_or(after);
+    let rows = rows.into_iter().map(|row| pulled_row(row, after)).collect();
+    Ok(PullResponse {
+        cursor: Cursor { seq: last_seq, scope_hash: hash, schema_version }.encode(),
+        has_more,
+        server_time: now,
+        reset,
+        rows,
+    })
+}
+
+/// The wire form of a row: the fields changed after the cursor, or every field when the row's
+/// scope changed after it (the row is new to this client).
+fn pulled_row(row: ChangedRow, after: i64) -> PulledRow {
+    let entered = row.fields.iter().any(|(name, stored)| name == SCOPE_FIELD && stored.server_seq > after);
+    let mut fields = BTreeMap::new();
+    for (name, stored) in row.fields {
+        if entered || stored.server_seq > after {
+            fields.insert(name, (stored.value, stored.hlc, node_base64(&stored.node)));
+        }
+    }
+    PulledRow { tbl: row.tbl, id: row.row_id, scope_id: row.meta.scope_id, sv: row.meta.sv, fields }
+}

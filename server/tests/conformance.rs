@@ -1,0 +1,480 @@
+//! One conformance suite for every storage backend: the same checks of accounts, tokens, the
+//! push algorithm, pull pages and blobs, run against SQLite and against the PostgreSQL server at
+//! 127.0.0.1:5432 (each test in its own schema).
+
+mod common;
+
+use common::{caller, now_hlc, seed, Backend, Device, Kind, VILLAGE_A, VILLAGE_B};
+use furrow::sync::wire::{PullResponse, PushResponse};
+use furrow_server::platform::{self, ModerationRequest, ServerClock};
+use furrow_server::store::{self, BlobMeta, RowMeta, TokenRow, Upload};
+use furrow_server::sync;
+use furrow_server::Error;
+use serde_json::{json, Value};
+
+fn push(database: &dyn store::Database, who: &furrow_server::auth::Caller, request: &furrow::sync::wire::PushRequest) -> PushResponse {
+    sync::check_push(request).expect("a well-formed batch");
+    let outcome = store::write(database, |tx| sync::push(tx, who, request, furrow::hlc::wall_ms())).expect("push");
+    serde_json::from_str(&outcome.body).expect("response JSON")
+}
+
+fn pull(database: &dyn store::Database, who: &furrow_server::auth::Caller, cursor: Option<&str>, limit: i64) -> PullResponse {
+    store::read(database, |tx| sync::pull(tx, who, cursor, limit, furrow::sync::wire::SCHEMA_VERSION, furrow::hlc::wall_ms())).expect("pull")
+}
+
+fn statuses(response: &PushResponse) -> Vec<String> {
+    response
+        .results
+        .iter()
+        .map(|result| match &result.reason {
+            Some(reason) => format!("{}/{reason}", result.status),
+            None => result.status.clone(),
+        })
+        .collect()
+}
+
+fn accounts_and_tokens(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, bob) = seed(database.as_ref());
+    assert_ne!(alice, bob);
+    store::read(database.as_ref(), |tx| {
+        assert_eq!(tx.scopes(alice)?, vec![VILLAGE_A.to_owned()]);
+        assert_eq!(tx.user_by_name("alice")?.map(|user| user.id), Some(alice));
+        assert_eq!(tx.user_by_name("nobody")?, None);
+        assert_eq!(tx.village_name(VILLAGE_B)?.as_deref(), Some("龙潭村"));
+        Ok(())
+    })
+    .expect("read accounts");
+    let duplicate = store::write(database.as_ref(), |tx| tx.create_user("alice", "x", 0));
+    assert!(matches!(duplicate, Err(Error::Duplicate(_))), "{duplicate:?}");
+    store::write(database.as_ref(), |tx| {
+        let row = TokenRow { kind: "access".into(), session_id: "s1".into(), user_id: alice, device_name: "d".into(), expires_at: 99 };
+        tx.insert_token("hash-1", &row, 1)?;
+        tx.insert_token("hash-2", &TokenRow { kind: "refresh".into(), ..row.clone() }, 1)?;
+        assert_eq!(tx.token("hash-1")?, Some(row));
+        assert_eq!(tx.delete_session("s1")?, 2);
+        assert_eq!(tx.token("hash-2")?, None);
+        tx.assign(alice, VILLAGE_B)?;
+        tx.assign(alice, VILLAGE_B)?;
+        assert_eq!(tx.scopes(alice)?.len(), 2);
+        tx.unassign(alice, VILLAGE_B)?;
+        assert!(tx.set_disabled(bob, true)?);
+        assert!(tx.user_by_id(bob)?.is_some_and(|user| user.disabled));
+        Ok(())
+    })
+    .expect("tokens");
+    // A failed transaction leaves nothing behind.
+    let failed: Result<(), Error> = store::write(database.as_ref(), |tx| {
+        tx.create_user("carol", "x", 0)?;
+        Err(Error::bad_request("test", "roll back"))
+    });
+    assert!(failed.is_err());
+    assert_eq!(store::read(database.as_ref(), |tx| tx.user_by_name("carol")).expect("read"), None);
+}
+
+fn migrations_run_once_and_reopen(kind: Kind) {
+    let backend = Backend::new(kind);
+    let first = backend.open();
+    seed(first.as_ref());
+    drop(first);
+    let second = backend.open();
+    assert!(store::read(second.as_ref(), |tx| tx.user_by_name("alice")).expect("read").is_some());
+}
+
+fn push_then_pull_snapshot(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut device = Device::new();
+    let household = uuid::Uuid::now_v7().to_string();
+    let request = device.household_batch(VILLAGE_A, &household, "王大山", now_hlc(0));
+    let response = push(database.as_ref(), &who, &request);
+    assert!(statuses(&response).iter().all(|status| status == "applied"), "{:?}", statuses(&response));
+    assert_eq!(response.last_applied_seq, device.seq);
+    let page = pull(database.as_ref(), &who, None, 100);
+    assert!(!page.has_more);
+    assert!(page.reset.is_none());
+    let tables: Vec<&str> = page.rows.iter().map(|row| row.tbl.as_str()).collect();
+    assert_eq!(tables, vec!["villages", "households"], "the village row then the household, in server order");
+    let row = &page.rows[1];
+    assert_eq!(row.id, household);
+    assert_eq!(row.scope_id, VILLAGE_A);
+    assert_eq!(row.fields["head_name"].0, json!("王大山"));
+    assert_eq!(row.fields["scope_id"].0, json!(VILLAGE_A));
+    assert_eq!(row.fields["head_name"].2, sync::node_base64(&device.node.0));
+    // Nothing new: an empty page with the same cursor.
+    let again = pull(database.as_ref(), &who, Some(&page.cursor), 100);
+    assert!(again.rows.is_empty());
+    assert_eq!(again.cursor, page.cursor);
+}
+
+fn replayed_batch_is_identical_and_logged_once(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut device = Device::new();
+    let household = uuid::Uuid::now_v7().to_string();
+    let request = device.household_batch(VILLAGE_A, &household, "王大山", now_hlc(0));
+    let first = store::write(database.as_ref(), |tx| sync::push(tx, &who, &request, furrow::hlc::wall_ms())).expect("first");
+    let second = store::write(database.as_ref(), |tx| sync::push(tx, &who, &request, furrow::hlc::wall_ms())).expect("second");
+    assert_eq!(first.body, second.body, "the stored response is replayed byte for byte");
+    assert!(second.replayed);
+    for change in &request.changes {
+        let count = store::read(database.as_ref(), |tx| tx.change_log_count(&change.change_id)).expect("count");
+        assert_eq!(count, 1, "change {} logged once", change.change_id);
+    }
+    // The same changes in a new batch (the stored response lost) are skipped by seq.
+    let mut resent = request.clone();
+    resent.batch_id = uuid::Uuid::new_v4().to_string();
+    let third = push(database.as_ref(), &who, &resent);
+    assert!(statuses(&third).iter().all(|status| status == "applied"));
+    for change in &request.changes {
+        assert_eq!(store::read(database.as_ref(), |tx| tx.change_log_count(&change.change_id)).expect("count"), 1);
+    }
+}
+
+fn last_writer_wins_by_hlc_then_node(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut laptop = Device::new();
+    let mut phone = Device::new();
+    let household = uuid::Uuid::now_v7().to_string();
+    let base = now_hlc(0);
+    push(database.as_ref(), &who, &laptop.household_batch(VILLAGE_A, &household, "王大山", base));
+    // A later edit wins; an earlier one from another device loses and learns the current value.
+    let later = laptop.change("households", &household, "head_name", json!("王大川"), base + 10, Some(base));
+    assert_eq!(statuses(&push(database.as_ref(), &who, &laptop.batch(vec![later]))), vec!["applied"]);
+    let earlier = phone.change("households", &household, "head_name", json!("王小山"), base + 5, Some(base));
+    let response = push(database.as_ref(), &who, &phone.batch(vec![earlier]));
+    assert_eq!(statuses(&response), vec!["superseded"]);
+    let current = response.results[0].current.clone().expect("current value");
+    assert_eq!(current.value, json!("王大川"));
+    assert_eq!(current.hlc, base + 10);
+    assert_eq!(current.actor.as_deref(), Some(format!("assistant:{alice}").as_str()));
+    // Equal HLCs are ordered by node.
+    let tie = base + 20;
+    let (low, high) = if laptop.node < phone.node { (&mut laptop, &mut phone) } else { (&mut phone, &mut laptop) };
+    let high_change = high.change("households", &household, "group_name", json!("高"), tie, None);
+    let high_batch = high.batch(vec![high_change]);
+    let low_change = low.change("households", &household, "group_name", json!("低"), tie, None);
+    let low_batch = low.batch(vec![low_change]);
+    assert_eq!(statuses(&push(database.as_ref(), &who, &high_batch)), vec!["applied"]);
+    assert_eq!(statuses(&push(database.as_ref(), &who, &low_batch)), vec!["superseded"]);
+    let stored = store::read(database.as_ref(), |tx| tx.field("households", &household, "group_name")).expect("read");
+    assert_eq!(stored.map(|field| field.value), Some(json!("高")));
+}
+
+fn stale_base_server_only_and_forbidden(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, bob) = seed(database.as_ref());
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut device = Device::new();
+    let (product, listing) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let start = now_hlc(0);
+    let mut changes = vec![
+        device.change("products", &product, "scope_id", json!(VILLAGE_A), start, None),
+        device.change("products", &product, "name", json!("核桃"), start, None),
+        device.change("listings", &listing, "scope_id", json!(VILLAGE_A), start, None),
+        device.change("listings", &listing, "product_id", json!(product), start, None),
+        device.change("listings", &listing, "price_fen", json!(1500), start, None),
+    ];
+    changes.push(device.change("listings", &listing, "sold_out", json!(true), start, None));
+    changes.push(device.change("sales", &uuid::Uuid::now_v7().to_string(), "scope_id", json!(VILLAGE_A), start, None));
+    let response = push(database.as_ref(), &who, &device.batch(changes));
+    assert_eq!(
+        statuses(&response),
+        vec!["applied", "applied", "applied", "applied", "applied", "rejected/server_only", "rejected/server_only"]
+    );
+    // A price edited from an old base is rejected with the current value.
+    let fresh = device.change("listings", &listing, "price_fen", json!(1600), start + 5, Some(start));
+    assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![fresh]))), vec!["applied"]);
+    let stale = device.change("listings", &listing, "price_fen", json!(1700), start + 9, Some(start));
+    let response = push(database.as_ref(), &who, &device.batch(vec![stale]));
+    assert_eq!(statuses(&response), vec!["rejected/stale_base"]);
+    assert_eq!(response.results[0].current.as_ref().map(|current| current.value.clone()), Some(json!(1600)));
+    // Bob, in another village, can neither edit Alice's listing, move it, nor create rows in
+    // her village; a forged scope changes nothing.
+    let bob_caller = caller(bob, &[VILLAGE_B]);
+    let mut bobs = Device::new();
+    let changes = vec![
+        bobs.change("listings", &listing, "title", json!("偷改"), start + 50, None),
+        bobs.change("listings", &listing, "scope_id", json!(VILLAGE_B), start + 50, None),
+        bobs.change("households", &uuid::Uuid::now_v7().to_string(), "scope_id", json!(VILLAGE_A), start + 50, None),
+        bobs.change("listings", &listing, "deleted", json!(1), start + 50, None),
+    ];
+    let response = push(database.as_ref(), &bob_caller, &bobs.batch(changes));
+    assert_eq!(statuses(&response), vec!["rejected/forbidden"; 4]);
+    let row = store::read(database.as_ref(), |tx| tx.row("listings", &listing)).expect("read");
+    assert_eq!(row.map(|row| (row.scope_id, row.deleted)), Some((VILLAGE_A.to_owned(), false)));
+    // Alice cannot move her own row into Bob's village either.
+    let moved = device.change("listings", &listing, "scope_id", json!(VILLAGE_B), start + 60, None);
+    assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![moved]))), vec!["rejected/forbidden"]);
+    // A client id belongs to the account that first used it.
+    let stolen = device.batch(vec![]);
+    let refused = store::write(database.as_ref(), |tx| sync::push(tx, &bob_caller, &stolen, 1));
+    assert_eq!(refused.map(|outcome| outcome.body).map_err(|error| error.status().as_u16()), Err(403));
+}
+
+fn tombstones_are_kept_and_pulled(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut device = Device::new();
+    let household = uuid::Uuid::now_v7().to_string();
+    let start = now_hlc(0);
+    push(database.as_ref(), &who, &device.household_batch(VILLAGE_A, &household, "王大山", start));
+    let page = pull(database.as_ref(), &who, None, 100);
+    let deleted = device.change("households", &household, "deleted", json!(1), start + 1, None);
+    assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![deleted]))), vec!["applied"]);
+    let next = pull(database.as_ref(), &who, Some(&page.cursor), 100);
+    assert_eq!(next.rows.len(), 1);
+    assert_eq!(next.rows[0].fields.keys().collect::<Vec<_>>(), vec!["deleted"], "only the changed field");
+    assert_eq!(next.rows[0].fields["deleted"].0, json!(1));
+    let row = store::read(database.as_ref(), |tx| tx.row("households", &household)).expect("read").expect("kept");
+    assert!(row.deleted);
+    // Income records are append-only: a second value for a field is refused.
+    let income = uuid::Uuid::now_v7().to_string();
+    let create = vec![
+        device.change("income_records", &income, "scope_id", json!(VILLAGE_A), start + 2, None),
+        device.change("income_records", &income, "amount_fen", json!(1000), start + 2, None),
+    ];
+    push(database.as_ref(), &who, &device.batch(create));
+    let edit = device.change("income_records", &income, "amount_fen", json!(2000), start + 3, None);
+    assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![edit]))), vec!["rejected/invalid"]);
+}
+
+fn pull_pages_in_order_and_resets_on_scope_change(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, bob) = seed(database.as_ref());
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut device = Device::new();
+    let start = now_hlc(0);
+    let mut ids = Vec::new();
+    let mut changes = Vec::new();
+    for index in 0..25 {
+        let id = uuid::Uuid::now_v7().to_string();
+        changes.extend(device.household(VILLAGE_A, &id, &format!("户主{index}"), start + index));
+        ids.push(id);
+    }
+    push(database.as_ref(), &who, &device.batch(changes));
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut last_sv = 0;
+    let mut pages = 0;
+    loop {
+        let page = pull(database.as_ref(), &who, cursor.as_deref(), 4);
+        pages += 1;
+        for row in &page.rows {
+            assert!(row.sv > last_sv, "pages come in server order");
+            last_sv = row.sv;
+            assert_eq!(row.scope_id, VILLAGE_A);
+            seen.push(row.id.clone());
+        }
+        cursor = Some(page.cursor.clone());
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(pages, 7, "26 rows (a village and 25 households) in pages of 4");
+    for id in &ids {
+        assert!(seen.contains(id));
+    }
+    // Bob sees only his village's row.
+    let bobs = pull(database.as_ref(), &caller(bob, &[VILLAGE_B]), None, 100);
+    assert_eq!(bobs.rows.len(), 1);
+    assert_eq!(bobs.rows[0].scope_id, VILLAGE_B);
+    // Alice is assigned village B too: her old cursor resets and the page re-snapshots.
+    let widened = caller(alice, &[VILLAGE_A, VILLAGE_B]);
+    let reset = pull(database.as_ref(), &widened, cursor.as_deref(), 1000);
+    assert_eq!(reset.reset.map(|reset| reset.reason), Some("scope_changed".to_owned()));
+    assert_eq!(reset.rows.len(), 27);
+    // A cursor from the future or garbage is refused.
+    let garbage = store::read(database.as_ref(), |tx| sync::pull(tx, &who, Some("not-a-cursor"), 10, 1, 0));
+    assert_eq!(garbage.map(|_| ()).map_err(|error| error.status().as_u16()), Err(400));
+}
+
+fn a_row_moved_into_scope_arrives_whole(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let both = caller(alice, &[VILLAGE_A, VILLAGE_B]);
+    let only_b = caller(alice + 1000, &[VILLAGE_B]);
+    let mut device = Device::new();
+    let household = uuid::Uuid::now_v7().to_string();
+    let start = now_hlc(0);
+    push(database.as_ref(), &both, &device.household_batch(VILLAGE_A, &household, "王大山", start));
+    let before = pull(database.as_ref(), &only_b, None, 100);
+    assert!(before.rows.iter().all(|row| row.id != household));
+    let moved = device.change("households", &household, "scope_id", json!(VILLAGE_B), start + 1, None);
+    push(database.as_ref(), &both, &device.batch(vec![moved]));
+    let after = pull(database.as_ref(), &only_b, Some(&before.cursor), 100);
+    let row = after.rows.iter().find(|row| row.id == household).expect("the moved row");
+    assert_eq!(row.fields["head_name"].0, json!("王大山"), "every field, not only the scope");
+}
+
+fn platform_writes_win_and_are_pulled(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut device = Device::new();
+    let (product, listing, household) =
+        (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let start = now_hlc(0);
+    let mut changes = device.household(VILLAGE_A, &household, "王大山", start);
+    changes.push(device.change("products", &product, "scope_id", json!(VILLAGE_A), start, None));
+    changes.push(device.change("listings", &listing, "scope_id", json!(VILLAGE_A), start, None));
+    changes.push(device.change("listings", &listing, "product_id", json!(product), start, None));
+    push(database.as_ref(), &who, &device.batch(changes));
+    let cursor = pull(database.as_ref(), &who, None, 100).cursor;
+    let clock = ServerClock::new();
+    let verdict = ModerationRequest {
+        moderator: Some("li".into()),
+        moderation_status: Some("rejected".into()),
+        moderation_reason: Some("标题含极限词".into()),
+        ..ModerationRequest::default()
+    };
+    store::write(database.as_ref(), |tx| platform::moderate(tx, &clock, &listing, &verdict)).expect("moderate");
+    let sale = platform::SaleRequest {
+        id: None,
+        listing_id: listing.clone(),
+        platform: "taobao".into(),
+        order_no: "TB1".into(),
+        order_date: "2026-03-01".into(),
+        qty: 2,
+        unit_price_fen: 3000,
+        gross_fen: 6000,
+        net_to_seller_fen: 5400,
+        status: "completed".into(),
+        buyer_region: None,
+        allocations: vec![platform::AllocationRequest { id: None, household_id: household.clone(), qty_g: Some(1000), amount_fen: 5400 }],
+    };
+    let recorded = store::write(database.as_ref(), |tx| platform::record_sale(tx, &clock, &sale)).expect("sale");
+    let page = pull(database.as_ref(), &who, Some(&cursor), 100);
+    let tables: Vec<&str> = page.rows.iter().map(|row| row.tbl.as_str()).collect();
+    assert_eq!(tables, vec!["listings", "sales", "sale_allocations"]);
+    assert_eq!(page.rows[0].fields["moderation_status"].0, json!("rejected"));
+    assert_eq!(page.rows[2].id, recorded.allocation_ids[0]);
+    assert_eq!(page.rows[2].fields["amount_fen"].0, json!(5400));
+    let actor = store::read(database.as_ref(), |tx| tx.field("listings", &listing, "moderation_status")).expect("read");
+    assert_eq!(actor.map(|field| field.actor), Some("moderator:li".to_owned()));
+    // Allocations above what reached the seller are refused, and nothing is written.
+    let mut greedy = sale.clone();
+    greedy.allocations[0].amount_fen = 9999;
+    let refused = store::write(database.as_ref(), |tx| platform::record_sale(tx, &clock, &greedy));
+    assert_eq!(refused.map(|_| ()).map_err(|error| error.status().as_u16()), Err(400));
+}
+
+fn concurrent_writers_on_two_instances_leave_no_gaps(kind: Kind) {
+    let backend = Backend::new(kind);
+    let first = backend.open();
+    let (alice, _) = seed(first.as_ref());
+    let second = backend.open();
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut handles = Vec::new();
+    for (worker, database) in [first.clone(), second.clone(), first.clone(), second.clone()].into_iter().enumerate() {
+        let who = who.clone();
+        handles.push(std::thread::spawn(move || {
+            let mut device = Device::new();
+            let mut ids = Vec::new();
+            for round in 0..10 {
+                let id = uuid::Uuid::now_v7().to_string();
+                let request = device.household_batch(VILLAGE_A, &id, &format!("户{worker}-{round}"), now_hlc(0));
+                sync::check_push(&request).expect("valid");
+                store::write(database.as_ref(), |tx| sync::push(tx, &who, &request, furrow::hlc::wall_ms())).expect("push");
+                ids.push(id);
+            }
+            ids
+        }));
+    }
+    let mut expected = Vec::new();
+    for handle in handles {
+        expected.extend(handle.join().expect("worker"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = pull(second.as_ref(), &who, cursor.as_deref(), 7);
+        for row in page.rows {
+            seen.insert(row.id);
+        }
+        cursor = Some(page.cursor);
+        if !page.has_more {
+            break;
+        }
+    }
+    for id in expected {
+        assert!(seen.contains(&id), "row {id} was pulled");
+    }
+    let last = store::read(first.as_ref(), |tx| tx.current_seq()).expect("seq");
+    assert_eq!(last, 2 * 3 + 40 * 5, "one sequence number per written field, none lost");
+}
+
+fn blob_and_upload_bookkeeping(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let sha = "ab".repeat(32);
+    store::write(database.as_ref(), |tx| {
+        let upload = Upload { id: "u1".into(), sha256: sha.clone(), size: 10, mime: "image/jpeg".into(), user_id: alice, offset: 0 };
+        tx.put_upload(&upload, 1)?;
+        assert!(tx.advance_upload("u1", 0, 4)?);
+        assert!(!tx.advance_upload("u1", 0, 8)?, "a stale offset does not move the upload");
+        assert_eq!(tx.upload("u1")?.map(|upload| upload.offset), Some(4));
+        tx.delete_upload("u1")?;
+        assert_eq!(tx.upload("u1")?, None);
+        let blob = BlobMeta { sha256: sha.clone(), size: 10, mime: "image/jpeg".into(), uploaded_by: alice };
+        tx.put_blob(&blob, 1)?;
+        tx.put_blob(&blob, 2)?;
+        assert_eq!(tx.blob(&sha)?, Some(blob));
+        assert!(!tx.photo_in_scopes(&sha, &[VILLAGE_A.to_owned()])?);
+        tx.put_row("photos", "p1", &RowMeta { scope_id: VILLAGE_A.into(), deleted: false, sv: 1_000 })?;
+        let stored = furrow_server::store::StoredField {
+            value: Value::String(sha.clone()),
+            hlc: 1,
+            node: vec![0; 16],
+            server_seq: 1_000,
+            actor: "assistant:1".into(),
+        };
+        tx.put_field("photos", "p1", "sha256", &stored)?;
+        assert!(tx.photo_in_scopes(&sha, &[VILLAGE_A.to_owned()])?);
+        assert!(!tx.photo_in_scopes(&sha, &[VILLAGE_B.to_owned()])?);
+        Ok(())
+    })
+    .expect("blobs");
+}
+
+/// Runs every check against both backends.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::Kind::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::Kind::Postgres) })*
+        }
+    };
+}
+
+conformance!(
+    accounts_and_tokens,
+    migrations_run_once_and_reopen,
+    push_then_pull_snapshot,
+    replayed_batch_is_identical_and_logged_once,
+    last_writer_wins_by_hlc_then_node,
+    stale_base_server_only_and_forbidden,
+    tombstones_are_kept_and_pulled,
+    pull_pages_in_order_and_resets_on_scope_change,
+    a_row_moved_into_scope_arrives_whole,
+    platform_writes_win_and_are_pulled,
+    concurrent_writers_on_two_instances_leave_no_gaps,
+    blob_and_upload_bookkeeping,
+);
