@@ -1,1 +1,216 @@
-fn main() {}
+//! Device store benchmark: bulk insert through the write path, committed local edit latency,
+//! roster search latency and a household's full picture, on 10k and 100k households each with
+//! members and a year of income records and visits. Prints figures; run with
+//! `cargo bench --bench store` (add `-- 10000` to run only the smaller size).
+
+use std::time::{Duration, Instant};
+
+use furrow::codes::{HouseholdAttribute, IncomeCategory, PovertyCause, PovertyStatus, RelationToHead, Sex, VisitType};
+use furrow::domain::household::{self, RosterQuery};
+use furrow::schema;
+use furrow::{OpenOptions, Store};
+use serde_json::{json, Map, Value};
+
+const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭", "何", "罗", "高", "林"];
+const GIVEN: &[&str] = &["小", "梅", "建", "国", "桂", "英", "大", "山", "秀", "兰", "明", "华", "春", "生", "玉", "芳", "德", "福", "海", "云", "金", "平", "红", "军"];
+
+/// A small deterministic generator, so every run builds the same data.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+
+    fn name(&mut self) -> String {
+        let mut name = self.pick(SURNAMES).to_owned();
+        for _ in 0..1 + self.next() % 2 {
+            name.push_str(self.pick(GIVEN));
+        }
+        name
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    value.as_object().expect("an object").clone()
+}
+
+fn percentile(samples: &mut [Duration], fraction: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() as f64 - 1.0) * fraction).round() as usize]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn run(households: usize) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut store = Store::open(&OpenOptions::file(dir.path().join("bench.db"))).expect("store");
+    let mut random = Random(0x9E37_79B9_7F4A_7C15);
+    let villages: Vec<String> = (0..20)
+        .map(|index| {
+            store
+                .write(|writer| {
+                    writer.save(&schema::VILLAGES, None, object(json!({"code": format!("5226331010{index:02}"), "name": format!("{}村", ["高坡", "水口", "龙塘", "石门", "新寨"][index % 5]) })))
+                })
+                .expect("village")
+                .id
+        })
+        .collect();
+
+    // Bulk insert: each household with three members, four income records and a visit, through
+    // the one write path, a thousand households per transaction.
+    let started = Instant::now();
+    let mut records = 0usize;
+    let mut household_ids = Vec::with_capacity(households);
+    for chunk in 0..households.div_ceil(1000) {
+        let count = 1000.min(households - chunk * 1000);
+        store
+            .write(|writer| {
+                for index in 0..count {
+                    let number = chunk * 1000 + index;
+                    let head = random.name();
+                    let village = &villages[number % villages.len()];
+                    let phone = format!("13{:09}", random.next() % 1_000_000_000);
+                    let household = writer.save(
+                        &schema::HOUSEHOLDS,
+                        None,
+                        object(json!({
+                            "register_no": format!("522633{number:07}"),
+                            "village_id": village,
+                            "head_name": head,
+                            "phone": phone,
+                            "attribute": HouseholdAttribute::General.code(),
+                            "poverty_status": if number % 3 == 0 { PovertyStatus::NewlyExited.code() } else { PovertyStatus::NotExited.code() },
+                            "main_cause": PovertyCause::DEF.values[number % 11].code,
+                        })),
+                    )?;
+                    for (relation, name) in [(RelationToHead::Head, head.clone()), (RelationToHead::Spouse, random.name()), (RelationToHead::Son, random.name())] {
+                        writer.save(
+                            &schema::MEMBERS,
+                            None,
+                            object(json!({"household_id": household.id, "name": name, "relation": relation.code(), "sex": Sex::Female.code()})),
+                        )?;
+                    }
+                    for (category, amount) in [
+                        (IncomeCategory::Wage, 600_000),
+                        (IncomeCategory::Operating, 300_000 + (random.next() % 200_000) as i64),
+                        (IncomeCategory::OperatingCost, 80_000),
+                        (IncomeCategory::Transfer, 120_000),
+                    ] {
+                        writer.save(
+                            &schema::INCOME_RECORDS,
+                            None,
+                            object(json!({"household_id": household.id, "year": 2024, "category": category.code(), "amount_fen": amount, "recorded_on": "2024-12-01"})),
+                        )?;
+                    }
+                    writer.save(
+                        &schema::VISITS,
+                        None,
+                        object(json!({"household_id": household.id, "visit_type": VisitType::Home.code(), "visited_at": "2024-06-01T09:00:00+08:00", "next_visit_date": "2024-07-01"})),
+                    )?;
+                    records += 9;
+                    household_ids.push(household.id);
+                }
+                Ok(())
+            })
+            .expect("bulk insert");
+    }
+    let elapsed = started.elapsed();
+    let outbox = store.pending_changes().expect("count");
+    println!(
+        "[{households} households] bulk insert: {records} records ({outbox} field changes queued) in {:.1} s = {:.0} records/s, {:.0} field changes/s",
+        elapsed.as_secs_f64(),
+        records as f64 / elapsed.as_secs_f64(),
+        outbox as f64 / elapsed.as_secs_f64()
+    );
+
+    // Local edit latency: one field of one household, committed, including the clock and the
+    // outbox entry.
+    let mut samples = Vec::new();
+    for round in 0..2000 {
+        let id = &household_ids[(random.next() % household_ids.len() as u64) as usize];
+        let phone = format!("15{:09}", round);
+        let started = Instant::now();
+        store.write(|writer| writer.save(&schema::HOUSEHOLDS, Some(id), object(json!({"phone": phone})))).expect("edit");
+        samples.push(started.elapsed());
+    }
+    println!(
+        "[{households} households] local edit (row + clock + outbox, committed): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        ms(percentile(&mut samples, 0.50)),
+        ms(percentile(&mut samples, 0.99)),
+        ms(*samples.last().expect("samples"))
+    );
+
+    // Roster search latency over several kinds of query.
+    let queries: Vec<(&str, RosterQuery)> = vec![
+        ("two-character name", RosterQuery { text: Some("小梅".into()), limit: Some(100), ..RosterQuery::default() }),
+        ("three-character name", RosterQuery { text: Some("王建国".into()), limit: Some(100), ..RosterQuery::default() }),
+        ("phone fragment", RosterQuery { text: Some("1380".into()), limit: Some(100), ..RosterQuery::default() }),
+        ("register number", RosterQuery { text: Some(format!("522633{:07}", households / 2)), limit: Some(100), ..RosterQuery::default() }),
+        ("village filter", RosterQuery { village_id: Some(villages[3].clone()), limit: Some(100), ..RosterQuery::default() }),
+        ("rare single character", RosterQuery { text: Some("军".into()), limit: Some(100), ..RosterQuery::default() }),
+        ("no match", RosterQuery { text: Some("不存在".into()), limit: Some(100), ..RosterQuery::default() }),
+    ];
+    let mut all = Vec::new();
+    for (label, query) in &queries {
+        let mut samples = Vec::new();
+        let mut found = 0;
+        for _ in 0..50 {
+            let started = Instant::now();
+            found = household::search(&store, query).expect("search").len();
+            samples.push(started.elapsed());
+        }
+        all.extend(samples.iter().copied());
+        println!(
+            "[{households} households] roster search, {label}: {found} shown, p50 {:.2} ms, p95 {:.2} ms",
+            ms(percentile(&mut samples, 0.50)),
+            ms(percentile(&mut samples, 0.95))
+        );
+    }
+    println!("[{households} households] roster search, all queries: p95 {:.2} ms", ms(percentile(&mut all, 0.95)));
+
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        let id = &household_ids[(random.next() % household_ids.len() as u64) as usize];
+        let started = Instant::now();
+        household::view(&store, id).expect("view");
+        samples.push(started.elapsed());
+    }
+    println!(
+        "[{households} households] household full picture: p50 {:.2} ms, p95 {:.2} ms; peak RSS so far {:.0} MB",
+        ms(percentile(&mut samples, 0.50)),
+        ms(percentile(&mut samples, 0.95)),
+        rss_mb()
+    );
+    let size = std::fs::metadata(dir.path().join("bench.db")).map(|meta| meta.len()).unwrap_or(0)
+        + std::fs::metadata(dir.path().join("bench.db-wal")).map(|meta| meta.len()).unwrap_or(0);
+    println!("[{households} households] database size {:.0} MB", size as f64 / 1e6);
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|arg| arg.parse().ok()).collect();
+    let sizes = if sizes.is_empty() { vec![10_000, 100_000] } else { sizes };
+    for households in sizes {
+        run(households);
+    }
+}

@@ -224,6 +224,7 @@ impl<'a> Writer<'a> {
         }
 
         let stamp = Stamp { hlc: self.clock.tick(hlc::wall_ms()), node: self.node };
+        let created = current.is_none();
         let (id, changed) = match current {
             Some(row) => {
                 let mut changed: Vec<String> = table
@@ -263,7 +264,7 @@ impl<'a> Writer<'a> {
                 "deleted" => Value::from(0),
                 other => record.get(other).cloned().unwrap_or(Value::Null),
             };
-            self.stamp_and_queue(table.name, &id, name, &value, stamp)?;
+            self.stamp_and_queue(table.name, &id, name, &value, stamp, created)?;
         }
         self.mark_dirty(table, &id, &record);
         Ok(Saved { id, changed })
@@ -279,7 +280,7 @@ impl<'a> Writer<'a> {
             .ok_or_else(|| Error::NotFound { table: table.name.into(), id: id.into() })?;
         let stamp = Stamp { hlc: self.clock.tick(hlc::wall_ms()), node: self.node };
         self.tx.execute(&format!("UPDATE {} SET deleted = 1 WHERE id = ?1", table.name), [id])?;
-        self.stamp_and_queue(table.name, id, "deleted", &Value::from(1), stamp)?;
+        self.stamp_and_queue(table.name, id, "deleted", &Value::from(1), stamp, false)?;
         self.mark_dirty(table, id, &row.fields);
         Ok(())
     }
@@ -352,7 +353,16 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    fn stamp_and_queue(&self, table: &str, id: &str, field: &str, value: &Value, stamp: Stamp) -> Result<()> {
+    /// Stamps a field and queues its change. `created` says the row was made in this write, so it
+    /// can have no earlier clock and no unsent change to coalesce with (a bulk import's fast path).
+    fn stamp_and_queue(&self, table: &str, id: &str, field: &str, value: &Value, stamp: Stamp, created: bool) -> Result<()> {
+        if created {
+            self.tx
+                .prepare_cached("INSERT INTO sync_field_clock (tbl, row_id, field, hlc, node) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![table, id, field, stamp.hlc, stamp.node.0.to_vec()])?;
+            self.queue(table, id, field, value, stamp, None)?;
+            return Ok(());
+        }
         let previous = self.field_stamp(table, id, field)?;
         self.set_clock(table, id, field, stamp)?;
         // Coalesce with an unsent change of the same field: the new value replaces it, keeping
@@ -369,6 +379,10 @@ impl<'a> Writer<'a> {
             }
             None => previous.map(|stamp| stamp.hlc),
         };
+        self.queue(table, id, field, value, stamp, base)
+    }
+
+    fn queue(&self, table: &str, id: &str, field: &str, value: &Value, stamp: Stamp, base: Option<i64>) -> Result<()> {
         let change_id = uuid::Uuid::now_v7();
         self.tx
             .prepare_cached(
@@ -437,7 +451,7 @@ impl<'a> Writer<'a> {
     }
 
     fn scope_of(&self, table: &TableSpec, id: &str) -> Result<String> {
-        Ok(self.tx.query_row(&format!("SELECT scope_id FROM {} WHERE id = ?1", table.name), [id], |row| row.get(0))?)
+        Ok(self.tx.prepare_cached(&format!("SELECT scope_id FROM {} WHERE id = ?1", table.name))?.query_row([id], |row| row.get(0))?)
     }
 
     /// The scope a record belongs to, from its own code (villages) or from its parent.
@@ -458,7 +472,8 @@ impl<'a> Writer<'a> {
         };
         let scope: Option<String> = self
             .tx
-            .query_row(&format!("SELECT scope_id FROM {parent_table} WHERE id = ?1 AND deleted = 0"), [parent_id], |row| row.get(0))
+            .prepare_cached(&format!("SELECT scope_id FROM {parent_table} WHERE id = ?1 AND deleted = 0"))?
+            .query_row([parent_id], |row| row.get(0))
             .optional()?;
         scope.ok_or_else(|| {
             let field = match table.scope {

@@ -104,6 +104,9 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // After a checkpoint the WAL file is cut back, so a big import does not leave a large
+        // file behind on a small laptop disk.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
 
         let mut conn = conn;
         migrate(&mut conn, options.migrate_to)?;
