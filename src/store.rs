@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "0001_device_store.sql", sql: include_str!("../migrations/0001_device_store.sql") },
     Migration { version: 2, name: "0002_reference_seed.sql", sql: include_str!("../migrations/0002_reference_seed.sql") },
     Migration { version: 3, name: "0003_sync_outcomes.sql", sql: include_str!("../migrations/0003_sync_outcomes.sql") },
+    Migration { version: 4, name: "0004_name_grams.sql", sql: include_str!("../migrations/0004_name_grams.sql") },
 ];
 
 /// Where and how to open a store.
@@ -111,6 +112,9 @@ impl Store {
         let mut conn = conn;
         migrate(&mut conn, options.migrate_to)?;
         let (node, clock) = load_clock(&mut conn)?;
+        if options.migrate_to.is_none() {
+            rebuild_derived_indexes(&mut conn)?;
+        }
         Ok(Store { conn, node, clock })
     }
 
@@ -205,6 +209,33 @@ fn migrate(conn: &mut Connection, migrate_to: Option<i64>) -> Result<()> {
             params![migration.version, migration.name, checksum(migration.sql), now],
         )?;
     }
+    transaction.commit()?;
+    Ok(())
+}
+
+/// The version of the derived search index; raising it makes the next open rebuild the index
+/// from the records, so an upgrade that changes what is indexed needs no hand-written backfill.
+const SEARCH_INDEX_VERSION: i64 = 2;
+
+fn rebuild_derived_indexes(conn: &mut Connection) -> Result<()> {
+    let built: Option<i64> =
+        conn.query_row("SELECT v FROM sync_state WHERE k = 'search_index_version'", [], |row| row.get(0)).optional()?;
+    if built == Some(SEARCH_INDEX_VERSION) {
+        return Ok(());
+    }
+    let transaction = conn.transaction()?;
+    let ids: Vec<String> = {
+        let mut statement = transaction.prepare("SELECT id FROM households")?;
+        let ids = statement.query_map([], |row| row.get(0))?;
+        ids.collect::<rusqlite::Result<_>>()?
+    };
+    for id in ids {
+        crate::domain::household::refresh_search(&transaction, &id)?;
+    }
+    transaction.execute(
+        "INSERT INTO sync_state (k, v) VALUES ('search_index_version', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+        [SEARCH_INDEX_VERSION],
+    )?;
     transaction.commit()?;
     Ok(())
 }

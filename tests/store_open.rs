@@ -32,23 +32,33 @@ fn a_database_made_by_an_older_migration_opens_and_upgrades() {
 }
 
 #[test]
-fn work_saved_before_an_upgrade_survives_it_with_its_outbox() {
+fn work_saved_before_an_upgrade_survives_it_and_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("work.db");
-    let mut old = Store::open(&OpenOptions { migrate_to: Some(1), ..OpenOptions::file(&path) }).unwrap();
-    let village = furrow::domain::village::save(
-        &mut old,
-        &furrow::domain::village::Village { code: Some("522633101001".into()), name: Some("高坡村".into()), ..Default::default() },
-    )
-    .unwrap();
-    let saved = household::save(&mut old, &common::household_draft(village.id.as_deref().unwrap(), "王小梅")).unwrap();
-    let pending = old.pending_changes().unwrap();
+    let old = Store::open(&OpenOptions { migrate_to: Some(1), ..OpenOptions::file(&path) }).unwrap();
     let node = old.node();
     drop(old);
+    // What a build with only the first migration wrote: rows, their search document, and an
+    // unsent outbox entry.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "INSERT INTO villages (id, scope_id, code, name) VALUES ('v1', '522633101001', '522633101001', '高坡村');
+         INSERT INTO households (id, scope_id, village_id, head_name, attribute, poverty_status)
+              VALUES ('h1', '522633101001', 'v1', '王小梅', 'general', 'not_exited');
+         INSERT INTO household_search_doc (household_id, body) VALUES ('h1', '王小梅 高坡村');
+         INSERT INTO sync_outbox (change_id, tbl, row_id, field, value, hlc, node)
+              VALUES (x'01', 'households', 'h1', 'head_name', '\"王小梅\"', 1, x'00');",
+    )
+    .unwrap();
+    drop(conn);
+
     let upgraded = Store::open(&OpenOptions::file(&path)).unwrap();
-    assert_eq!(household::get(&upgraded, saved.id.as_deref().unwrap()).unwrap().head_name.as_deref(), Some("王小梅"));
-    assert_eq!(upgraded.pending_changes().unwrap(), pending, "unsynced work is kept across an upgrade");
+    assert_eq!(upgraded.applied_migrations().unwrap().len(), MIGRATIONS.len());
+    assert_eq!(household::get(&upgraded, "h1").unwrap().head_name.as_deref(), Some("王小梅"));
+    assert_eq!(upgraded.pending_changes().unwrap(), 1, "unsynced work is kept across an upgrade");
     assert_eq!(upgraded.node(), node, "the device keeps its identity");
+    let found = household::search(&upgraded, &household::RosterQuery { text: Some("小梅".into()), ..Default::default() }).unwrap();
+    assert_eq!(found.len(), 1, "the search index is rebuilt for what the new version indexes");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! 户 Households and their members: the register, roster search, and a household's full picture.
 
-use rusqlite::{params, Connection, ToSql};
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
 use serde::{Deserialize, Serialize};
 
 use crate::codes::{
@@ -157,32 +157,58 @@ pub fn household_size(conn: &Connection, household_id: &str) -> Result<i64> {
     )?)
 }
 
-/// Rewrites a household's search document (or removes it once the household is deleted).
+/// Rewrites a household's search document and its name pieces (or removes both once the
+/// household is deleted).
 pub(crate) fn refresh_search(conn: &Connection, household_id: &str) -> Result<()> {
-    let body: Option<String> = conn
-        .query_row(
+    let found: Option<(String, String)> = conn
+        .prepare_cached(
             "SELECT concat_ws(' ', h.register_no, h.head_name, h.phone, h.group_name, v.name, v.code,
                     (SELECT group_concat(concat_ws(' ', m.name, m.phone), ' ') FROM members m
-                      WHERE m.household_id = h.id AND m.deleted = 0))
+                      WHERE m.household_id = h.id AND m.deleted = 0)),
+                    concat_ws(' ', h.head_name,
+                    (SELECT group_concat(m.name, ' ') FROM members m WHERE m.household_id = h.id AND m.deleted = 0))
                FROM households h LEFT JOIN villages v ON v.id = h.village_id
               WHERE h.id = ?1 AND h.deleted = 0",
-            [household_id],
-            |row| row.get(0),
-        )
-        .ok();
-    match body {
-        Some(body) => {
-            conn.prepare_cached(
-                "INSERT INTO household_search_doc (household_id, body) VALUES (?1, ?2)
-                 ON CONFLICT (household_id) DO UPDATE SET body = excluded.body WHERE body <> excluded.body",
-            )?
-            .execute(params![household_id, body])?;
-        }
-        None => {
-            conn.prepare_cached("DELETE FROM household_search_doc WHERE household_id = ?1")?.execute([household_id])?;
-        }
+        )?
+        .query_row([household_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let doc: Option<i64> = conn
+        .prepare_cached("SELECT doc FROM household_search_doc WHERE household_id = ?1")?
+        .query_row([household_id], |row| row.get(0))
+        .optional()?;
+    if let Some(doc) = doc {
+        conn.prepare_cached("DELETE FROM household_name_grams WHERE doc = ?1")?.execute([doc])?;
+    }
+    let Some((body, names)) = found else {
+        conn.prepare_cached("DELETE FROM household_search_doc WHERE household_id = ?1")?.execute([household_id])?;
+        return Ok(());
+    };
+    let doc: i64 = conn
+        .prepare_cached(
+            "INSERT INTO household_search_doc (household_id, body) VALUES (?1, ?2)
+             ON CONFLICT (household_id) DO UPDATE SET body = excluded.body RETURNING doc",
+        )?
+        .query_row(params![household_id, body], |row| row.get(0))?;
+    let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO household_name_grams (gram, doc) VALUES (?1, ?2)")?;
+    for gram in short_grams(&names) {
+        insert.execute(params![gram, doc])?;
     }
     Ok(())
+}
+
+/// Every distinct one- and two-character piece of the words in `text` (lowercased).
+fn short_grams(text: &str) -> std::collections::BTreeSet<String> {
+    let mut grams = std::collections::BTreeSet::new();
+    for word in text.split_whitespace() {
+        let characters: Vec<char> = word.to_lowercase().chars().collect();
+        for (index, character) in characters.iter().enumerate() {
+            grams.insert(character.to_string());
+            if let Some(next) = characters.get(index + 1) {
+                grams.insert([*character, *next].iter().collect());
+            }
+        }
+    }
+    grams
 }
 
 /// A roster search: free text plus filters, all optional.
@@ -244,9 +270,15 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
             clauses.push(format!("household_search MATCH ?{}", args.len() + 1));
             args.push(Box::new(phrase));
         } else {
-            from = "household_search_doc d JOIN households h ON h.id = d.household_id".to_owned();
-            clauses.push(format!("instr(d.body, ?{}) > 0", args.len() + 1));
-            args.push(Box::new(text.to_owned()));
+            // One or two characters: a name piece from the gram index, or a village whose name
+            // contains them (villages are few).
+            let index = args.len() + 1;
+            clauses.push(format!(
+                "(h.id IN (SELECT d.household_id FROM household_name_grams g JOIN household_search_doc d ON d.doc = g.doc
+                           WHERE g.gram = ?{index})
+                  OR h.village_id IN (SELECT id FROM villages WHERE deleted = 0 AND instr(name, ?{index}) > 0))"
+            ));
+            args.push(Box::new(text.to_lowercase()));
         }
     }
     if let Some(village) = &query.village_id {
