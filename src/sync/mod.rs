@@ -19,7 +19,7 @@ pub use blobs::{add_attachment, attachment, Attachment};
 pub use engine::{BackgroundSync, Progress, RetryPolicy, SyncEngine, SyncOptions, SyncReport};
 pub use error::{SyncError, SyncResult, TransportError};
 pub use state::Account;
-pub use status::{canonical_dump, conflicts, record_state, resolve_conflict, signed_in_account, summary, Conflict, FieldSyncState, RecordSyncState, Resolution, SyncState, SyncSummary};
+pub use status::{canonical_dump, conflicts, field_clock, read_record, set_clock_offset, record_state, resolve_conflict, signed_in_account, summary, Conflict, FieldSyncState, RecordSyncState, Resolution, SyncState, SyncSummary};
 pub use transport::{HttpTransport, RequestMeta, Transport};
 
 #[cfg(test)]

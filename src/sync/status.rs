@@ -288,3 +288,24 @@ pub fn canonical_dump(store: &Store, scopes: Option<&[String]>) -> SyncResult<St
     }
     Ok(out)
 }
+
+/// A synced record as the device holds it (live or tombstoned), for views that show a record
+/// next to its sync state.
+pub fn read_record(store: &Store, table: &str, id: &str) -> SyncResult<Option<crate::record::Row>> {
+    let Some(spec) = schema::table(table) else { return Ok(None) };
+    Ok(crate::record::read_row(&store.conn, spec, id)?)
+}
+
+/// The stamp of a field as the device holds it: `(hlc, node)`.
+pub fn field_clock(store: &Store, table: &str, id: &str, field: &str) -> SyncResult<Option<crate::hlc::Stamp>> {
+    Ok(crate::record::field_stamp(&store.conn, table, id, field)?)
+}
+
+/// Sets the device's clock correction in milliseconds (kept in the store). Sync sets it from the
+/// server's time by itself; this is for a settings screen and for tests that make a device's
+/// clock wrong by days.
+pub fn set_clock_offset(store: &mut Store, offset_ms: i64) -> SyncResult<()> {
+    store.clock.offset_ms = offset_ms;
+    state::set(&store.conn, state::CLOCK_OFFSET_MS, offset_ms)?;
+    Ok(())
+}

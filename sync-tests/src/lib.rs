@@ -1,0 +1,275 @@
+//! The harness of the end-to-end sync tests: the real `furrow-server` started in-process on
+//! 127.0.0.1:0 over a SQLite data directory, the platform's admin calls, devices that are real
+//! device stores in files driven by the real sync engine over HTTP, and a TCP proxy that injects
+//! the faults of a slow link that drops.
+
+pub mod proxy;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use furrow::schema::{self, TableSpec};
+use furrow::sync::{self, RetryPolicy, SyncEngine, SyncOptions, SyncReport, SyncResult};
+use furrow::{OpenOptions, Store};
+use furrow_server::auth::PasswordCost;
+use serde_json::{json, Value};
+
+/// The admin token of test servers.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// A running server. Stops when dropped (its runtime is shut down with the thread).
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The address it listens on.
+    pub address: std::net::SocketAddr,
+    data_dir: tempfile::TempDir,
+    admin: reqwest::blocking::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server over a fresh data directory, with cheap password hashing.
+    pub fn start() -> TestServer {
+        let data_dir = tempfile::tempdir().expect("a temporary directory");
+        let storage = furrow_server::Storage::Sqlite { data_dir: data_dir.path().to_owned() };
+        let database = furrow_server::open_database(&storage).expect("the server's database opens");
+        let blobs = Arc::new(furrow_server::blobs::FileBlobStore::new(data_dir.path()).expect("the blob store opens"));
+        let settings = furrow_server::Settings {
+            admin_token: Some(ADMIN_TOKEN.to_owned()),
+            password_cost: PasswordCost::CHEAP_FOR_TESTS,
+            ..furrow_server::Settings::default()
+        };
+        let state = furrow_server::AppState::new(database, blobs, settings).expect("the server's state builds");
+        let (address_sender, address_receiver) = std::sync::mpsc::channel();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+                address_sender.send(listener.local_addr().expect("an address")).expect("the test waits");
+                tokio::select! {
+                    result = furrow_server::serve(listener, state) => result.expect("the server runs"),
+                    _ = stop => {}
+                }
+            });
+        });
+        let address = address_receiver.recv().expect("the server started");
+        TestServer {
+            url: format!("http://{address}"),
+            address,
+            data_dir,
+            admin: reqwest::blocking::Client::new(),
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    fn admin_post(&self, path: &str, body: &Value) -> Value {
+        let response = self
+            .admin
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .expect("the admin endpoint answers");
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        assert!(status.is_success(), "POST {path} {body} answered {status}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Adds a village; returns its row id (the server makes village rows itself).
+    pub fn add_village(&self, code: &str, name: &str) -> String {
+        let answer = self.admin_post("/admin/v1/villages", &json!({ "code": code, "name": name }));
+        answer["row_id"].as_str().expect("a row id").to_owned()
+    }
+
+    /// Adds an assistant working in `villages`.
+    pub fn add_assistant(&self, username: &str, password: &str, villages: &[&str]) {
+        self.admin_post("/admin/v1/assistants", &json!({ "username": username, "password": password, "villages": villages }));
+    }
+
+    /// The platform's moderation of a listing.
+    pub fn moderate(&self, listing_id: &str, verdict: Value) {
+        self.admin_post(&format!("/admin/v1/listings/{listing_id}/moderation"), &verdict);
+    }
+
+    /// The platform's moderation of a listing, which may not have reached the server yet;
+    /// returns whether the server took it.
+    pub fn try_moderate(&self, listing_id: &str, verdict: &Value) -> bool {
+        self.admin
+            .post(format!("{}/admin/v1/listings/{listing_id}/moderation", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(verdict)
+            .send()
+            .is_ok_and(|response| response.status().is_success())
+    }
+
+    /// Records a sale credited to households; returns the sale's id.
+    pub fn record_sale(&self, sale: Value) -> String {
+        self.admin_post("/admin/v1/sales", &sale)["sale_id"].as_str().expect("a sale id").to_owned()
+    }
+
+    /// Counts rows of the server's own database (read-only), for checks of exactly-once effects.
+    pub fn query_count(&self, sql: &str) -> i64 {
+        let connection = rusqlite::Connection::open_with_flags(
+            furrow_server::sqlite_path(self.data_dir()),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("the server's database opens read-only");
+        connection.busy_timeout(Duration::from_secs(5)).expect("a busy timeout");
+        connection.query_row(sql, [], |row| row.get(0)).expect("the query runs")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Options for test devices: small pull pages so paging is exercised, and quick retries.
+pub fn test_options() -> SyncOptions {
+    SyncOptions {
+        pull_limit: 200,
+        retry: RetryPolicy { initial: Duration::from_millis(5), max: Duration::from_millis(40), max_attempts: Some(12) },
+        ..SyncOptions::default()
+    }
+}
+
+/// A device: a store in a file and the real sync engine.
+pub struct Device {
+    /// The store, as the desktop app holds it.
+    pub store: Mutex<Store>,
+    /// The engine.
+    pub engine: SyncEngine,
+    /// The store's file.
+    pub path: PathBuf,
+    /// The server the device talks to.
+    pub url: String,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Device {
+    /// A new device with its store in a fresh temporary directory, syncing with `url`.
+    pub fn new(url: &str) -> Device {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("furrow.db");
+        let mut device = Device::open(&path, url);
+        device.dir = Some(dir);
+        device
+    }
+
+    /// A device over an existing store file (a restart).
+    pub fn open(path: &Path, url: &str) -> Device {
+        let store = Store::open(&OpenOptions::file(path)).expect("the device store opens");
+        let engine = SyncEngine::new(url).expect("an engine").with_options(test_options());
+        Device { store: Mutex::new(store), engine, path: path.to_owned(), url: url.to_owned(), dir: None }
+    }
+
+    /// Closes the store and opens it again from its file, as after the app was restarted.
+    pub fn restart(self) -> Device {
+        let Device { store, engine, path, url, dir } = self;
+        drop(engine);
+        drop(store);
+        let mut device = Device::open(&path, &url);
+        device.dir = dir;
+        device
+    }
+
+    /// The access token the device holds (for checks that call the server directly).
+    pub fn access_token(&self) -> String {
+        match self.store().state("access_token").expect("the state reads") {
+            Some(rusqlite::types::Value::Text(token)) => token,
+            other => panic!("no access token: {other:?}"),
+        }
+    }
+
+    /// Signs in.
+    pub fn login(&self, username: &str, password: &str) {
+        self.engine.login(&self.store, username, password, "test laptop").expect("sign-in succeeds");
+    }
+
+    /// The store, locked.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One sync attempt.
+    pub fn sync(&self) -> SyncResult<SyncReport> {
+        self.engine.sync(&self.store, &|_| {})
+    }
+
+    /// Syncs until done, retrying failures.
+    pub fn sync_until_idle(&self) -> SyncResult<SyncReport> {
+        self.engine.run_until_idle(&self.store, &|_| {}, &std::sync::atomic::AtomicBool::new(false))
+    }
+
+    /// Saves through the one write path; returns the row id.
+    pub fn save(&self, table: &'static TableSpec, id: Option<&str>, fields: Value) -> furrow::Result<String> {
+        let Value::Object(map) = fields else { panic!("fields must be a JSON object") };
+        self.store().write(|writer| writer.save(table, id, map)).map(|saved| saved.id)
+    }
+
+    /// Deletes through the one write path.
+    pub fn delete(&self, table: &'static TableSpec, id: &str) -> furrow::Result<()> {
+        self.store().write(|writer| writer.delete(table, id))
+    }
+
+    /// A field's value, or `None` when the row is not on the device.
+    pub fn field(&self, table: &'static TableSpec, id: &str, field: &str) -> Option<Value> {
+        sync::read_record(&self.store(), table.name, id).expect("the row reads").map(|row| match field {
+            "deleted" => Value::Bool(row.deleted),
+            "scope_id" => Value::String(row.scope_id),
+            other => row.fields.get(other).cloned().unwrap_or(Value::Null),
+        })
+    }
+
+    /// The canonical dump of the device's synced data.
+    pub fn dump(&self) -> String {
+        sync::canonical_dump(&self.store(), None).expect("the dump reads")
+    }
+
+    /// Changes queued or in flight.
+    pub fn pending(&self) -> i64 {
+        self.store().pending_changes().expect("the outbox reads")
+    }
+}
+
+/// Household fields that pass the core's checks.
+pub fn household_fields(village_id: &str, head: &str) -> Value {
+    json!({ "village_id": village_id, "head_name": head, "attribute": "general", "poverty_status": "not_exited" })
+}
+
+/// Creates a product and a listing of it; returns the listing's id.
+pub fn new_listing(device: &Device, village_id: &str, producer: Option<&str>) -> String {
+    let product = device
+        .save(&schema::PRODUCTS, None, json!({ "village_id": village_id, "name": "核桃", "category": "nuts", "producer_household_id": producer }))
+        .expect("the product saves");
+    device
+        .save(
+            &schema::LISTINGS,
+            None,
+            json!({ "product_id": product, "platform": "taobao", "title": "高山核桃 500g", "category": "nuts",
+                    "price_fen": 3990, "unit": "jin", "status": "submitted" }),
+        )
+        .expect("the listing saves")
+}
+
+/// Decodes the sequence number of a pull cursor of this server (for the monotonic check).
+pub fn cursor_seq(cursor: &str) -> Option<i64> {
+    furrow_server::sync::Cursor::decode(cursor).ok().map(|cursor| cursor.seq)
+}
