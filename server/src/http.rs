@@ -20,6 +20,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::auth::{self, Caller, PasswordCost, RateLimiter, TokenLifetimes};
 use crate::blobs::{is_sha256, BlobStore};
@@ -119,7 +121,9 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 /// Builds the router with every endpoint of the contract.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // JSON answers are compressed for the slow link in town, and gzip request bodies are
+    // accepted; blob bytes (already compressed photos, ranged reads) are sent as they are.
+    let json_api = Router::new()
         .route("/health", get(health))
         .route("/openapi.yaml", get(openapi))
         .route("/auth/v1/login", post(login))
@@ -127,21 +131,58 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/v1/logout", post(logout))
         .route("/sync/v1/push", post(push))
         .route("/sync/v1/pull", get(pull))
-        .route("/blobs/uploads", post(create_upload))
-        .route("/blobs/uploads/{id}", head(upload_offset).patch(upload_chunk))
-        .route("/blobs/{sha256}", get(download_blob).head(blob_exists))
         .route("/admin/v1/villages", post(admin_village))
         .route("/admin/v1/assistants", post(admin_assistant))
         .route("/admin/v1/listings/{id}/moderation", post(admin_moderation))
         .route("/admin/v1/sales", post(admin_sale))
+        .layer(CompressionLayer::new())
+        .layer(RequestDecompressionLayer::new());
+    let blobs = Router::new()
+        .route("/blobs/uploads", post(create_upload))
+        .route("/blobs/uploads/{id}", head(upload_offset).patch(upload_chunk))
+        .route("/blobs/{sha256}", get(download_blob).head(blob_exists));
+    json_api
+        .merge(blobs)
         .fallback(not_found)
         .layer(axum::middleware::map_response(stamp_server_time))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
 
 /// Serves the router on a bound listener until the process is stopped.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>()).await
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve_until(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Logs one line per request, with the client's `X-Request-Id` so a device's log and the
+/// server's can be matched.
+async fn log_request(request: Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let request_id =
+        request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-").to_owned();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        request_id,
+        "request"
+    );
+    response
 }
 
 /// Every answer carries the server's clock, so a client can correct its offset even from an

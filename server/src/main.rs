@@ -273,7 +273,47 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(address = %listener.local_addr()?, backend = state.database().name(), "serving");
-        furrow_server::serve(listener, state).await?;
+        let database = state.database().clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                interval.tick().await;
+                let database = database.clone();
+                let cleaned = tokio::task::spawn_blocking(move || {
+                    store::write(database.as_ref(), |tx| furrow_server::sync::housekeeping(tx, furrow::hlc::wall_ms()))
+                })
+                .await;
+                match cleaned {
+                    Ok(Ok((tokens, batches))) => tracing::info!(tokens, batches, "housekeeping"),
+                    Ok(Err(error)) => tracing::warn!(%error, "housekeeping failed"),
+                    Err(error) => tracing::warn!(%error, "housekeeping task failed"),
+                }
+            }
+        });
+        furrow_server::http::serve_until(listener, state, shutdown_signal()).await?;
+        tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Completes on Ctrl-C or SIGTERM, so requests in flight finish before the process exits.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }

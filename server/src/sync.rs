@@ -449,3 +449,13 @@ fn pulled_row(row: ChangedRow, after: i64) -> PulledRow {
     }
     PulledRow { tbl: row.tbl, id: row.row_id, scope_id: row.meta.scope_id, sv: row.meta.sv, fields }
 }
+
+/// How long stored push responses are kept for exact replay (at least 30 days, as
+/// sync-design.md asks; after that the seq check still makes a re-sent batch a no-op).
+pub const BATCH_RETENTION_MS: i64 = 45 * 24 * 60 * 60 * 1000;
+
+/// Periodic cleanup: expired tokens and push responses past their retention. Returns how many
+/// of each were removed. Tombstones are never removed here.
+pub fn housekeeping(tx: &mut Tx<'_>, now: i64) -> Result<(u64, u64)> {
+    Ok((tx.delete_expired_tokens(now)?, tx.delete_batches_before(now - BATCH_RETENTION_MS)?))
+}

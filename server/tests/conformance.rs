@@ -464,7 +464,28 @@ macro_rules! conformance {
     };
 }
 
+fn housekeeping_forgets_only_what_expired(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let now = furrow::hlc::wall_ms();
+    store::write(database.as_ref(), |tx| {
+        let row = TokenRow { kind: "access".into(), session_id: "s".into(), user_id: alice, device_name: "d".into(), expires_at: now - 1 };
+        tx.insert_token("old", &row, 0)?;
+        tx.insert_token("new", &TokenRow { expires_at: now + 60_000, ..row }, 0)?;
+        tx.put_batch("client", "old-batch", "{}", now - sync::BATCH_RETENTION_MS - 1)?;
+        tx.put_batch("client", "new-batch", "{}", now)?;
+        assert_eq!(sync::housekeeping(tx, now)?, (1, 1));
+        assert!(tx.token("new")?.is_some());
+        assert!(tx.batch("client", "new-batch")?.is_some());
+        assert!(tx.batch("client", "old-batch")?.is_none());
+        Ok(())
+    })
+    .expect("housekeeping");
+}
+
 conformance!(
+    housekeeping_forgets_only_what_expired,
     accounts_and_tokens,
     migrations_run_once_and_reopen,
     push_then_pull_snapshot,

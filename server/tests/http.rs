@@ -716,3 +716,75 @@ async fn the_openapi_document_is_served() {
         assert!(text.contains(&format!("  {path}:")), "{path} is documented");
     }
 }
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("compress");
+    encoder.finish().expect("compress")
+}
+
+#[tokio::test]
+async fn gzip_bodies_both_ways() {
+    let server = TestServer::start(Kind::Sqlite).await;
+    let token = server.login("alice").await.access_token;
+    let mut device = Device::new();
+    let mut changes = Vec::new();
+    for index in 0..100 {
+        changes.extend(device.household(VILLAGE_A, &uuid::Uuid::now_v7().to_string(), &format!("户主{index}"), now_hlc(index)));
+    }
+    let request = device.batch(changes);
+    let plain = serde_json::to_vec(&request).expect("json");
+    let compressed = gzip(&plain);
+    // The figure sync-design.md section 12 asks about: bytes per field change on the wire.
+    println!(
+        "push of {} field changes: {} bytes, {} gzip, {:.1} B per change",
+        request.changes.len(),
+        plain.len(),
+        compressed.len(),
+        compressed.len() as f64 / request.changes.len() as f64
+    );
+    let response = server
+        .http
+        .post(server.url("/sync/v1/push"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(compressed)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert!(statuses(&body).iter().all(|status| status == "applied"));
+    // A gzip body that is not gzip is a 4xx, never a 5xx.
+    let response = server
+        .http
+        .post(server.url("/sync/v1/push"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(b"not gzip at all".to_vec())
+        .send()
+        .await
+        .expect("push");
+    assert!(response.status().is_client_error(), "{}", response.status());
+    // Pull pages are compressed for clients that accept it. This client leaves the body
+    // compressed, whatever features another crate turns on.
+    let raw = reqwest::Client::builder().no_gzip().build().expect("client");
+    let response = raw
+        .get(server.url("/sync/v1/pull?limit=1000"))
+        .bearer_auth(&token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("pull");
+    assert_eq!(response.headers().get("content-encoding").map(|value| value.as_bytes()), Some(&b"gzip"[..]));
+    let bytes = response.bytes().await.expect("bytes");
+    let mut decoder = flate2::read::GzDecoder::new(bytes.as_ref());
+    let mut text = String::new();
+    decoder.read_to_string(&mut text).expect("gunzip");
+    let page: PullResponse = serde_json::from_str(&text).expect("page");
+    let fields: usize = page.rows.iter().map(|row| row.fields.len()).sum();
+    println!("pull page of {} rows, {fields} fields: {} bytes gzip, {:.1} B per field", page.rows.len(), bytes.len(), bytes.len() as f64 / fields as f64);
+    assert_eq!(page.rows.len(), 101);
+}
