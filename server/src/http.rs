@@ -133,6 +133,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sync/v1/pull", get(pull))
         .route("/admin/v1/villages", post(admin_village))
         .route("/admin/v1/assistants", post(admin_assistant))
+        .route("/admin/v1/assistants/{username}/villages", post(admin_assign))
+        .route("/admin/v1/assistants/{username}/status", post(admin_status))
         .route("/admin/v1/listings/{id}/moderation", post(admin_moderation))
         .route("/admin/v1/sales", post(admin_sale))
         .layer(CompressionLayer::new())
@@ -728,6 +730,68 @@ async fn admin_assistant(State(state): State<AppState>, headers: HeaderMap, body
         })
         .await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "assistant_id": id.to_string() }))).into_response())
+}
+
+/// `POST /admin/v1/assistants/{username}/villages` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    /// Village codes.
+    pub villages: Vec<String>,
+    /// Remove these villages instead of adding them.
+    #[serde(default)]
+    pub remove: bool,
+}
+
+async fn admin_assign(State(state): State<AppState>, headers: HeaderMap, Path(username): Path<String>, body: Body) -> Result<Response> {
+    require_admin(&state, &headers)?;
+    let request: AssignRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+    let scopes = state
+        .run(move |state| {
+            store::write(state.database().as_ref(), |tx| {
+                let id = platform::user_id(tx, &username)?;
+                if !request.remove {
+                    platform::require_villages(tx, &request.villages)?;
+                }
+                for code in &request.villages {
+                    if request.remove {
+                        tx.unassign(id, code)?;
+                    } else {
+                        tx.assign(id, code)?;
+                    }
+                }
+                tx.scopes(id)
+            })
+        })
+        .await?;
+    // The assistant's devices notice at their next pull: the cursor's scope hash no longer fits.
+    Ok(Json(serde_json::json!({ "scopes": scopes })).into_response())
+}
+
+/// `POST /admin/v1/assistants/{username}/status` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    /// Whether sign-in is refused; disabling also revokes every token of the account.
+    pub disabled: bool,
+}
+
+async fn admin_status(State(state): State<AppState>, headers: HeaderMap, Path(username): Path<String>, body: Body) -> Result<Response> {
+    require_admin(&state, &headers)?;
+    let request: StatusRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+    state
+        .run(move |state| {
+            store::write(state.database().as_ref(), |tx| {
+                let id = platform::user_id(tx, &username)?;
+                tx.set_disabled(id, request.disabled)?;
+                if request.disabled {
+                    tx.delete_user_tokens(id)?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn admin_moderation(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Result<Response> {

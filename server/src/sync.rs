@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::http::StatusCode;
 use base64::Engine;
 use furrow::hlc;
-use furrow::schema::{self, FieldType, Policy, TableSpec};
+use furrow::schema::{self, FieldType, Policy, ScopeRule, TableSpec};
 use furrow::sync::wire::{Change, ChangeResult, CurrentValue, PullResponse, PulledRow, PushRequest, PushResponse, Reset, SCHEMA_VERSION};
 use furrow::validate;
 use serde_json::Value;
@@ -285,6 +285,9 @@ fn merge(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change) -> Result
     if let Some(problem) = reference_problem(tx, caller, table, change)? {
         return Ok(problem);
     }
+    if let Some(problem) = parent_scope_problem(tx, table, change, row.as_ref())? {
+        return Ok(problem);
+    }
     let stored = tx.field(table.name, &change.row_id, &change.field)?;
     let incoming = (change.hlc, context.node);
     if let Some(stored) = &stored {
@@ -342,6 +345,34 @@ fn reference_problem(tx: &mut Tx<'_>, caller: &Caller, table: &TableSpec, change
         }
     }
     Ok(None)
+}
+
+/// A row takes its village from its parent (a household from its village, a listing from its
+/// product): pointing a row at a parent in another village than the row's own would file it
+/// under one village while it belongs to another, so it is refused. A parent the server does not
+/// know yet (pushed in a later batch) is accepted.
+fn parent_scope_problem(tx: &mut Tx<'_>, table: &TableSpec, change: &Change, row: Option<&RowMeta>) -> Result<Option<ChangeResult>> {
+    let Some(row) = row else { return Ok(None) };
+    let parent_table = match table.scope {
+        ScopeRule::From(field) if field == change.field => match table.field(field).map(|spec| spec.ty) {
+            Some(FieldType::Ref(target)) => Some(target.to_owned()),
+            _ => None,
+        },
+        ScopeRule::FromOwner { kind_field, id_field } if id_field == change.field => tx
+            .field(table.name, &change.row_id, kind_field)?
+            .and_then(|stored| stored.value.as_str().and_then(schema::photo_owner_table).map(str::to_owned)),
+        _ => None,
+    };
+    let (Some(parent_table), Some(parent_id)) = (parent_table, change.value.as_str()) else { return Ok(None) };
+    match tx.row(&parent_table, parent_id)? {
+        Some(parent) if parent.scope_id != row.scope_id => Ok(Some(rejected(
+            change,
+            "invalid",
+            format!("the {parent_table} record is in village {}, not in this record's village {}", parent.scope_id, row.scope_id),
+            None,
+        ))),
+        _ => Ok(None),
+    }
 }
 
 /// Writes one field with the next server sequence number and updates the row's index entry.

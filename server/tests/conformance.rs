@@ -215,6 +215,18 @@ fn stale_base_server_only_and_forbidden(kind: Kind) {
     // Alice cannot move her own row into Bob's village either.
     let moved = device.change("listings", &listing, "scope_id", json!(VILLAGE_B), start + 60, None);
     assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![moved]))), vec!["rejected/forbidden"]);
+    // A row may not point at a parent in another village than its own, even for an assistant
+    // working in both.
+    let both = caller(alice, &[VILLAGE_A, VILLAGE_B]);
+    let (foreign_product, own_listing) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let changes = vec![
+        device.change("products", &foreign_product, "scope_id", json!(VILLAGE_B), start + 70, None),
+        device.change("listings", &own_listing, "scope_id", json!(VILLAGE_A), start + 70, None),
+        device.change("listings", &own_listing, "product_id", json!(foreign_product), start + 70, None),
+        device.change("listings", &own_listing, "product_id", json!(product), start + 71, None),
+    ];
+    let response = push(database.as_ref(), &both, &device.batch(changes));
+    assert_eq!(statuses(&response), vec!["applied", "applied", "rejected/invalid", "applied"]);
     // A client id belongs to the account that first used it.
     let stolen = device.batch(vec![]);
     let refused = store::write(database.as_ref(), |tx| sync::push(tx, &bob_caller, &stolen, 1));

@@ -788,3 +788,41 @@ async fn gzip_bodies_both_ways() {
     println!("pull page of {} rows, {fields} fields: {} bytes gzip, {:.1} B per field", page.rows.len(), bytes.len(), bytes.len() as f64 / fields as f64);
     assert_eq!(page.rows.len(), 101);
 }
+
+#[tokio::test]
+async fn the_platform_reassigns_and_disables_accounts() {
+    let server = TestServer::start(Kind::Sqlite).await;
+    let admin = |path: &str, body: Value| server.http.post(server.url(path)).bearer_auth(ADMIN_TOKEN).json(&body).send();
+    let alice = server.login("alice").await.access_token;
+    let (_, first) = server.pull(&alice, None, 100).await;
+    let cursor = first["cursor"].as_str().expect("cursor").to_owned();
+    let assigned: Value = admin("/admin/v1/assistants/alice/villages", json!({"villages": [VILLAGE_B]}))
+        .await
+        .expect("assign")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(assigned["scopes"], json!([VILLAGE_A, VILLAGE_B]));
+    let (_, page) = server.pull(&alice, Some(&cursor), 100).await;
+    assert_eq!(page["reset"]["reason"], json!("scope_changed"));
+    let unknown = admin("/admin/v1/assistants/alice/villages", json!({"villages": ["999999999999"]})).await.expect("assign");
+    assert_eq!(error_body(unknown).await.0, 404);
+    let nobody = admin("/admin/v1/assistants/nobody/villages", json!({"villages": [VILLAGE_B]})).await.expect("assign");
+    assert_eq!(error_body(nobody).await.0, 404);
+    // Disabling revokes the tokens at once and refuses sign-in; enabling allows it again.
+    let disabled = admin("/admin/v1/assistants/alice/status", json!({"disabled": true})).await.expect("disable");
+    assert_eq!(disabled.status(), 204);
+    let (status, _) = server.pull(&alice, None, 10).await;
+    assert_eq!(status, 401);
+    let refused = server
+        .http
+        .post(server.url("/auth/v1/login"))
+        .json(&json!({"username": "alice", "password": "correct horse", "device_name": "d"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(error_body(refused).await.0, 401);
+    let enabled = admin("/admin/v1/assistants/alice/status", json!({"disabled": false})).await.expect("enable");
+    assert_eq!(enabled.status(), 204);
+    server.login("alice").await;
+}
