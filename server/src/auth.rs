@@ -219,3 +219,39 @@ impl Default for RateLimiter {
 pub fn dummy_hash(cost: PasswordCost) -> Result<String> {
     hash_password("furrow-no-such-user", cost)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_against_their_own_hash() {
+        let hash = hash_password("correct horse", PasswordCost::CHEAP_FOR_TESTS).expect("hash");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("correct horsf", &hash));
+        assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_stored_as_hashes() {
+        let (first, second) = (new_token().expect("token"), new_token().expect("token"));
+        assert_ne!(first, second);
+        assert_eq!(first.len(), 43);
+        assert_eq!(token_hash(&first).len(), 64);
+        assert_ne!(token_hash(&first), first);
+    }
+
+    #[test]
+    fn the_limiter_locks_after_the_last_allowed_failure_and_forgets_on_success() {
+        let limiter = RateLimiter::new(3, Duration::from_secs(60), Duration::from_secs(60));
+        limiter.fail("key");
+        limiter.fail("key");
+        assert_eq!(limiter.locked("key"), None);
+        limiter.fail("key");
+        assert!(limiter.locked("key").is_some_and(|seconds| seconds <= 60));
+        assert_eq!(limiter.locked("other"), None);
+        limiter.succeed("key");
+        assert_eq!(limiter.locked("key"), None);
+    }
+}

@@ -49,11 +49,19 @@ pub struct Settings {
     pub lifetimes: TokenLifetimes,
     /// Cost of hashing new passwords.
     pub password_cost: PasswordCost,
+    /// Whether the server sits behind a reverse proxy whose `X-Forwarded-For` names the client;
+    /// the failed-sign-in limit per address then counts the client's address, not the proxy's.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { admin_token: None, lifetimes: TokenLifetimes::default(), password_cost: PasswordCost::STANDARD }
+        Self {
+            admin_token: None,
+            lifetimes: TokenLifetimes::default(),
+            password_cost: PasswordCost::STANDARD,
+            trust_forwarded_for: false,
+        }
     }
 }
 
@@ -91,6 +99,16 @@ impl AppState {
     /// The database.
     pub fn database(&self) -> &Arc<dyn Database> {
         &self.inner.database
+    }
+
+    /// One housekeeping round (see [`sync::housekeeping`]), deleting the partial files of
+    /// abandoned uploads too. Blocking.
+    pub fn housekeeping(&self) -> Result<sync::Housekeeping> {
+        let done = store::write(self.database().as_ref(), |tx| sync::housekeeping(tx, hlc::wall_ms()))?;
+        for id in &done.uploads {
+            self.inner.blobs.discard(id)?;
+        }
+        Ok(done)
     }
 
     /// The server's clock and node, used for platform writes.
@@ -260,12 +278,28 @@ fn json_text(status: StatusCode, body: String) -> Response {
 
 // Accounts.
 
+/// The client's address as the trusted proxy saw it: the last entry of `X-Forwarded-For`, the
+/// one the proxy itself appended (entries before it come from the client and prove nothing).
+fn forwarded_address(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("x-forwarded-for")?.to_str().ok()?;
+    let last = value.rsplit(',').next()?.trim();
+    last.parse::<std::net::IpAddr>().ok().map(|address| address.to_string())
+}
+
 async fn login(State(state): State<AppState>, request: Request) -> Result<Response> {
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let forwarded = state
+        .inner
+        .settings
+        .trust_forwarded_for
+        .then(|| forwarded_address(request.headers()))
+        .flatten();
+    let address = forwarded.unwrap_or_else(|| {
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    });
     let (parts, body) = request.into_parts();
     let login: LoginRequest = json_body(body, &parts.headers, MAX_SMALL_BODY).await?;
     if login.device_name.chars().count() > 100 {
@@ -810,4 +844,42 @@ async fn admin_sale(State(state): State<AppState>, headers: HeaderMap, body: Bod
         .run(move |state| store::write(state.database().as_ref(), |tx| platform::record_sale(tx, state.clock(), &request)))
         .await?;
     Ok((StatusCode::CREATED, Json(recorded)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &'static str, value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_str(value).expect("header"));
+        headers
+    }
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        let range = |text: &str| parse_range(&with("range", text), 1000).map_err(|error| error.status().as_u16());
+        assert_eq!(parse_range(&HeaderMap::new(), 1000).map_err(|error| error.status().as_u16()), Ok(None));
+        assert_eq!(range("bytes=0-99"), Ok(Some((0, 99))));
+        assert_eq!(range("bytes=900-"), Ok(Some((900, 999))));
+        assert_eq!(range("bytes=-100"), Ok(Some((900, 999))));
+        assert_eq!(range("bytes=990-5000"), Ok(Some((990, 999))));
+        for bad in ["bytes=1000-", "bytes=5-4", "bytes=-0", "items=0-1", "bytes=a-b", "bytes=0-1,5-6"] {
+            assert_eq!(range(bad), Err(416), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_the_proxys_own_entry_of_x_forwarded_for_counts() {
+        assert_eq!(forwarded_address(&with("x-forwarded-for", "1.2.3.4, 10.0.0.7")), Some("10.0.0.7".into()));
+        assert_eq!(forwarded_address(&with("x-forwarded-for", "2001:db8::1")), Some("2001:db8::1".into()));
+        assert_eq!(forwarded_address(&with("x-forwarded-for", "1.2.3.4, forged")), None);
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        assert_eq!(bearer(&with("authorization", "Bearer abc")), Some("abc".into()));
+        assert_eq!(bearer(&with("authorization", "Basic abc")), None);
+        assert_eq!(bearer(&with("authorization", "Bearer ")), None);
+    }
 }

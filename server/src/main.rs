@@ -82,6 +82,9 @@ struct ServeArgs {
     /// The token guarding the platform's /admin/v1 endpoints (disabled when absent).
     #[arg(long, env = "FURROW_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Behind a reverse proxy: count failed sign-ins by the address in X-Forwarded-For.
+    #[arg(long)]
+    trust_forwarded_for: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -267,24 +270,24 @@ fn assistant(command: AssistantCommand) -> Result<(), Error> {
 fn serve(args: ServeArgs) -> Result<(), Error> {
     let database = open(&args.storage)?;
     let blobs = Arc::new(FileBlobStore::new(&args.storage.data_dir().join("blobs"))?);
-    let settings = Settings { admin_token: args.admin_token.filter(|token| !token.is_empty()), ..Settings::default() };
+    let settings = Settings {
+        admin_token: args.admin_token.filter(|token| !token.is_empty()),
+        trust_forwarded_for: args.trust_forwarded_for,
+        ..Settings::default()
+    };
     let state = AppState::new(database, blobs, settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(address = %listener.local_addr()?, backend = state.database().name(), "serving");
-        let database = state.database().clone();
+        let housekeeper = state.clone();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(std::time::Duration::from_secs(3600));
             loop {
                 interval.tick().await;
-                let database = database.clone();
-                let cleaned = tokio::task::spawn_blocking(move || {
-                    store::write(database.as_ref(), |tx| furrow_server::sync::housekeeping(tx, furrow::hlc::wall_ms()))
-                })
-                .await;
-                match cleaned {
-                    Ok(Ok((tokens, batches))) => tracing::info!(tokens, batches, "housekeeping"),
+                let state = housekeeper.clone();
+                match tokio::task::spawn_blocking(move || state.housekeeping()).await {
+                    Ok(Ok(done)) => tracing::info!(tokens = done.tokens, batches = done.batches, uploads = done.uploads.len(), "housekeeping"),
                     Ok(Err(error)) => tracing::warn!(%error, "housekeeping failed"),
                     Err(error) => tracing::warn!(%error, "housekeeping task failed"),
                 }

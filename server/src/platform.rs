@@ -285,6 +285,14 @@ pub struct SaleRecorded {
     pub allocation_ids: Vec<String>,
 }
 
+/// The namespace of allocation row ids made by the server.
+pub const ALLOCATION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6675_7272_6f77_416c_6c6f_6361_7465_0001);
+
+/// The id of the allocation of `sale_id` to `household_id` when the platform gives none.
+pub fn allocation_id(sale_id: &str, household_id: &str) -> String {
+    uuid::Uuid::new_v5(&ALLOCATION_NAMESPACE, format!("{sale_id}/{household_id}").as_bytes()).to_string()
+}
+
 fn new_or_given_id(id: &Option<String>) -> Result<String> {
     match id {
         Some(id) if uuid::Uuid::parse_str(id).is_ok() => Ok(id.clone()),
@@ -341,7 +349,16 @@ pub fn record_sale(tx: &mut Tx<'_>, clock: &ServerClock, request: &SaleRequest) 
             .row("households", &allocation.household_id)?
             .filter(|row| !row.deleted)
             .ok_or_else(|| Error::not_found(format!("household {} does not exist", allocation.household_id)))?;
-        planned.push((new_or_given_id(&allocation.id)?, household.scope_id, fields));
+        // Without a given id, an allocation's id follows from its sale and household, so a
+        // retried request with the same sale id credits each household once, never twice.
+        let id = match &allocation.id {
+            Some(_) => new_or_given_id(&allocation.id)?,
+            None => allocation_id(&sale_id, &allocation.household_id),
+        };
+        if planned.iter().any(|(planned_id, _, _)| *planned_id == id) {
+            return Err(Error::bad_request("invalid_value", format!("household {} is credited twice", allocation.household_id)));
+        }
+        planned.push((id, household.scope_id, fields));
     }
     let sale_fields: Vec<(&str, Value)> = sale_fields.into_iter().filter(|(_, value)| !value.is_null()).collect();
     platform_write(tx, clock, "platform", &schema::SALES, &sale_id, Some(&listing.scope_id), &sale_fields)?;

@@ -485,8 +485,67 @@ fn pulled_row(row: ChangedRow, after: i64) -> PulledRow {
 /// sync-design.md asks; after that the seq check still makes a re-sent batch a no-op).
 pub const BATCH_RETENTION_MS: i64 = 45 * 24 * 60 * 60 * 1000;
 
-/// Periodic cleanup: expired tokens and push responses past their retention. Returns how many
-/// of each were removed. Tombstones are never removed here.
-pub fn housekeeping(tx: &mut Tx<'_>, now: i64) -> Result<(u64, u64)> {
-    Ok((tx.delete_expired_tokens(now)?, tx.delete_batches_before(now - BATCH_RETENTION_MS)?))
+/// How long an unfinished upload is kept for its device to resume it.
+pub const UPLOAD_RETENTION_MS: i64 = 14 * 24 * 60 * 60 * 1000;
+
+/// What a housekeeping round removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Housekeeping {
+    /// Expired tokens.
+    pub tokens: u64,
+    /// Push responses past their retention.
+    pub batches: u64,
+    /// Unfinished uploads past their retention; their partial files are the caller's to delete.
+    pub uploads: Vec<String>,
+}
+
+/// Periodic cleanup: expired tokens, push responses past their retention and abandoned uploads.
+/// Tombstones are never removed here.
+pub fn housekeeping(tx: &mut Tx<'_>, now: i64) -> Result<Housekeeping> {
+    let tokens = tx.delete_expired_tokens(now)?;
+    let batches = tx.delete_batches_before(now - BATCH_RETENTION_MS)?;
+    let uploads = tx.stale_uploads(now - UPLOAD_RETENTION_MS)?;
+    for id in &uploads {
+        tx.delete_upload(id)?;
+    }
+    Ok(Housekeeping { tokens, batches, uploads })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let cursor = Cursor { seq: 98_812, scope_hash: scope_hash(&["520402101201".into()]), schema_version: 1 };
+        assert_eq!(Cursor::decode(&cursor.encode()).ok(), Some(cursor));
+        for bad in ["", "abc", "YzE6eDp5OjE", "c1:1:2:3"] {
+            assert!(Cursor::decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_scope_hash_depends_on_the_set() {
+        let one = scope_hash(&["a".into()]);
+        assert_eq!(one, scope_hash(&["a".into()]));
+        assert_ne!(one, scope_hash(&["a".into(), "b".into()]));
+        assert_ne!(one, scope_hash(&[]));
+    }
+
+    #[test]
+    fn deleted_is_zero_or_one() {
+        assert_eq!(deleted_flag(&Value::from(1)), Some(true));
+        assert_eq!(deleted_flag(&Value::from(0)), Some(false));
+        assert_eq!(deleted_flag(&Value::Bool(true)), Some(true));
+        assert_eq!(deleted_flag(&Value::from(2)), None);
+        assert_eq!(deleted_flag(&Value::from("1")), None);
+    }
+
+    #[test]
+    fn schema_versions_outside_the_served_range_are_426() {
+        assert!(check_schema_version(SCHEMA_VERSION).is_ok());
+        for version in [MIN_SCHEMA_VERSION - 1, SCHEMA_VERSION + 1] {
+            assert_eq!(check_schema_version(version).map_err(|error| error.status().as_u16()), Err(426));
+        }
+    }
 }

@@ -487,7 +487,13 @@ fn housekeeping_forgets_only_what_expired(kind: Kind) {
         tx.insert_token("new", &TokenRow { expires_at: now + 60_000, ..row }, 0)?;
         tx.put_batch("client", "old-batch", "{}", now - sync::BATCH_RETENTION_MS - 1)?;
         tx.put_batch("client", "new-batch", "{}", now)?;
-        assert_eq!(sync::housekeeping(tx, now)?, (1, 1));
+        let upload = Upload { id: "abandoned".into(), sha256: "ab".repeat(32), size: 10, mime: "image/jpeg".into(), user_id: alice, offset: 4 };
+        tx.put_upload(&upload, now - sync::UPLOAD_RETENTION_MS - 1)?;
+        tx.put_upload(&Upload { id: "recent".into(), ..upload }, now)?;
+        let done = sync::housekeeping(tx, now)?;
+        assert_eq!((done.tokens, done.batches, done.uploads), (1, 1, vec!["abandoned".to_owned()]));
+        assert!(tx.upload("recent")?.is_some());
+        assert!(tx.upload("abandoned")?.is_none());
         assert!(tx.token("new")?.is_some());
         assert!(tx.batch("client", "new-batch")?.is_some());
         assert!(tx.batch("client", "old-batch")?.is_none());

@@ -656,6 +656,12 @@ impl Tx<'_> {
         )? == 1)
     }
 
+    /// The ids of uploads started before `before` and never finished.
+    pub fn stale_uploads(&mut self, before: i64) -> Result<Vec<String>> {
+        let rows = self.sql.query("SELECT id FROM uploads WHERE created_at < $1 ORDER BY id", &[before.into()])?;
+        rows.iter().map(|row| row[0].text()).collect()
+    }
+
     /// Forgets an upload.
     pub fn delete_upload(&mut self, id: &str) -> Result<()> {
         self.sql.execute("DELETE FROM uploads WHERE id = $1", &[id.into()])?;
