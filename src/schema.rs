@@ -399,6 +399,8 @@ pub const PHOTOS: TableSpec = TableSpec {
         field("order_index", int(0, 1000)),
         field("caption", text(200)),
         field("taken_at", FieldType::DateTime),
+        field("latitude", LATITUDE),
+        field("longitude", LONGITUDE),
     ],
     append_only: false,
     platform_only: false,

@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "0002_reference_seed.sql", sql: include_str!("../migrations/0002_reference_seed.sql") },
     Migration { version: 3, name: "0003_sync_outcomes.sql", sql: include_str!("../migrations/0003_sync_outcomes.sql") },
     Migration { version: 4, name: "0004_name_grams.sql", sql: include_str!("../migrations/0004_name_grams.sql") },
+    Migration { version: 5, name: "0005_photo_location.sql", sql: include_str!("../migrations/0005_photo_location.sql") },
 ];
 
 /// Where and how to open a store.
@@ -108,6 +109,9 @@ impl Store {
         // After a checkpoint the WAL file is cut back, so a big import does not leave a large
         // file behind on a small laptop disk.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        // Checkpoints are what make an occasional edit slow; a larger interval makes them rare
+        // enough to stay off the edits a user feels, and the app runs `checkpoint` when idle.
+        conn.pragma_update(None, "wal_autocheckpoint", 8000)?;
 
         let mut conn = conn;
         migrate(&mut conn, options.migrate_to)?;
@@ -144,6 +148,13 @@ impl Store {
         transaction.commit()?;
         self.clock = clock;
         Ok(value)
+    }
+
+    /// Copies the write-ahead log back into the database file; the app calls it when idle so
+    /// that edits rarely pay for a checkpoint.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// A value of the sync state table.

@@ -172,11 +172,18 @@ pub(crate) fn refresh_search(conn: &Connection, household_id: &str) -> Result<()
         )?
         .query_row([household_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    let doc: Option<i64> = conn
-        .prepare_cached("SELECT doc FROM household_search_doc WHERE household_id = ?1")?
-        .query_row([household_id], |row| row.get(0))
+    let existing: Option<(i64, String)> = conn
+        .prepare_cached("SELECT doc, body FROM household_search_doc WHERE household_id = ?1")?
+        .query_row([household_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    if let Some(doc) = doc {
+    if let (Some((_, indexed)), Some((body, _))) = (&existing, &found) {
+        if indexed == body {
+            // Most edits (income, visits, a note) leave the indexed text alone; rewriting it would
+            // churn the full-text index for nothing.
+            return Ok(());
+        }
+    }
+    if let Some((doc, _)) = existing {
         conn.prepare_cached("DELETE FROM household_name_grams WHERE doc = ?1")?.execute([doc])?;
     }
     let Some((body, names)) = found else {
@@ -264,11 +271,21 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
     let mut from = "households h".to_owned();
     if let Some(text) = query.text.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
         if text.chars().count() >= 3 {
-            let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+            // Long numbers (register numbers, phones) share their leading digits with every other
+            // household, so matching all their trigrams walks long lists; their last six
+            // characters are distinctive, and the whole text is then checked on the few matches.
+            let key: String = if text.len() > 6 && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-') {
+                text[text.len() - 6..].to_owned()
+            } else {
+                text.to_owned()
+            };
+            let phrase = format!("\"{}\"", key.replace('"', "\"\""));
             from = "household_search s JOIN household_search_doc d ON d.doc = s.rowid JOIN households h ON h.id = d.household_id"
                 .to_owned();
             clauses.push(format!("household_search MATCH ?{}", args.len() + 1));
             args.push(Box::new(phrase));
+            clauses.push(format!("instr(lower(d.body), lower(?{})) > 0", args.len() + 1));
+            args.push(Box::new(text.to_owned()));
         } else {
             // One or two characters: a name piece from the gram index, or a village whose name
             // contains them (villages are few).
@@ -302,14 +319,20 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
     }
     let limit = query.limit.unwrap_or(200).clamp(1, 10_000);
     let offset = query.offset.unwrap_or(0).max(0);
+    // The page is chosen first; the village name and member count are looked up for the rows
+    // shown only, not for every match of a common character.
     let sql = format!(
-        "SELECT h.id, h.register_no, h.head_name, h.phone, h.village_id, v.name, h.poverty_status, h.monitoring_type,
-                h.main_cause,
-                (SELECT count(*) FROM members m WHERE m.household_id = h.id AND m.deleted = 0)
-           FROM {from} LEFT JOIN villages v ON v.id = h.village_id
-          WHERE {}
-          ORDER BY h.register_no, h.head_name, h.id
-          LIMIT {limit} OFFSET {offset}",
+        "SELECT p.id, p.register_no, p.head_name, p.phone, p.village_id, v.name, p.poverty_status, p.monitoring_type,
+                p.main_cause,
+                (SELECT count(*) FROM members m WHERE m.household_id = p.id AND m.deleted = 0)
+           FROM (SELECT h.id, h.register_no, h.head_name, h.phone, h.village_id, h.poverty_status, h.monitoring_type,
+                        h.main_cause
+                   FROM {from}
+                  WHERE {}
+                  ORDER BY h.register_no, h.head_name, h.id
+                  LIMIT {limit} OFFSET {offset}) p
+           LEFT JOIN villages v ON v.id = p.village_id
+          ORDER BY p.register_no, p.head_name, p.id",
         clauses.join(" AND ")
     );
     let mut statement = store.conn().prepare_cached(&sql)?;

@@ -138,6 +138,10 @@ pub struct Photo {
     pub caption: Option<String>,
     /// When it was taken.
     pub taken_at: Option<String>,
+    /// Where it was taken (latitude), kept only when the user chose to.
+    pub latitude: Option<f64>,
+    /// Where it was taken (longitude), kept only when the user chose to.
+    pub longitude: Option<f64>,
 }
 
 /// Creates or edits a product.
