@@ -239,8 +239,10 @@ pub fn push(tx: &mut Tx<'_>, caller: &Caller, request: &PushRequest, now: i64) -
 
 fn already_applied(tx: &mut Tx<'_>, change: &Change, node: &[u8]) -> Result<ChangeResult> {
     Ok(match tx.field(&change.tbl, &change.row_id, &change.field)? {
-        Some(stored) if (stored.hlc, stored.node.as_slice()) != (change.hlc, node) => superseded(change, &stored),
-        _ => result(change, "applied"),
+        Some(stored) if (stored.hlc, stored.node.as_slice()) == (change.hlc, node) => result(change, "applied"),
+        Some(stored) => superseded(change, &stored),
+        // Processed before without leaving a value: it was refused then, and is not judged again.
+        None => rejected(change, "invalid", "this change was processed in an earlier batch and left no value", None),
     })
 }
 

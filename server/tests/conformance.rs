@@ -502,7 +502,50 @@ fn housekeeping_forgets_only_what_expired(kind: Kind) {
     .expect("housekeeping");
 }
 
+fn more_concurrent_requests_than_connections_all_succeed(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let threads: Vec<_> = (0..40)
+        .map(|_| {
+            let database = database.clone();
+            std::thread::spawn(move || {
+                store::read(database.as_ref(), |tx| {
+                    // Holding the connection a moment makes the requests overlap.
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    tx.scopes(alice)
+                })
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().expect("thread").expect("read"), vec![VILLAGE_A.to_owned()]);
+    }
+    if let (Kind::Postgres, Some(schema)) = (kind, backend.schema.as_deref()) {
+        let pool = std::sync::Arc::new(
+            furrow_server::store::postgres::PostgresDatabase::open(&common::postgres_url(), Some(schema)).expect("open"),
+        );
+        let threads: Vec<_> = (0..40)
+            .map(|_| {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    store::read(pool.as_ref(), |tx| {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        tx.scopes(alice)
+                    })
+                })
+            })
+            .collect();
+        for thread in threads {
+            assert!(thread.join().expect("thread").is_ok());
+        }
+        let open = pool.open_connections();
+        assert!((1..=furrow_server::store::postgres::MAX_CONNECTIONS).contains(&open), "{open} connections");
+    }
+}
+
 conformance!(
+    more_concurrent_requests_than_connections_all_succeed,
     housekeeping_forgets_only_what_expired,
     accounts_and_tokens,
     migrations_run_once_and_reopen,

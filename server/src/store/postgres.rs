@@ -2,7 +2,8 @@
 //! every write transaction first locks the sequence counter.
 
 use std::error::Error as StdError;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres::error::SqlState;
@@ -16,14 +17,47 @@ use crate::error::{Error, Result};
 pub const MIGRATIONS: &[Migration] =
     &[Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../migrations/postgres/0001_init.sql") }];
 
-/// Connections kept open for reuse.
-const IDLE_CONNECTIONS: usize = 8;
+/// The most connections one server instance opens, so several instances stay well below the
+/// server's `max_connections`.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// How long a request waits for a free connection before failing.
+const CONNECTION_WAIT: Duration = Duration::from_secs(30);
 
 /// A PostgreSQL database reached through a small pool of connections.
 pub struct PostgresDatabase {
     url: String,
     schema: Option<String>,
-    idle: Mutex<Vec<Client>>,
+    pool: Mutex<Pool>,
+    available: Condvar,
+}
+
+struct Pool {
+    idle: Vec<Client>,
+    open: usize,
+}
+
+/// A connection taken from the pool; it goes back when dropped, or is closed if the work using
+/// it panicked or the connection broke, so the pool never counts a connection it lost.
+struct Lease<'a> {
+    database: &'a PostgresDatabase,
+    client: Option<Client>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        let keep = !client.is_closed() && !std::thread::panicking();
+        let Ok(mut pool) = self.database.pool.lock() else { return };
+        if keep {
+            pool.idle.push(client);
+        } else {
+            pool.open = pool.open.saturating_sub(1);
+            drop(pool);
+            drop(client);
+        }
+        self.database.available.notify_one();
+    }
 }
 
 impl PostgresDatabase {
@@ -36,12 +70,23 @@ impl PostgresDatabase {
                 return Err(Error::Storage(format!("schema name {schema:?} must be letters, digits and underscores")));
             }
         }
-        let database = Self { url: url.to_owned(), schema: schema.map(str::to_owned), idle: Mutex::new(Vec::new()) };
-        let mut client = database.connect()?;
-        let outcome = database.migrate(&mut client);
-        database.release(client);
-        outcome?;
+        let database = Self {
+            url: url.to_owned(),
+            schema: schema.map(str::to_owned),
+            pool: Mutex::new(Pool { idle: Vec::new(), open: 0 }),
+            available: Condvar::new(),
+        };
+        {
+            let mut lease = database.take()?;
+            let client = lease.client.as_mut().ok_or_else(|| Error::Storage("the lease lost its connection".into()))?;
+            database.migrate(client)?;
+        }
         Ok(database)
+    }
+
+    /// How many connections the pool holds open (idle or in use).
+    pub fn open_connections(&self) -> usize {
+        self.pool.lock().map(|pool| pool.open).unwrap_or(0)
     }
 
     fn connect(&self) -> Result<Client> {
@@ -52,22 +97,36 @@ impl PostgresDatabase {
         Ok(client)
     }
 
-    fn take(&self) -> Result<Client> {
-        let idle = self.idle.lock().map_err(|_| Error::Storage("the pool lock was poisoned by a panic".into()))?.pop();
-        match idle {
-            Some(client) if !client.is_closed() => Ok(client),
-            _ => self.connect(),
-        }
-    }
-
-    fn release(&self, client: Client) {
-        if client.is_closed() {
-            return;
-        }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < IDLE_CONNECTIONS {
-                idle.push(client);
+    fn take(&self) -> Result<Lease<'_>> {
+        let poisoned = || Error::Storage("the pool lock was poisoned by a panic".into());
+        let mut pool = self.pool.lock().map_err(|_| poisoned())?;
+        loop {
+            while let Some(client) = pool.idle.pop() {
+                if client.is_closed() {
+                    pool.open = pool.open.saturating_sub(1);
+                } else {
+                    return Ok(Lease { database: self, client: Some(client) });
+                }
             }
+            if pool.open < MAX_CONNECTIONS {
+                pool.open += 1;
+                drop(pool);
+                return match self.connect() {
+                    Ok(client) => Ok(Lease { database: self, client: Some(client) }),
+                    Err(error) => {
+                        if let Ok(mut pool) = self.pool.lock() {
+                            pool.open = pool.open.saturating_sub(1);
+                        }
+                        self.available.notify_one();
+                        Err(error)
+                    }
+                };
+            }
+            let (next, timeout) = self.available.wait_timeout(pool, CONNECTION_WAIT).map_err(|_| poisoned())?;
+            if timeout.timed_out() && next.idle.is_empty() && next.open >= MAX_CONNECTIONS {
+                return Err(Error::Storage("no database connection became free in time".into()));
+            }
+            pool = next;
         }
     }
 
@@ -95,8 +154,8 @@ impl Drop for PostgresDatabase {
     fn drop(&mut self) {
         // A synchronous client owns a small runtime, which must not be dropped on an async
         // worker thread; closing the idle connections on a plain thread is always safe.
-        if let Ok(mut idle) = self.idle.lock() {
-            let clients = std::mem::take(&mut *idle);
+        if let Ok(mut pool) = self.pool.lock() {
+            let clients = std::mem::take(&mut pool.idle);
             if !clients.is_empty() {
                 let _ = std::thread::Builder::new().name("postgres-close".into()).spawn(move || drop(clients));
             }
@@ -117,18 +176,17 @@ fn finish(client: &mut Client, outcome: Result<()>) -> Result<()> {
 
 impl Database for PostgresDatabase {
     fn transaction(&self, write: bool, work: &mut dyn FnMut(&mut dyn Sql) -> Result<()>) -> Result<()> {
-        let mut client = self.take()?;
+        let mut lease = self.take()?;
+        let client = lease.client.as_mut().ok_or_else(|| Error::Storage("the lease lost its connection".into()))?;
         let outcome = client.batch_execute("BEGIN").map_err(Error::from).and_then(|()| {
             if write {
                 // Serialises writers across instances before anything is read, so no writer acts
                 // on a stale read and server_seq values become visible in commit order.
                 client.batch_execute("SELECT v FROM sync_counter WHERE id = 1 FOR UPDATE")?;
             }
-            work(&mut PostgresSql { client: &mut client })
+            work(&mut PostgresSql { client: &mut *client })
         });
-        let outcome = finish(&mut client, outcome);
-        self.release(client);
-        outcome
+        finish(client, outcome)
     }
 
     fn name(&self) -> &'static str {
