@@ -335,9 +335,11 @@ fn reference_problem(tx: &mut Tx<'_>, caller: &Caller, table: &TableSpec, change
         _ => return Ok(None),
     };
     let Some(id) = change.value.as_str() else { return Ok(None) };
+    // A photo's owner may be a row of any table its owner kind names; ids are UUIDs, so looking
+    // in every synced table finds the one row there is.
     let targets: Vec<&str> = match target {
         Some(target) => vec![target],
-        None => ["products", "listings", "visits", "households", "training_sessions"].to_vec(),
+        None => schema::TABLES.iter().map(|table| table.name).collect(),
     };
     for target in targets {
         if let Some(meta) = tx.row(target, id)? {

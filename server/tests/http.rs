@@ -520,7 +520,7 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
     // Push: Bob can neither edit, delete, move nor claim Alice's rows, nor create rows in her
     // village, nor point his rows at hers; forged scopes in the body change nothing.
     let mut bobs = Device::new();
-    let own = uuid::Uuid::now_v7().to_string();
+    let (own, bob_photo) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
     let later = now_hlc(100);
     let changes = vec![
         bobs.change("households", &household, "head_name", json!("冒名"), later, None),
@@ -530,6 +530,9 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
         bobs.change("members", &own, "scope_id", json!(VILLAGE_B), later, None),
         bobs.change("members", &own, "household_id", json!(household), later, None),
         bobs.change("photos", &photo_row, "sha256", json!("0".repeat(64)), later, None),
+        bobs.change("photos", &bob_photo, "scope_id", json!(VILLAGE_B), later, None),
+        bobs.change("photos", &bob_photo, "owner_type", json!("household"), later, None),
+        bobs.change("photos", &bob_photo, "owner_id", json!(household), later, None),
     ];
     let (status, body) = server.push(&bob, &bobs.batch(changes)).await;
     assert_eq!(status, 200);
@@ -542,10 +545,13 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
             "rejected/forbidden",
             "applied",
             "rejected/forbidden",
+            "rejected/forbidden",
+            "applied",
+            "applied",
             "rejected/forbidden"
         ]
     );
-    assert_eq!(written(&server).await, before + 1, "only Bob's own new row was written");
+    assert_eq!(written(&server).await, before + 3, "only Bob's own new rows were written");
     let (rows, _) = server.pull_all(&alice, 100).await;
     let row = rows.iter().find(|row| row["id"] == json!(household)).expect("Alice's household");
     assert_eq!(row["fields"]["head_name"][0], json!("王大山"));
@@ -594,7 +600,7 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
         let response = server.http.post(server.url(path)).bearer_auth(&bob).json(&body).send().await.expect("admin");
         assert_eq!(error_body(response).await.0, 401, "{path}");
     }
-    assert_eq!(written(&server).await, before + 1);
+    assert_eq!(written(&server).await, before + 3);
 }
 
 #[tokio::test]
