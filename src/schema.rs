@@ -378,6 +378,7 @@ pub const LISTINGS: TableSpec = TableSpec {
         server("moderation_reason", text(500)),
         server("platform_item_id", SHORT),
         server("sold_out", FieldType::Bool),
+        field("submission_key", text(36)),
     ],
     append_only: false,
     platform_only: false,

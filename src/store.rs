@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "0003_sync_outcomes.sql", sql: include_str!("../migrations/0003_sync_outcomes.sql") },
     Migration { version: 4, name: "0004_name_grams.sql", sql: include_str!("../migrations/0004_name_grams.sql") },
     Migration { version: 5, name: "0005_photo_location.sql", sql: include_str!("../migrations/0005_photo_location.sql") },
+    Migration { version: 6, name: "0006_listing_submission.sql", sql: include_str!("../migrations/0006_listing_submission.sql") },
 ];
 
 /// Where and how to open a store.
@@ -155,6 +156,18 @@ impl Store {
     pub fn checkpoint(&self) -> Result<()> {
         self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    /// The lower limit of a platform rule (e.g. the shortest description), if one is set.
+    pub fn platform_minimum(&self, platform: &str, rule: &str) -> Option<i64> {
+        self.conn
+            .query_row("SELECT min_value FROM platform_rules WHERE platform = ?1 AND rule = ?2", [platform, rule], |row| {
+                row.get::<_, Option<i64>>(0)
+            })
+            .optional()
+            .ok()
+            .flatten()
+            .flatten()
     }
 
     /// A value of the sync state table.

@@ -106,6 +106,8 @@ pub struct Listing {
     pub platform_item_id: Option<String>,
     /// 售罄 Sold out (platform only).
     pub sold_out: Option<bool>,
+    /// 提交编号 Set once when the listing is submitted, so the platform creates it once.
+    pub submission_key: Option<String>,
 }
 
 /// Photo metadata.
@@ -180,12 +182,14 @@ pub fn save_listing(store: &mut Store, listing: &Listing) -> Result<Listing> {
             draft.moderation_reason = current.moderation_reason;
             draft.platform_item_id = current.platform_item_id;
             draft.sold_out = current.sold_out;
+            draft.submission_key = current.submission_key;
         }
     } else {
         draft.moderation_status = None;
         draft.moderation_reason = None;
         draft.platform_item_id = None;
         draft.sold_out = None;
+        draft.submission_key = None;
     }
     super::save(store, &LISTINGS, draft.id.as_deref(), &draft)
 }

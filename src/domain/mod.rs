@@ -5,6 +5,7 @@
 pub mod household;
 pub mod income;
 pub mod listing;
+pub mod listing_rules;
 pub mod photo;
 pub mod reference;
 pub mod sale;

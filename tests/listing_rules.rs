@@ -1,0 +1,125 @@
+//! A listing against its platform's rules: each rule's state as the assistant types, drafts saved
+//! while failing, submission only when every rule passes, and one submission however often it is
+//! asked for.
+
+mod common;
+
+use common::Fixture;
+use furrow::codes::{ListingStatus, PhotoKind, PhotoOwner, Platform, ProductCategory, SaleUnit, Storage};
+use furrow::domain::listing::{self, Listing, Photo, Product};
+use furrow::domain::listing_rules::{self, RuleCheck};
+use furrow::domain::reference::{self, PlatformRule};
+
+fn rule<'a>(checks: &'a [RuleCheck], name: &str) -> &'a RuleCheck {
+    checks.iter().find(|check| check.rule == name).unwrap_or_else(|| panic!("rule {name} in {checks:?}"))
+}
+
+fn setup(category: ProductCategory) -> (Fixture, Listing) {
+    let mut fixture = Fixture::new();
+    let village = fixture.village("522633101001", "高坡村");
+    let product = listing::save_product(
+        &mut fixture.store,
+        &Product { village_id: Some(village), name: Some("薄皮核桃".into()), category: Some(category), ..Product::default() },
+    )
+    .unwrap();
+    let draft = Listing {
+        product_id: product.id,
+        platform: Some(Platform::Taobao),
+        title: Some("核".repeat(31)),
+        category: Some(category),
+        price_fen: Some(3_990),
+        unit: Some(SaleUnit::Jin),
+        status: Some(ListingStatus::Draft),
+        ..Listing::default()
+    };
+    let saved = listing::save_listing(&mut fixture.store, &draft).expect("a draft is saved although it fails rules");
+    (fixture, saved)
+}
+
+fn photo_for(fixture: &mut Fixture, listing: &str, kind: PhotoKind, width: i64, height: i64, bytes: i64) -> Photo {
+    listing::save_photo(
+        &mut fixture.store,
+        &Photo {
+            owner_type: Some(PhotoOwner::Listing),
+            owner_id: Some(listing.into()),
+            sha256: Some(format!("{:064x}", width * 100_000 + height)),
+            bytes: Some(bytes),
+            width_px: Some(width),
+            height_px: Some(height),
+            mime: Some("image/jpeg".into()),
+            kind: Some(kind),
+            ..Photo::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn each_rule_shows_its_state_in_both_languages_and_follows_the_rule_table() {
+    let (mut fixture, draft) = setup(ProductCategory::Nuts);
+    let checks = listing_rules::check_rules(&fixture.store, &draft, &[]);
+    let title = rule(&checks, "title_units");
+    assert!(!title.passed);
+    assert!(title.message_zh.contains("当前 62 字节"), "{}", title.message_zh);
+    assert!(title.message_en.contains("now 62 bytes"), "{}", title.message_en);
+    for failing in ["image_count", "main_square", "stock_qty", "shelf_life", "storage", "production_date", "description_chars"] {
+        assert!(!rule(&checks, failing).passed, "{failing}");
+    }
+    assert!(rule(&checks, "price_fen").passed);
+    assert!(checks.iter().all(|check| check.rule != "production_license"), "nuts are not processed food");
+
+    // The limit is data: a stricter platform rule changes the check without a new version.
+    reference::set_platform_rule(
+        &mut fixture.store,
+        &PlatformRule { platform: "taobao".into(), rule: "title_units".into(), min_value: Some(1), max_value: Some(20), unit: "units".into(), source: "test".into() },
+    )
+    .unwrap();
+    let short = Listing { title: Some("高坡村精选薄皮核桃500g".into()), ..draft.clone() };
+    assert!(!rule(&listing_rules::check_rules(&fixture.store, &short, &[]), "title_units").passed, "22 units break a 20-unit rule");
+}
+
+#[test]
+fn a_listing_is_submitted_only_when_every_rule_passes_and_only_once() {
+    let (mut fixture, draft) = setup(ProductCategory::Processed);
+    let id = draft.id.clone().unwrap();
+    let before = fixture.fingerprint();
+    let refused = listing_rules::submit(&mut fixture.store, &id).expect_err("a failing listing is not submitted");
+    let codes: Vec<_> = refused.field_errors().iter().map(|error| error.code.as_str()).collect();
+    for code in ["rule_title_units", "rule_image_count", "rule_main_square", "rule_production_license", "rule_shelf_life"] {
+        assert!(codes.contains(&code), "{code} in {codes:?}");
+    }
+    assert_eq!(fixture.fingerprint(), before, "a refused submission changes nothing");
+
+    // Fix what the checks showed.
+    let fixed = Listing {
+        title: Some("高坡村手工核桃酥 500g".into()),
+        description: Some("高坡村农户手工制作的核桃酥，选用本地薄皮核桃，现做现发。".repeat(2)),
+        stock_qty: Some(200),
+        shelf_life_days: Some(90),
+        storage: Some(Storage::CoolDry),
+        production_date: Some("2024-10-01".into()),
+        production_license_no: Some("SC12352263300012".into()),
+        ..draft
+    };
+    listing::save_listing(&mut fixture.store, &fixed).unwrap();
+    photo_for(&mut fixture, &id, PhotoKind::Main, 800, 800, 300_000);
+    photo_for(&mut fixture, &id, PhotoKind::Carousel, 1200, 800, 400_000);
+    let photos = listing::photos_of(&fixture.store, PhotoOwner::Listing, &id).unwrap();
+    let checks = listing_rules::check_rules(&fixture.store, &listing::get_listing(&fixture.store, &id).unwrap(), &photos);
+    assert!(checks.iter().all(|check| check.passed), "{:?}", checks.iter().filter(|check| !check.passed).collect::<Vec<_>>());
+
+    let submitted = listing_rules::submit(&mut fixture.store, &id).unwrap();
+    assert_eq!(submitted.status, Some(ListingStatus::Submitted));
+    let key = submitted.submission_key.clone().expect("a submission key");
+    let again = listing_rules::submit(&mut fixture.store, &id).unwrap();
+    assert_eq!(again.submission_key.as_deref(), Some(key.as_str()), "submitting twice is one submission");
+
+    // An ordinary save (the form sends no key) keeps the submission as it was.
+    let mut edited = again.clone();
+    edited.submission_key = None;
+    edited.stock_qty = Some(150);
+    let saved = listing::save_listing(&mut fixture.store, &edited).unwrap();
+    assert_eq!(saved.submission_key.as_deref(), Some(key.as_str()));
+    let queued = fixture.count("SELECT count(*) FROM sync_outbox WHERE tbl = 'listings' AND field = 'submission_key'");
+    assert_eq!(queued, 1, "the key travels to the platform once");
+}
