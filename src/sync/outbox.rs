@@ -136,6 +136,7 @@ pub fn next_batch(conn: &mut Connection, limits: BatchLimits) -> SyncResult<Opti
         transaction.commit()?;
         return Ok(Some(Batch { id: Uuid::from_slice(&batch_id).unwrap_or_default(), entries, resent: true }));
     }
+    scope_first(&transaction)?;
     let mut entries = Vec::new();
     {
         let mut statement = transaction
@@ -165,6 +166,53 @@ pub fn next_batch(conn: &mut Connection, limits: BatchLimits) -> SyncResult<Opti
     }
     transaction.commit()?;
     Ok(Some(Batch { id, entries, resent: false }))
+}
+
+/// Makes every row's unsent `scope_id` change go before its other unsent changes. The server
+/// learns of a new row from its scope, so a field sent before it would be refused; that order
+/// breaks when a row created offline is moved to another village before it was ever sent (the
+/// coalesced scope change is queued last). The other changes are queued again after it, with new
+/// sequence numbers, which is allowed because no server has seen them.
+fn scope_first(conn: &Connection) -> SyncResult<()> {
+    let late: Vec<(String, String, i64)> = {
+        let mut statement = conn.prepare_cached(
+            "SELECT s.tbl, s.row_id, s.seq FROM sync_outbox s
+             WHERE s.field = 'scope_id' AND s.batch_id IS NULL AND EXISTS (
+               SELECT 1 FROM sync_outbox o WHERE o.tbl = s.tbl AND o.row_id = s.row_id AND o.batch_id IS NULL AND o.seq < s.seq)",
+        )?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (tbl, row_id, scope_seq) in late {
+        let earlier: Vec<i64> = {
+            let mut statement = conn.prepare_cached(
+                "SELECT seq FROM sync_outbox WHERE tbl = ?1 AND row_id = ?2 AND batch_id IS NULL AND seq < ?3 ORDER BY seq",
+            )?;
+            let rows = statement.query_map(params![tbl, row_id, scope_seq], |row| row.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for seq in earlier {
+            requeue_at_end(conn, seq)?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves an unsent change to the end of the queue: the same change under a new sequence number.
+fn requeue_at_end(conn: &Connection, seq: i64) -> crate::Result<()> {
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS sync_outbox_moving AS SELECT * FROM sync_outbox WHERE 0",
+        [],
+    )?;
+    conn.execute("INSERT INTO sync_outbox_moving SELECT * FROM sync_outbox WHERE seq = ?1", [seq])?;
+    conn.execute("DELETE FROM sync_outbox WHERE seq = ?1", [seq])?;
+    conn.execute(
+        "INSERT INTO sync_outbox (change_id, tbl, row_id, field, value, hlc, node, base_hlc, batch_id, attempts, last_error)
+         SELECT change_id, tbl, row_id, field, value, hlc, node, base_hlc, NULL, attempts, last_error FROM sync_outbox_moving",
+        [],
+    )?;
+    conn.execute("DELETE FROM sync_outbox_moving", [])?;
+    Ok(())
 }
 
 fn entries_of_batch(conn: &Connection, batch_id: &[u8]) -> SyncResult<Vec<OutboxEntry>> {
@@ -290,7 +338,19 @@ pub fn apply_push_response(store: &mut Store, batch: &Batch, response: &PushResp
             }
         }
         outcome.requeued = unanswered.len();
+        // The server has moved its last applied sequence past this batch, so a change it did not
+        // answer goes back under a new sequence number, or it would be taken as already applied.
         requeue(writer.conn(), &unanswered)?;
+        for entry in &unanswered {
+            let still: bool = writer
+                .conn()
+                .query_row("SELECT 1 FROM sync_outbox WHERE seq = ?1", [entry.seq], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if still {
+                requeue_at_end(writer.conn(), entry.seq)?;
+            }
+        }
         let acked = state::integer(writer.conn(), state::LAST_ACKED_SEQ)?.unwrap_or(0);
         state::set(writer.conn(), state::LAST_ACKED_SEQ, acked.max(response.last_applied_seq))?;
         Ok::<_, crate::Error>(outcome)

@@ -799,3 +799,23 @@ fn a_change_to_a_server_only_field_is_never_queued() {
     let error = device.store().write(|writer| writer.save(&schema::LISTINGS, Some(&listing_id), changes)).unwrap_err();
     assert_eq!(error.code(), "validation");
 }
+
+#[test]
+fn a_row_moved_to_another_village_before_its_first_sync_sends_its_scope_first() {
+    let server = FakeServer::new();
+    let device = Device::new(&server);
+    let first = village(&device);
+    let second = device.save(&schema::VILLAGES, None, json!({ "code": "530102001002", "name": "大山村" }));
+    let household = household(&device, &first, "韩一");
+    device.save(&schema::HOUSEHOLDS, Some(&household), json!({ "village_id": second }));
+    let mut store = device.store();
+    let batch = outbox::next_batch(&mut store.conn, BatchLimits::default()).unwrap().unwrap();
+    let fields: Vec<&str> =
+        batch.entries.iter().filter(|entry| entry.row_id == household).map(|entry| entry.field.as_str()).collect();
+    assert_eq!(fields.first(), Some(&"scope_id"), "{fields:?}");
+    assert_eq!(fields.len(), 5, "no change lost in the move: {fields:?}");
+    assert!(batch.entries.windows(2).all(|pair| pair[0].seq < pair[1].seq));
+    drop(store);
+    device.sync().unwrap();
+    assert_eq!(server.value("households", &household, "scope_id"), Some(json!("530102001002")));
+}

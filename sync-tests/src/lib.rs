@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use furrow::schema::{self, TableSpec};
-use furrow::sync::{self, RetryPolicy, SyncEngine, SyncOptions, SyncReport, SyncResult};
+use furrow::sync::{self, HttpTransport, RetryPolicy, SyncEngine, SyncOptions, SyncReport, SyncResult};
 use furrow::{OpenOptions, Store};
 use furrow_server::auth::PasswordCost;
 use serde_json::{json, Value};
@@ -171,6 +171,17 @@ impl Device {
         let mut device = Device::open(&path, url);
         device.dir = Some(dir);
         device
+    }
+
+    /// A device whose store lives in memory: the same engine and the same SQLite, without the
+    /// file, for the randomized test's many short-lived devices.
+    /// Devices made from one transport share its connection pool (building an HTTP client
+    /// costs more than a whole sync of a small world).
+    pub fn in_memory(transport: &HttpTransport) -> Device {
+        let store = Store::open_in_memory().expect("the device store opens");
+        let url = transport.base_url().to_owned();
+        let engine = SyncEngine::with_transport(Box::new(transport.clone()), &url, test_options());
+        Device { store: Mutex::new(store), engine, path: PathBuf::new(), url, dir: None }
     }
 
     /// A device over an existing store file (a restart).
