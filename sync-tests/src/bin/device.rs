@@ -24,6 +24,11 @@ fn main() {
     if !signed_in {
         engine.login(&store, username, password, "killed laptop").expect("sign-in");
     }
+    // The village comes from the server; until the first sync has brought it, nothing can be saved.
+    let has_village = sync::read_record(&store.lock().expect("the store"), "villages", village_id).expect("the village reads").is_some();
+    if !has_village {
+        engine.run_until_idle(&store, &|_| {}, &std::sync::atomic::AtomicBool::new(false)).expect("the first sync");
+    }
     let mut out = std::io::stdout().lock();
     let run = uuid::Uuid::new_v4().simple().to_string();
     for index in 0..edits {
