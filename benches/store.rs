@@ -137,6 +137,10 @@ fn run(households: usize) {
     }
     let elapsed = started.elapsed();
     let outbox = store.pending_changes().expect("count");
+    // What the app does after an import or a first sync: refresh the planner's statistics and
+    // fold the write-ahead log back into the database.
+    store.optimize().expect("optimize");
+    store.checkpoint().expect("checkpoint");
     println!(
         "[{households} households] bulk insert: {records} records ({outbox} field changes queued) in {:.1} s = {:.0} records/s, {:.0} field changes/s",
         elapsed.as_secs_f64(),

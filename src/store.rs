@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "0004_name_grams.sql", sql: include_str!("../migrations/0004_name_grams.sql") },
     Migration { version: 5, name: "0005_photo_location.sql", sql: include_str!("../migrations/0005_photo_location.sql") },
     Migration { version: 6, name: "0006_listing_submission.sql", sql: include_str!("../migrations/0006_listing_submission.sql") },
+    Migration { version: 7, name: "0007_roster_village_order.sql", sql: include_str!("../migrations/0007_roster_village_order.sql") },
 ];
 
 /// Where and how to open a store.
@@ -120,6 +121,9 @@ impl Store {
         if options.migrate_to.is_none() {
             rebuild_derived_indexes(&mut conn)?;
         }
+        // Gives the query planner fresh statistics where they are missing or stale (cheap when
+        // nothing changed), so roster queries pick their indexes.
+        conn.execute_batch("PRAGMA optimize = 0x10002")?;
         Ok(Store { conn, node, clock })
     }
 
@@ -149,6 +153,13 @@ impl Store {
         transaction.commit()?;
         self.clock = clock;
         Ok(value)
+    }
+
+    /// Refreshes the query planner's statistics after large changes (an import, a first sync);
+    /// cheap when nothing changed.
+    pub fn optimize(&self) -> Result<()> {
+        self.conn.execute_batch("PRAGMA optimize")?;
+        Ok(())
     }
 
     /// Copies the write-ahead log back into the database file; the app calls it when idle so

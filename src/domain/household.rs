@@ -269,6 +269,11 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
     let mut clauses = vec!["h.deleted = 0".to_owned()];
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     let mut from = "households h".to_owned();
+    // A text search lists its matches in the order households were registered on the device
+    // (the search document's number), which both indexes yield already sorted, so a page of a
+    // query matching thousands is read without sorting them all. The plain roster is in register
+    // order, which an index also yields.
+    let mut sort_key = "NULL";
     if let Some(text) = query.text.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
         if text.chars().count() >= 3 {
             // Long numbers (register numbers, phones) share their leading digits with every other
@@ -282,20 +287,35 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
             let phrase = format!("\"{}\"", key.replace('"', "\"\""));
             from = "household_search s JOIN household_search_doc d ON d.doc = s.rowid JOIN households h ON h.id = d.household_id"
                 .to_owned();
+            sort_key = "s.rowid";
             clauses.push(format!("household_search MATCH ?{}", args.len() + 1));
             args.push(Box::new(phrase));
             clauses.push(format!("instr(lower(d.body), lower(?{})) > 0", args.len() + 1));
             args.push(Box::new(text.to_owned()));
         } else {
-            // One or two characters: a name piece from the gram index, or a village whose name
-            // contains them (villages are few).
+            // One or two characters: a name piece from the gram index or, when a village's name
+            // contains them, every household of that village too (villages are few).
+            let gram = text.to_lowercase();
+            let village_named: bool = store.conn().query_row(
+                "SELECT EXISTS (SELECT 1 FROM villages WHERE deleted = 0 AND instr(name, ?1) > 0)",
+                [&gram],
+                |row| row.get(0),
+            )?;
             let index = args.len() + 1;
-            clauses.push(format!(
-                "(h.id IN (SELECT d.household_id FROM household_name_grams g JOIN household_search_doc d ON d.doc = g.doc
-                           WHERE g.gram = ?{index})
-                  OR h.village_id IN (SELECT id FROM villages WHERE deleted = 0 AND instr(name, ?{index}) > 0))"
-            ));
-            args.push(Box::new(text.to_lowercase()));
+            if village_named {
+                from = "household_search_doc d JOIN households h ON h.id = d.household_id".to_owned();
+                sort_key = "d.doc";
+                clauses.push(format!(
+                    "(d.doc IN (SELECT doc FROM household_name_grams WHERE gram = ?{index})
+                      OR h.village_id IN (SELECT id FROM villages WHERE deleted = 0 AND instr(name, ?{index}) > 0))"
+                ));
+            } else {
+                from = "household_name_grams g JOIN household_search_doc d ON d.doc = g.doc JOIN households h ON h.id = d.household_id"
+                    .to_owned();
+                sort_key = "g.doc";
+                clauses.push(format!("g.gram = ?{index}"));
+            }
+            args.push(Box::new(gram));
         }
     }
     if let Some(village) = &query.village_id {
@@ -317,6 +337,7 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
         ));
         args.push(Box::new(cause.code()));
     }
+    let order = if sort_key == "NULL" { "h.register_no, h.head_name, h.id" } else { sort_key };
     let limit = query.limit.unwrap_or(200).clamp(1, 10_000);
     let offset = query.offset.unwrap_or(0).max(0);
     // The page is chosen first; the village name and member count are looked up for the rows
@@ -326,13 +347,13 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
                 p.main_cause,
                 (SELECT count(*) FROM members m WHERE m.household_id = p.id AND m.deleted = 0)
            FROM (SELECT h.id, h.register_no, h.head_name, h.phone, h.village_id, h.poverty_status, h.monitoring_type,
-                        h.main_cause
+                        h.main_cause, {sort_key} AS sort_key
                    FROM {from}
                   WHERE {}
-                  ORDER BY h.register_no, h.head_name, h.id
+                  ORDER BY {order}
                   LIMIT {limit} OFFSET {offset}) p
            LEFT JOIN villages v ON v.id = p.village_id
-          ORDER BY p.register_no, p.head_name, p.id",
+          ORDER BY p.sort_key, p.register_no, p.head_name, p.id",
         clauses.join(" AND ")
     );
     let mut statement = store.conn().prepare_cached(&sql)?;
