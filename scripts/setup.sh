@@ -7,11 +7,16 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-PACKAGES=(build-essential pkg-config libssl-dev curl)
+# The core and server need a C toolchain and OpenSSL's headers (SQLCipher); the desktop app
+# needs WebKitGTK; its end-to-end tests need a virtual display, the WebDriver server for
+# WebKitGTK and Chinese fonts (without them every Han character renders as a box).
+PACKAGES=(build-essential pkg-config libssl-dev curl
+  libwebkit2gtk-4.1-dev xvfb xauth webkit2gtk-driver fonts-noto-cjk)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+if ! command -v node >/dev/null 2>&1; then missing+=(nodejs npm); fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing system packages: ${missing[*]}"
   $SUDO apt-get update -qq
@@ -21,4 +26,17 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "Rust is not installed: install it with rustup (https://rustup.rs), then run this again." >&2
   exit 1
+fi
+
+# tauri-driver bridges WebDriver clients to WebKitWebDriver for the end-to-end tests.
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+if [ ! -x "$CARGO_BIN/tauri-driver" ] && ! command -v tauri-driver >/dev/null 2>&1; then
+  echo "==> installing tauri-driver"
+  cargo install tauri-driver --version ^2 --locked
+fi
+
+# The front end's packages, exactly as locked; skipped when node_modules already matches.
+if [ ! -f ui/node_modules/.package-lock.json ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+  echo "==> installing the front end's packages"
+  (cd ui && npm ci --no-audit --no-fund)
 fi

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// One value of an enumeration, as data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct EnumValue {
     /// The stable English code stored in the database and sent over the wire.
     pub code: &'static str,
@@ -23,6 +24,7 @@ pub struct EnumValue {
 
 /// An enumeration, as data: its name and its values in display order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct EnumDef {
     /// The enumeration's name, e.g. `poverty_cause`.
     pub name: &'static str,
@@ -49,6 +51,7 @@ macro_rules! code_enum {
     }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
         pub enum $name {
             $(
                 #[doc = $en]

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 /// One field that failed a check: which field, a stable code, and a message in both languages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FieldError {
     /// The field's name as in the schema (e.g. `phone`).
     pub field: String,

@@ -17,6 +17,8 @@ use crate::store::Store;
 
 /// An income record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct IncomeRecord {
     /// Row id; `None` for a new record.
@@ -88,6 +90,7 @@ pub fn in_force(store: &Store, household_id: &str) -> Result<Vec<IncomeRecord>> 
 
 /// One year of a household's income against the poverty line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct YearIncome {
     /// The year.
     pub year: i64,

@@ -12,6 +12,8 @@ use crate::store::Store;
 
 /// A product: something a household grows or makes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Product {
     /// Row id; `None` for a new product.
@@ -56,6 +58,8 @@ pub struct Product {
 
 /// A listing of a product on a platform.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Listing {
     /// Row id; `None` for a new listing.
@@ -112,6 +116,8 @@ pub struct Listing {
 
 /// Photo metadata.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Photo {
     /// Row id; `None` for a new photo.

@@ -15,6 +15,7 @@ pub fn enum_labels() -> &'static [EnumDef] {
 
 /// A poverty line: the per-capita annual net income below which a household is poor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PovertyLine {
     /// Row id; `None` for a new line.
     pub id: Option<i64>,
@@ -155,6 +156,7 @@ pub fn line_in_force(store: &Store, year: i64, village_code: Option<&str>) -> Re
 
 /// A platform listing rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PlatformRule {
     /// Platform code.
     pub platform: String,

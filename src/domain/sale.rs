@@ -9,6 +9,7 @@ use crate::store::Store;
 
 /// A sale credited to a household.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct HouseholdSale {
     /// Sale id.
     pub sale_id: String,

@@ -14,6 +14,8 @@ use crate::store::Store;
 
 /// A training session.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct TrainingSession {
     /// Row id; `None` for a new session.
@@ -44,6 +46,8 @@ pub struct TrainingSession {
 
 /// An attendance row.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Attendance {
     /// Deterministic id from (session, member).
@@ -62,6 +66,8 @@ pub struct Attendance {
 
 /// A skill assessment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Assessment {
     /// Row id; `None` for a new assessment.
@@ -84,6 +90,7 @@ pub struct Assessment {
 
 /// A session a household's member attended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Attended {
     /// The session.
     pub session: TrainingSession,

@@ -9,6 +9,8 @@ use crate::store::Store;
 
 /// A village.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Village {
     /// Row id; `None` for a new village.

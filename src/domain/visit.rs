@@ -9,6 +9,8 @@ use crate::store::Store;
 
 /// A visit to a household.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Visit {
     /// Row id; `None` for a new visit.
@@ -73,6 +75,7 @@ pub fn of_household(store: &Store, household_id: &str) -> Result<Vec<Visit>> {
 
 /// A follow-up that is due: the next visit a household's latest visit asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FollowUp {
     /// Household id.
     pub household_id: String,

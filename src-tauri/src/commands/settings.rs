@@ -1,0 +1,75 @@
+//! 设置 Settings commands: language, server address, data location, backup.
+
+use serde::Serialize;
+use tauri::State;
+use ts_rs::TS;
+
+use crate::error::{CommandError, CommandResult};
+use crate::state::{AppState, Settings, DATABASE_FILE};
+
+/// The settings with where the data lives, for the settings screen.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct SettingsView {
+    /// The stored settings.
+    pub settings: Settings,
+    /// The data directory in use.
+    pub data_dir: String,
+    /// The database file in use.
+    pub database_file: String,
+}
+
+/// The current settings.
+#[tauri::command]
+pub async fn get_settings(state: State<'_, AppState>) -> CommandResult<SettingsView> {
+    Ok(SettingsView {
+        settings: state.settings(),
+        data_dir: state.data_dir.display().to_string(),
+        database_file: state.data_dir.join(DATABASE_FILE).display().to_string(),
+    })
+}
+
+/// Sets the interface language (`zh-CN` or `en`) and keeps it for the next start.
+#[tauri::command]
+pub async fn set_language(state: State<'_, AppState>, language: String) -> CommandResult<Settings> {
+    if language != "zh-CN" && language != "en" {
+        return Err(CommandError::new("invalid_language", "不支持的语言", "unsupported language"));
+    }
+    state.update_settings(|settings| settings.language = language)
+}
+
+/// Sets the sync server's address.
+#[tauri::command]
+pub async fn set_server_url(state: State<'_, AppState>, server_url: String) -> CommandResult<Settings> {
+    let server_url = server_url.trim().trim_end_matches('/').to_owned();
+    if !(server_url.starts_with("http://") || server_url.starts_with("https://")) {
+        return Err(CommandError {
+            fields: Some(vec![furrow::FieldError::new(
+                "server_url",
+                "invalid_url",
+                "地址应以 http:// 或 https:// 开头",
+                "must start with http:// or https://",
+            )]),
+            ..CommandError::new("validation", "服务器地址有误", "the server address is not valid")
+        });
+    }
+    state.update_settings(|settings| settings.server_url = server_url)
+}
+
+/// Writes a consistent copy of the database into `backups/` in the data directory and returns
+/// its path. `VACUUM INTO` copies a snapshot while the app keeps running.
+#[tauri::command]
+pub async fn export_backup(state: State<'_, AppState>) -> CommandResult<String> {
+    let directory = state.data_dir.join("backups");
+    std::fs::create_dir_all(&directory)?;
+    let target = directory.join(format!("furrow-backup-{}.db", chrono::Local::now().format("%Y%m%d-%H%M%S")));
+    let source = state.data_dir.join(DATABASE_FILE);
+    let path = target.clone();
+    tauri::async_runtime::spawn_blocking(move || -> CommandResult<()> {
+        let connection = rusqlite::Connection::open(&source).map_err(furrow::Error::from)?;
+        connection.execute("VACUUM INTO ?1", [path.display().to_string()]).map_err(furrow::Error::from)?;
+        Ok(())
+    })
+    .await
+    .map_err(|error| CommandError::new("internal", format!("后台任务失败：{error}"), format!("background task failed: {error}")))??;
+    Ok(target.display().to_string())
+}

@@ -1,0 +1,95 @@
+//! Furrow's desktop shell: Tauri commands over the core, the app's state, and its events.
+//!
+//! The shell holds no rules of its own: every command is a few lines that call the core on a
+//! blocking thread and turn its errors into [`error::CommandError`].
+
+pub mod bindings;
+pub mod commands;
+pub mod demo;
+pub mod error;
+pub mod state;
+
+use std::path::PathBuf;
+
+use tauri::Manager;
+
+use crate::state::{AppState, DATA_DIR_VARIABLE};
+
+/// The environment variable asking for demo households on first start (a number); the flag
+/// `--demo-households N` does the same.
+pub const DEMO_VARIABLE: &str = "FURROW_DEMO_HOUSEHOLDS";
+
+/// The value following `flag` on the command line, if given.
+fn argument(flag: &str) -> Option<String> {
+    let mut arguments = std::env::args().skip(1);
+    while let Some(argument) = arguments.next() {
+        if argument == flag {
+            return arguments.next();
+        }
+        if let Some(value) = argument.strip_prefix(&format!("{flag}=")) {
+            return Some(value.to_owned());
+        }
+    }
+    None
+}
+
+/// The data directory: `--data-dir DIR`, else `FURROW_DATA_DIR`, else the platform's per-user
+/// application data directory.
+fn data_dir(app: &tauri::App) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    if let Some(directory) = argument("--data-dir") {
+        return Ok(PathBuf::from(directory));
+    }
+    if let Some(directory) = std::env::var_os(DATA_DIR_VARIABLE).filter(|value| !value.is_empty()) {
+        return Ok(PathBuf::from(directory));
+    }
+    Ok(app.path().app_data_dir()?)
+}
+
+/// Starts the app: builds the whole state in setup, then runs the window's event loop.
+pub fn run() {
+    tauri::Builder::default()
+        .setup(|app| {
+            let directory = data_dir(app)?;
+            let state = AppState::open(directory).map_err(|error| error.message)?;
+            let demo = argument("--demo-households").or_else(|| std::env::var(DEMO_VARIABLE).ok());
+            if let Some(count) = demo.and_then(|value| value.parse::<usize>().ok()) {
+                let mut store = state.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                demo::seed_if_empty(&mut store, count).map_err(|error| error.to_string())?;
+            }
+            app.manage(state);
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::households::search_households,
+            commands::households::household_view,
+            commands::households::save_household,
+            commands::households::delete_household,
+            commands::households::save_member,
+            commands::households::record_income,
+            commands::households::list_villages,
+            commands::households::save_village,
+            commands::training::list_sessions,
+            commands::training::save_session,
+            commands::training::check_in,
+            commands::training::session_attendance,
+            commands::training::save_assessment,
+            commands::visits::save_visit,
+            commands::visits::follow_ups_due,
+            commands::listings::list_products,
+            commands::listings::save_product,
+            commands::listings::list_listings,
+            commands::listings::save_listing,
+            commands::reference::enum_labels,
+            commands::reference::poverty_lines,
+            commands::settings::get_settings,
+            commands::settings::set_language,
+            commands::settings::set_server_url,
+            commands::settings::export_backup,
+            commands::sync::sync_status,
+            commands::sync::sign_in,
+            commands::sync::work_offline,
+            commands::sync::sync_now,
+        ])
+        .run(tauri::generate_context!())
+        .expect("the Furrow window could not start");
+}

@@ -1,0 +1,8 @@
+//! The Furrow desktop app's entry point.
+
+// Release builds on Windows open no console window beside the app.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+fn main() {
+    furrow_app::run();
+}

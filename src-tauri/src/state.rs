@@ -1,0 +1,120 @@
+//! The app's state, built completely at setup: the open store, the data directory and the
+//! user's settings.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use furrow::{OpenOptions, Store};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::error::{CommandError, CommandResult};
+
+/// The environment variable that overrides the data directory (tests and demos use it).
+pub const DATA_DIR_VARIABLE: &str = "FURROW_DATA_DIR";
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "furrow.db";
+
+/// The settings file's name inside the data directory.
+pub const SETTINGS_FILE: &str = "settings.json";
+
+/// The user's settings, kept in `settings.json` beside the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(default)]
+pub struct Settings {
+    /// The interface language: `zh-CN` (the default) or `en`.
+    pub language: String,
+    /// The sync server's address, e.g. `http://127.0.0.1:8080`.
+    pub server_url: String,
+    /// The user name last signed in with.
+    pub username: String,
+    /// Whether the user has passed the sign-in screen (signed in or chose to work offline).
+    pub signed_in: bool,
+    /// When the last sync succeeded (RFC 3339), if ever.
+    pub last_sync_at: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            language: "zh-CN".to_owned(),
+            server_url: "http://127.0.0.1:8080".to_owned(),
+            username: String::new(),
+            signed_in: false,
+            last_sync_at: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the settings in `data_dir`, or the defaults when there are none yet. A damaged
+    /// file falls back to the defaults rather than keeping the app from starting.
+    pub fn load(data_dir: &Path) -> Settings {
+        std::fs::read(data_dir.join(SETTINGS_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes the settings to `data_dir` through a temporary file, so a crash never leaves half
+    /// a file behind.
+    pub fn save(&self, data_dir: &Path) -> CommandResult<()> {
+        let temporary = data_dir.join(format!("{SETTINGS_FILE}.tmp"));
+        let bytes = serde_json::to_vec_pretty(self).map_err(furrow::Error::from)?;
+        std::fs::write(&temporary, bytes)?;
+        std::fs::rename(&temporary, data_dir.join(SETTINGS_FILE))?;
+        Ok(())
+    }
+}
+
+/// Everything the commands share. The store sits behind a mutex because SQLite has one writer;
+/// commands take it on a blocking thread, never on the UI thread.
+pub struct AppState {
+    /// The device store.
+    pub store: Arc<Mutex<Store>>,
+    /// The directory holding the database and the settings.
+    pub data_dir: PathBuf,
+    /// The user's settings.
+    pub settings: Arc<Mutex<Settings>>,
+}
+
+impl AppState {
+    /// Opens the store in `data_dir` (creating the directory) and reads the settings.
+    pub fn open(data_dir: PathBuf) -> CommandResult<AppState> {
+        std::fs::create_dir_all(&data_dir)?;
+        let store = Store::open(&OpenOptions::file(data_dir.join(DATABASE_FILE)))?;
+        let settings = Settings::load(&data_dir);
+        Ok(AppState { store: Arc::new(Mutex::new(store)), data_dir, settings: Arc::new(Mutex::new(settings)) })
+    }
+
+    /// Runs `work` with the store on a blocking thread, so a long query never stalls the window.
+    pub async fn with_store<T, F>(&self, work: F) -> CommandResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> furrow::Result<T> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tauri::async_runtime::spawn_blocking(move || {
+            // A panic in an earlier command poisons the mutex; the store itself is still
+            // consistent (every write is one transaction), so keep using it.
+            let mut store = store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut store).map_err(CommandError::from)
+        })
+        .await
+        .map_err(|error| CommandError::new("internal", format!("后台任务失败：{error}"), format!("background task failed: {error}")))?
+    }
+
+    /// A copy of the current settings.
+    pub fn settings(&self) -> Settings {
+        self.settings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Changes the settings and saves them.
+    pub fn update_settings(&self, change: impl FnOnce(&mut Settings)) -> CommandResult<Settings> {
+        let mut settings = self.settings.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut settings);
+        settings.save(&self.data_dir)?;
+        Ok(settings.clone())
+    }
+}

@@ -1,0 +1,288 @@
+//! End-to-end tests of the real app window: the built `furrow-app` binary under Xvfb, driven
+//! through tauri-driver and WebKitWebDriver. Each test owns its data directory. Screenshots of
+//! every main screen in both languages go to `artifacts/screenshots/`.
+
+mod support;
+
+use std::path::Path;
+use std::time::Instant;
+
+use furrow::domain::household::{self, Household, Member};
+use furrow::codes::{HouseholdAttribute, IncomeCategory, PovertyStatus, RelationToHead};
+use furrow::domain::income::{self, IncomeRecord};
+use furrow::{OpenOptions, Store};
+use furrow_app::state::{Settings, DATABASE_FILE};
+use serde_json::json;
+use support::{rss_kib, App};
+
+/// A data directory with demo households, one known household of three (赵小村's), and the
+/// sign-in screen already passed (offline).
+fn prepared(households: usize) -> tempfile::TempDir {
+    let directory = tempfile::Builder::new().prefix("furrow-e2e-").tempdir().unwrap();
+    let mut store = Store::open(&OpenOptions::file(directory.path().join(DATABASE_FILE))).unwrap();
+    furrow_app::demo::seed(&mut store, households).unwrap();
+    let village = furrow::domain::village::list(&store).unwrap()[0].id.clone();
+    let zhao = household::save(
+        &mut store,
+        &Household {
+            register_no: Some("ZX00001".into()),
+            village_id: village,
+            head_name: Some("赵小村".into()),
+            phone: Some("13987654321".into()),
+            attribute: Some(HouseholdAttribute::General),
+            poverty_status: Some(PovertyStatus::NotExited),
+            ..Household::default()
+        },
+    )
+    .unwrap();
+    for (name, relation) in [("赵小村", RelationToHead::Head), ("钱桂花", RelationToHead::Spouse), ("赵小宝", RelationToHead::Son)] {
+        household::save_member(
+            &mut store,
+            &Member { household_id: zhao.id.clone(), name: Some(name.into()), relation: Some(relation), ..Member::default() },
+        )
+        .unwrap();
+    }
+    for (year, wage) in [(2022, 1_020_000), (2023, 1_260_000), (2024, 1_530_000)] {
+        for (category, amount) in [(IncomeCategory::Wage, wage), (IncomeCategory::Operating, wage / 3), (IncomeCategory::Transfer, 90_000)] {
+            income::record(
+                &mut store,
+                &IncomeRecord {
+                    household_id: zhao.id.clone(),
+                    year: Some(year),
+                    category: Some(category),
+                    amount_fen: Some(amount),
+                    recorded_on: Some(format!("{year}-12-20")),
+                    ..IncomeRecord::default()
+                },
+            )
+            .unwrap();
+        }
+    }
+    Settings { signed_in: true, ..Settings::default() }.save(directory.path()).unwrap();
+    directory
+}
+
+fn open_zhao(app: &App) {
+    app.click("[data-nav=roster]");
+    app.type_into("[data-testid=roster-search]", "赵小村");
+    app.wait_until("one roster row", "return document.querySelectorAll('[data-testid=roster-row]').length === 1");
+    app.click("[data-testid=roster-row]");
+    app.wait_text("[data-testid=household-name]", |text| text == "赵小村");
+}
+
+#[test]
+fn a_household_with_a_bad_phone_shows_the_chinese_error_beside_the_field_then_saves() {
+    let directory = prepared(20);
+    let app = App::start(directory.path());
+    app.find("[data-testid=roster-row]");
+    let before = app.pending();
+    assert!(before > 0, "demo data is queued for sync");
+    app.click("[data-testid=add-household]");
+    app.type_into("#household-head_name", "测试户主");
+    app.choose("#household-village_id", "");
+    app.choose("#household-attribute", "general");
+    app.choose("#household-poverty_status", "not_exited");
+    app.type_into("#household-phone", "1380013");
+    app.click("[data-testid=household-save]");
+    let error = app.wait_text("[data-error-for=household-phone]", |text| !text.is_empty());
+    assert_eq!(error, "手机号应为11位数字，以1开头");
+    // The message belongs to the phone field's block, beside its input.
+    assert_eq!(
+        app.script(
+            "return document.querySelector('[data-error-for=household-phone]').closest('.field').querySelector('input').id",
+            json!([])
+        ),
+        json!("household-phone")
+    );
+    app.screenshot("household-form-error-zh");
+    app.type_into("#household-phone", "13800138000");
+    app.click("[data-testid=household-save]");
+    app.wait_text("[data-testid=household-name]", |text| text == "测试户主");
+    assert!(app.try_find("[data-error-for]").is_none());
+    app.wait_until("the pending count to rise", &format!("return Number(document.querySelector('[data-testid=pending-count]').textContent) > {before}"));
+    app.quit();
+}
+
+#[test]
+fn a_training_session_checks_in_three_attendees_and_records_a_score() {
+    let directory = prepared(20);
+    let app = App::start(directory.path());
+    app.click("[data-nav=training]");
+    app.click("[data-testid=new-session]");
+    app.type_into("#session-title", "商品拍照培训");
+    app.click("input[data-topic=photography]");
+    app.click("input[data-topic=pricing]");
+    app.click("[data-testid=session-save]");
+    app.wait_text("h2[data-testid=session-title]", |text| text == "商品拍照培训");
+    app.type_into("[data-testid=member-search]", "赵小村");
+    app.wait_until("three members to pick", "return document.querySelectorAll('[data-testid=member-option]').length === 3");
+    for index in 1..=3 {
+        app.click(&format!(".candidates label:nth-child({index}) input"));
+    }
+    app.wait_text("[data-testid=check-in]", |text| text.contains('3'));
+    app.click("[data-testid=check-in]");
+    app.wait_until("three attendees", "return document.querySelector('[data-testid=attendee-count]').dataset.count === '3'");
+    assert_eq!(app.text("[data-testid=attendee-count]"), "已签到 3 人");
+    app.choose("#assess-member", "");
+    app.type_into("#assess-score", "85");
+    app.click("[data-testid=assessment-save]");
+    app.wait_text("[data-testid=notice]", |text| text == "测评已保存");
+    app.screenshot("training-zh");
+    // The household's page shows the training and the score.
+    open_zhao(&app);
+    app.wait_text("[data-testid=household-page]", |text| text.contains("商品拍照培训") && text.contains("85"));
+    app.quit();
+}
+
+#[test]
+fn a_visit_is_recorded_from_the_household_page_and_its_follow_up_is_due() {
+    let directory = prepared(20);
+    let app = App::start(directory.path());
+    open_zhao(&app);
+    let before = app.pending();
+    app.click("[data-testid=add-visit]");
+    app.type_into("#visit-summary", "查看核桃晾晒情况");
+    app.type_into("#visit-actions", "下周帮助拍摄主图");
+    let next = (chrono::Local::now().date_naive() + chrono::Duration::days(3)).to_string();
+    app.set_value("#visit-next", &next);
+    app.click("[data-testid=visit-save]");
+    app.wait_text("[data-testid=visit-list]", |text| text.contains("查看核桃晾晒情况"));
+    app.wait_until("the pending count to rise", &format!("return Number(document.querySelector('[data-testid=pending-count]').textContent) > {before}"));
+    app.screenshot("household-zh");
+    app.click("[data-nav=visits]");
+    // The list is longer than the window: read the table's text, not only the rows in view.
+    app.wait_until(
+        "the follow-up in the list",
+        "const table = document.querySelector('[data-testid=follow-ups]');
+         return !!table && table.textContent.includes('赵小村') && table.textContent.includes('下周帮助拍摄主图');",
+    );
+    app.quit();
+}
+
+/// Visits every main screen and saves its screenshot under `name-language`.
+fn screenshot_every_screen(app: &App, language: &str) {
+    app.click("[data-nav=roster]");
+    app.find("[data-testid=roster-row]");
+    app.screenshot(&format!("roster-{language}"));
+    open_zhao(app);
+    app.find("[data-testid=income-chart]");
+    app.screenshot(&format!("household-{language}"));
+    app.click("[data-testid=edit-household]");
+    app.type_into("#household-phone", "12");
+    app.click("[data-testid=household-save]");
+    app.find("[data-error-for=household-phone]");
+    app.screenshot(&format!("household-form-error-{language}"));
+    app.click("[data-testid=household-cancel]");
+    app.click("[data-nav=training]");
+    app.click("[data-testid=new-session]");
+    app.find("#session-title");
+    app.screenshot(&format!("training-form-{language}"));
+    app.click("[data-nav=visits]");
+    app.find("[data-testid=follow-ups]");
+    app.screenshot(&format!("visits-{language}"));
+    app.click("[data-nav=products]");
+    app.find("section.products");
+    app.screenshot(&format!("products-{language}"));
+    app.click("[data-nav=settings]");
+    app.find("[data-testid=data-dir]");
+    app.screenshot(&format!("settings-{language}"));
+}
+
+#[test]
+fn switching_to_english_and_back_takes_effect_at_once_and_persists() {
+    let directory = prepared(60);
+    let app = App::start(directory.path());
+    app.resize(1024, 768);
+    assert_eq!(app.text("[data-nav=roster]"), "农户名册");
+    screenshot_every_screen(&app, "zh");
+    app.click("[data-testid=language-toggle]");
+    app.wait_text("[data-nav=roster]", |text| text == "Households");
+    screenshot_every_screen(&app, "en");
+    app.quit();
+
+    // The choice survives a restart.
+    let app = App::start(directory.path());
+    app.wait_text("[data-nav=roster]", |text| text == "Households");
+    app.click("[data-testid=language-toggle]");
+    app.wait_text("[data-nav=roster]", |text| text == "农户名册");
+    app.resize(1920, 1080);
+    app.click("[data-nav=roster]");
+    app.find("[data-testid=roster-row]");
+    app.screenshot("roster-zh-1920");
+    app.quit();
+    let settings = Settings::load(directory.path());
+    assert_eq!(settings.language, "zh-CN");
+}
+
+#[test]
+fn the_sign_in_screen_comes_first_and_opens_the_app() {
+    let directory = tempfile::Builder::new().prefix("furrow-e2e-").tempdir().unwrap();
+    let app = App::start(directory.path());
+    app.resize(1024, 768);
+    app.find("[data-testid=signin-form]");
+    app.screenshot("signin-zh");
+    app.type_into("#signin-server", "ftp://bad");
+    app.click("[data-testid=signin-submit]");
+    assert_eq!(app.wait_text("[data-error-for=signin-server]", |text| !text.is_empty()), "地址应以 http:// 或 https:// 开头");
+    app.click(".lang");
+    app.wait_text("[data-testid=signin-submit]", |text| text == "Sign in");
+    app.screenshot("signin-en");
+    app.click(".lang");
+    app.type_into("#signin-server", "http://127.0.0.1:9");
+    app.type_into("#signin-username", "demo");
+    app.type_into("#signin-password", "demo-password");
+    app.click("[data-testid=signin-submit]");
+    app.find("[data-testid=sync-indicator]");
+    app.wait_text("[data-testid=sync-online]", |text| text.contains("离线"));
+    app.quit();
+    assert_eq!(Settings::load(directory.path()).username, "demo");
+}
+
+/// Cold start to an interactive roster of 10,000 households, and memory once it is loaded.
+/// The figures are printed and written to `artifacts/figures.txt`.
+#[test]
+fn cold_start_to_an_interactive_roster_of_ten_thousand_households() {
+    let seeding = Instant::now();
+    let directory = prepared(10_000);
+    let seed_seconds = seeding.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let app = App::start(directory.path());
+    app.wait_until(
+        "10,000 households in the roster",
+        "return document.querySelector('[data-testid=roster-count]')?.dataset.count === '10001' && !!document.querySelector('[data-testid=roster-row]')",
+    );
+    let cold_start = started.elapsed().as_secs_f64();
+    let searching = Instant::now();
+    app.type_into("[data-testid=roster-search]", "赵小村");
+    app.wait_until("the search result", "return document.querySelectorAll('[data-testid=roster-row]').length === 1");
+    let search_seconds = searching.elapsed().as_secs_f64();
+    app.type_into("[data-testid=roster-search]", "");
+    app.wait_until("the whole roster again", "return document.querySelector('[data-testid=roster-count]').dataset.count === '10001'");
+    let scrolling = Instant::now();
+    app.script("const list = document.querySelector('[data-testid=roster-list]'); list.scrollTop = list.scrollHeight;", json!([]));
+    app.wait_until("the last row", "return [...document.querySelectorAll('[data-testid=roster-row]')].some(row => row.textContent.includes('YS10000'))");
+    let scroll_seconds = scrolling.elapsed().as_secs_f64();
+    let rendered = app.script("return document.querySelectorAll('[data-testid=roster-row]').length", json!([]));
+    let processes = app.processes();
+    let mut lines = vec![
+        format!("seed 10,000 demo households (+30,000 members): {seed_seconds:.1} s"),
+        format!("cold start to interactive roster of 10,001 households: {cold_start:.2} s"),
+        format!("search as you type (赵小村) over 10,001 households: {:.0} ms", search_seconds * 1000.0),
+        format!("scroll to the last row: {:.0} ms, rows in the DOM: {rendered}", scroll_seconds * 1000.0),
+    ];
+    let mut total = 0;
+    for (pid, name) in &processes {
+        let rss = rss_kib(*pid);
+        total += rss;
+        lines.push(format!("RSS {name} (pid {pid}): {:.1} MiB", rss as f64 / 1024.0));
+    }
+    lines.push(format!("RSS total: {:.1} MiB", total as f64 / 1024.0));
+    let report = lines.join("\n");
+    println!("{report}");
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("figures.txt"), format!("{report}\n")).unwrap();
+    app.screenshot("roster-10k-zh");
+    assert!(cold_start < 60.0, "cold start took {cold_start:.1} s");
+    app.quit();
+}

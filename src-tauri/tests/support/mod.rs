@@ -1,0 +1,349 @@
+//! The end-to-end fixture: a display (Xvfb when none is set), `tauri-driver` on free ports, and
+//! a small W3C WebDriver client over HTTP, so the tests drive the real app window.
+//!
+//! On failure the fixture prints the data directory, the driver's log and the screenshot path.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+/// The key under which WebDriver returns an element reference.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// How long a wait for something on screen lasts before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// One window at a time: two WebKit windows at once on a 2-core machine make timings flaky.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The X display the app opens its window on: the caller's `DISPLAY`, or an Xvfb started once
+/// for this test process.
+fn display() -> String {
+    static DISPLAY: OnceLock<String> = OnceLock::new();
+    DISPLAY
+        .get_or_init(|| {
+            if let Ok(display) = std::env::var("DISPLAY") {
+                if !display.is_empty() {
+                    return display;
+                }
+            }
+            let number = (90..140).find(|number| !Path::new(&format!("/tmp/.X{number}-lock")).exists()).expect("a free display");
+            let display = format!(":{number}");
+            // The server outlives this process on purpose: it has no other user and Xvfb exits
+            // with the machine; killing it from a static would need a destructor Rust never runs.
+            Command::new("Xvfb")
+                .args([&display, "-screen", "0", "1920x1080x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xvfb is not installed: run scripts/setup.sh");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !Path::new(&format!("/tmp/.X11-unix/X{number}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            display
+        })
+        .clone()
+}
+
+fn tauri_driver() -> PathBuf {
+    if let Ok(path) = std::env::var("TAURI_DRIVER") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+    let installed = home.join("bin/tauri-driver");
+    if installed.exists() {
+        installed
+    } else {
+        PathBuf::from("tauri-driver")
+    }
+}
+
+/// The app's window under test, with its own data directory, driven through `tauri-driver`.
+pub struct App {
+    driver: Child,
+    driver_log: PathBuf,
+    base: String,
+    session: String,
+    http: reqwest::blocking::Client,
+    /// The app's data directory (a temporary directory the test owns).
+    pub data_dir: PathBuf,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl App {
+    /// Starts the app on `data_dir`.
+    pub fn start(data_dir: &Path) -> App {
+        let serial = serial();
+        let port = free_port();
+        let native_port = free_port();
+        let driver_log = data_dir.join(format!("tauri-driver-{port}.log"));
+        let log = std::fs::File::create(&driver_log).unwrap();
+        let driver = Command::new(tauri_driver())
+            .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
+            .env("DISPLAY", display())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tauri-driver is not installed: run scripts/setup.sh");
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/status")).send().is_err() {
+            assert!(Instant::now() < deadline, "tauri-driver did not start; log in {}", driver_log.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"tauri:options": {
+            "application": env!("CARGO_BIN_EXE_furrow-app"),
+            "args": ["--data-dir", data_dir.display().to_string()],
+        }}}});
+        let answer: Value = http.post(format!("{base}/session")).json(&capabilities).send().unwrap().json().unwrap();
+        let session = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {answer}; driver log in {}", driver_log.display()))
+            .to_owned();
+        App { driver, driver_log, base, session, http, data_dir: data_dir.to_owned(), _serial: serial }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/session/{}{path}", self.base, self.session)
+    }
+
+    fn check(&self, answer: Value, what: &str) -> Value {
+        if let Some(error) = answer["value"].get("error") {
+            panic!("{what}: {error} {}; data dir {}", answer["value"]["message"], self.data_dir.display());
+        }
+        answer["value"].clone()
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        let answer: Value = self.http.post(self.url(path)).json(&body).send().unwrap().json().unwrap();
+        self.check(answer, path)
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let answer: Value = self.http.get(self.url(path)).send().unwrap().json().unwrap();
+        self.check(answer, path)
+    }
+
+    /// Runs a script in the page and returns its value.
+    pub fn script(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": args}))
+    }
+
+    /// The element matching `css` now, if any.
+    pub fn try_find(&self, css: &str) -> Option<String> {
+        let answer: Value = self
+            .http
+            .post(self.url("/element"))
+            .json(&json!({"using": "css selector", "value": css}))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        answer["value"][ELEMENT_KEY].as_str().map(str::to_owned)
+    }
+
+    /// Waits for the element matching `css`.
+    pub fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(element) = self.try_find(css) {
+                return element;
+            }
+            if Instant::now() > deadline {
+                let shot = self.screenshot(&format!("failure-{}", chrono::Local::now().format("%H%M%S")));
+                panic!("no element {css} after {PATIENCE:?}; screenshot {}; data dir {}", shot.display(), self.data_dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Clicks the element matching `css`.
+    pub fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.post(&format!("/element/{element}/click"), json!({}));
+    }
+
+    /// Replaces the text of the input matching `css` by typing `text`.
+    pub fn type_into(&self, css: &str, text: &str) {
+        if text.is_empty() {
+            return self.set_value(css, "");
+        }
+        let element = self.find(css);
+        self.post(&format!("/element/{element}/clear"), json!({}));
+        self.post(&format!("/element/{element}/value"), json!({"text": text}));
+        // Typing Han characters depends on the driver's key tables; when it could not type
+        // them, put the text in as an input method would, with an input event.
+        if self.script("return document.querySelector(arguments[0]).value", json!([css])) != json!(text) {
+            self.set_value(css, text);
+        }
+    }
+
+    /// Sets the value of the input matching `css` and sends the input event a user's edit
+    /// sends (for date pickers, whose typed form depends on the locale).
+    pub fn set_value(&self, css: &str, value: &str) {
+        self.find(css);
+        self.script(
+            "const input = document.querySelector(arguments[0]);
+             input.value = arguments[1];
+             input.dispatchEvent(new Event('input', {bubbles: true}));
+             input.dispatchEvent(new Event('change', {bubbles: true}));",
+            json!([css, value]),
+        );
+    }
+
+    /// Chooses the option with `value` in the select matching `css` (the first non-empty
+    /// option when `value` is empty), as a user's pick would, with a change event.
+    pub fn choose(&self, css: &str, value: &str) {
+        self.find(css);
+        self.script(
+            "const select = document.querySelector(arguments[0]);
+             const option = arguments[1] ? [...select.options].find(o => o.value === arguments[1]) : select.options[1];
+             select.value = option.value;
+             select.dispatchEvent(new Event('change', {bubbles: true}));",
+            json!([css, value]),
+        );
+    }
+
+    /// The visible text of the element matching `css`.
+    pub fn text(&self, css: &str) -> String {
+        let element = self.find(css);
+        self.get(&format!("/element/{element}/text")).as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Waits until the text of the element matching `css` satisfies `test`; returns it.
+    pub fn wait_text(&self, css: &str, test: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let text = self.text(css);
+            if test(&text) {
+                return text;
+            }
+            if Instant::now() > deadline {
+                let shot = self.screenshot(&format!("failure-{}", chrono::Local::now().format("%H%M%S")));
+                panic!("{css} shows {text:?}; screenshot {}; data dir {}", shot.display(), self.data_dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `script` returns true.
+    pub fn wait_until(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.script(script, json!([])) != json!(true) {
+            if Instant::now() > deadline {
+                let shot = self.screenshot(&format!("failure-{}", chrono::Local::now().format("%H%M%S")));
+                panic!("waited for {what}; screenshot {}; data dir {}", shot.display(), self.data_dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The pending-change count the sync indicator shows.
+    pub fn pending(&self) -> i64 {
+        self.text("[data-testid=pending]").chars().filter(char::is_ascii_digit).collect::<String>().parse().unwrap_or(-1)
+    }
+
+    /// Resizes the window.
+    pub fn resize(&self, width: u32, height: u32) {
+        // Some WebDriver servers refuse; the screenshots then show the default size.
+        let _ = self.http.post(self.url("/window/rect")).json(&json!({"width": width, "height": height})).send();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Saves a PNG of the window to `artifacts/screenshots/{name}.png` and returns its path.
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/screenshots");
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join(format!("{name}.png"));
+        // WebKit hands out the last composited frame: let two frames paint first, so the
+        // picture shows what the test just checked rather than the screen before it.
+        let _ = self.http.post(self.url("/execute/async")).json(&json!({
+            "script": "const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(() => done(true), 250)));",
+            "args": []
+        })).send();
+        std::thread::sleep(Duration::from_millis(250));
+        if let Ok(response) = self.http.get(self.url("/screenshot")).send() {
+            if let Ok(answer) = response.json::<Value>() {
+                if let Some(data) = answer["value"].as_str() {
+                    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) {
+                        std::fs::write(&path, bytes).unwrap();
+                    }
+                }
+            }
+        }
+        path
+    }
+
+    /// The process ids of the app and its web processes (for memory figures).
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        let marker = self.data_dir.display().to_string();
+        let mut found = Vec::new();
+        let mut app_pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let mut command = String::new();
+            if std::fs::File::open(format!("/proc/{pid}/cmdline")).and_then(|mut file| file.read_to_string(&mut command)).is_err() {
+                continue;
+            }
+            if command.contains("furrow-app") && command.contains(&marker) {
+                app_pids.push(pid);
+                found.push((pid, "furrow-app".to_owned()));
+            }
+        }
+        for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+            let parent: u32 = status.lines().find_map(|line| line.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            let name = status.lines().find_map(|line| line.strip_prefix("Name:")).unwrap_or("").trim().to_owned();
+            if app_pids.contains(&parent) {
+                found.push((pid, name));
+            }
+        }
+        found
+    }
+
+    /// Ends the session (closing the window) and stops the driver.
+    pub fn quit(mut self) {
+        let _ = self.http.delete(self.url("")).send();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("tauri-driver log: {}", self.driver_log.display());
+            let _ = self.http.delete(self.url("")).send();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The resident memory of a process in kibibytes.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| status.lines().find_map(|line| line.strip_prefix("VmRSS:")).map(|value| value.trim().trim_end_matches("kB").trim().parse().unwrap_or(0)))
+        .unwrap_or(0)
+}

@@ -1,0 +1,117 @@
+// The one IPC client every feature uses. Each command has a typed function here, and every
+// rejection becomes an IpcError, so screens never see a raw string or an unknown shape.
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type { CommandError } from "./bindings/CommandError";
+import type { FieldError } from "./bindings/FieldError";
+import type { RosterQuery } from "./bindings/RosterQuery";
+import type { RosterEntry } from "./bindings/RosterEntry";
+import type { HouseholdView } from "./bindings/HouseholdView";
+import type { Household } from "./bindings/Household";
+import type { Member } from "./bindings/Member";
+import type { IncomeRecord } from "./bindings/IncomeRecord";
+import type { Village } from "./bindings/Village";
+import type { TrainingSession } from "./bindings/TrainingSession";
+import type { Attendance } from "./bindings/Attendance";
+import type { AttendanceStatus } from "./bindings/AttendanceStatus";
+import type { Assessment } from "./bindings/Assessment";
+import type { Visit } from "./bindings/Visit";
+import type { FollowUp } from "./bindings/FollowUp";
+import type { Product } from "./bindings/Product";
+import type { Listing } from "./bindings/Listing";
+import type { EnumDef } from "./bindings/EnumDef";
+import type { PovertyLine } from "./bindings/PovertyLine";
+import type { Settings } from "./bindings/Settings";
+import type { SettingsView } from "./bindings/SettingsView";
+import type { SyncStatus } from "./bindings/SyncStatus";
+import type { SyncProgress } from "./bindings/SyncProgress";
+
+/** A command's failure, typed: a stable code, messages in both languages, and field errors. */
+export class IpcError extends Error {
+  readonly code: string;
+  readonly messageZh: string;
+  readonly messageEn: string;
+  readonly fields: FieldError[];
+
+  constructor(error: CommandError) {
+    super(error.message);
+    this.name = "IpcError";
+    this.code = error.code;
+    this.messageZh = error.message_zh;
+    this.messageEn = error.message_en;
+    this.fields = error.fields ?? [];
+  }
+
+  /** The message in the given language. */
+  text(language: string): string {
+    return language === "en" ? this.messageEn : this.messageZh;
+  }
+
+  /** Field name to message, in the given language, for showing each error beside its field. */
+  fieldMessages(language: string): Record<string, string> {
+    const messages: Record<string, string> = {};
+    for (const field of this.fields) {
+      const message = language === "en" ? field.message_en : field.message_zh;
+      messages[field.field] = messages[field.field] ? `${messages[field.field]}；${message}` : message;
+    }
+    return messages;
+  }
+}
+
+function isCommandError(value: unknown): value is CommandError {
+  return typeof value === "object" && value !== null && "code" in value && "message_zh" in value;
+}
+
+/** Turns whatever a rejected invoke gave into an IpcError. */
+export function toIpcError(reason: unknown): IpcError {
+  if (reason instanceof IpcError) return reason;
+  if (isCommandError(reason)) return new IpcError(reason);
+  const text = reason instanceof Error ? reason.message : String(reason);
+  return new IpcError({ code: "ipc", message: text, message_zh: `内部错误：${text}`, message_en: `Internal error: ${text}` });
+}
+
+/** Calls a command; every rejection is an IpcError. */
+export async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(command, args);
+  } catch (reason) {
+    throw toIpcError(reason);
+  }
+}
+
+/** The app's commands, one typed function each. */
+export const api = {
+  searchHouseholds: (query: RosterQuery) => call<RosterEntry[]>("search_households", { query }),
+  householdView: (id: string) => call<HouseholdView>("household_view", { id }),
+  saveHousehold: (household: Household) => call<Household>("save_household", { household }),
+  deleteHousehold: (id: string) => call<null>("delete_household", { id }),
+  saveMember: (member: Member) => call<Member>("save_member", { member }),
+  recordIncome: (record: IncomeRecord) => call<IncomeRecord>("record_income", { record }),
+  listVillages: () => call<Village[]>("list_villages"),
+  saveVillage: (village: Village) => call<Village>("save_village", { village }),
+  listSessions: () => call<TrainingSession[]>("list_sessions"),
+  saveSession: (session: TrainingSession) => call<TrainingSession>("save_session", { session }),
+  checkIn: (sessionId: string, memberIds: string[], status: AttendanceStatus) =>
+    call<Attendance[]>("check_in", { sessionId, memberIds, status }),
+  sessionAttendance: (sessionId: string) => call<Attendance[]>("session_attendance", { sessionId }),
+  saveAssessment: (assessment: Assessment) => call<Assessment>("save_assessment", { assessment }),
+  saveVisit: (visit: Visit) => call<Visit>("save_visit", { visit }),
+  followUpsDue: (days: number) => call<FollowUp[]>("follow_ups_due", { days }),
+  listProducts: () => call<Product[]>("list_products"),
+  saveProduct: (product: Product) => call<Product>("save_product", { product }),
+  listListings: () => call<Listing[]>("list_listings"),
+  saveListing: (listing: Listing) => call<Listing>("save_listing", { listing }),
+  enumLabels: () => call<EnumDef[]>("enum_labels"),
+  povertyLines: () => call<PovertyLine[]>("poverty_lines"),
+  getSettings: () => call<SettingsView>("get_settings"),
+  setLanguage: (language: string) => call<Settings>("set_language", { language }),
+  setServerUrl: (serverUrl: string) => call<Settings>("set_server_url", { serverUrl }),
+  exportBackup: () => call<string>("export_backup"),
+  syncStatus: () => call<SyncStatus>("sync_status"),
+  signIn: (serverUrl: string, username: string, password: string) =>
+    call<Settings>("sign_in", { serverUrl, username, password }),
+  workOffline: () => call<Settings>("work_offline"),
+  syncNow: () => call<SyncStatus>("sync_now"),
+  onSyncProgress: (handler: (progress: SyncProgress) => void): Promise<UnlistenFn> =>
+    listen<SyncProgress>("sync-progress", (event) => handler(event.payload)),
+};

@@ -1,0 +1,41 @@
+// The sync indicator's shared state: refreshed on a timer and after every save, so the pending
+// count rises as the user edits offline.
+import { api, type IpcError } from "./ipc";
+import type { SyncStatus } from "./bindings/SyncStatus";
+
+/** What the indicator shows. */
+export const syncState = $state<{
+  status: SyncStatus | null;
+  syncing: boolean;
+  progress: number;
+  error: IpcError | null;
+}>({ status: null, syncing: false, progress: 0, error: null });
+
+/** Reads the status again (pending count, reachability, last sync). */
+export async function refreshSync(): Promise<void> {
+  try {
+    syncState.status = await api.syncStatus();
+  } catch {
+    // The indicator keeps its last figures; a failing status read must not break a screen.
+  }
+}
+
+/** Runs a sync, following its progress events. */
+export async function runSync(): Promise<void> {
+  syncState.syncing = true;
+  syncState.progress = 0;
+  syncState.error = null;
+  const unlisten = await api.onSyncProgress((progress) => {
+    syncState.progress = progress.total > 0 ? Math.min(1, progress.done / progress.total) : progress.phase === "done" ? 1 : 0;
+  });
+  try {
+    syncState.status = await api.syncNow();
+    syncState.progress = 1;
+  } catch (error) {
+    syncState.error = error as IpcError;
+  } finally {
+    unlisten();
+    syncState.syncing = false;
+    await refreshSync();
+  }
+}
