@@ -352,7 +352,7 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Body) 
                 let Some(row) = row.filter(|row| row.expires_at > now) else {
                     return Err(Error::unauthorized("the refresh token is unknown, used, revoked or expired; sign in again"));
                 };
-                if !tx.user_by_id(row.user_id)?.is_some_and(|user| !user.disabled) {
+                if tx.user_by_id(row.user_id)?.is_none_or(|user| user.disabled) {
                     return Err(Error::unauthorized("the account is disabled"));
                 }
                 // Rotation: the used refresh token and its access token stop working.

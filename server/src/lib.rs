@@ -5,6 +5,8 @@
 //! moderation results and sales ([`platform`]). Storage sits behind a trait with a SQLite and a
 //! PostgreSQL backend ([`store`]).
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod blobs;
 pub mod error;

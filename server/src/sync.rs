@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::store::{ChangedRow, RowMeta, StoredField, Tx};
+use crate::store::{ChangeLogEntry, ChangedRow, RowMeta, StoredField, Tx};
 
 /// The oldest schema version the server still serves.
 pub const MIN_SCHEMA_VERSION: i64 = 1;
@@ -322,7 +322,15 @@ fn merge(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change) -> Result
         row.as_ref(),
         StoredField { value, hlc: change.hlc, node: context.node.to_vec(), server_seq: 0, actor: caller.actor() },
     )?;
-    tx.log_change(seq, &change.change_id, context.client_id, table.name, &change.row_id, &change.field, context.now)?;
+    tx.log_change(&ChangeLogEntry {
+        server_seq: seq,
+        change_id: &change.change_id,
+        client_id: context.client_id,
+        tbl: table.name,
+        row_id: &change.row_id,
+        field: &change.field,
+        created_at: context.now,
+    })?;
     Ok(result(change, "applied"))
 }
 

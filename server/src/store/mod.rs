@@ -231,6 +231,25 @@ pub struct ChangedRow {
     pub fields: Vec<(String, StoredField)>,
 }
 
+/// One entry of the change log: an accepted change and the sequence number it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeLogEntry<'a> {
+    /// The sequence number.
+    pub server_seq: i64,
+    /// The change's id.
+    pub change_id: &'a str,
+    /// The device that sent it.
+    pub client_id: &'a str,
+    /// Table.
+    pub tbl: &'a str,
+    /// Row id.
+    pub row_id: &'a str,
+    /// Field.
+    pub field: &'a str,
+    /// When it was accepted (Unix ms).
+    pub created_at: i64,
+}
+
 /// A blob's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobMeta {
@@ -528,10 +547,18 @@ impl Tx<'_> {
     }
 
     /// Appends an accepted change to the change log.
-    pub fn log_change(&mut self, server_seq: i64, change_id: &str, client_id: &str, tbl: &str, row_id: &str, field: &str, now: i64) -> Result<()> {
+    pub fn log_change(&mut self, entry: &ChangeLogEntry<'_>) -> Result<()> {
         self.sql.execute(
             "INSERT INTO sync_changes (server_seq, change_id, client_id, tbl, row_id, field, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[server_seq.into(), change_id.into(), client_id.into(), tbl.into(), row_id.into(), field.into(), now.into()],
+            &[
+                entry.server_seq.into(),
+                entry.change_id.into(),
+                entry.client_id.into(),
+                entry.tbl.into(),
+                entry.row_id.into(),
+                entry.field.into(),
+                entry.created_at.into(),
+            ],
         )?;
         Ok(())
     }
