@@ -1,6 +1,7 @@
 //! The PostgreSQL backend, for scale: several server instances may share one database, because
 //! every write transaction first locks the sequence counter.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type};
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 use super::{Database, Migration, Param, Sql, SqlRow};
 use crate::error::{Error, Result};
@@ -33,21 +34,28 @@ pub struct PostgresDatabase {
 }
 
 struct Pool {
-    idle: Vec<Client>,
+    idle: Vec<Connection>,
     open: usize,
+}
+
+/// A connection with the statements it has prepared, so each query is parsed once per
+/// connection instead of once per use (a round trip saved on every statement).
+struct Connection {
+    client: Client,
+    statements: HashMap<String, Statement>,
 }
 
 /// A connection taken from the pool; it goes back when dropped, or is closed if the work using
 /// it panicked or the connection broke, so the pool never counts a connection it lost.
 struct Lease<'a> {
     database: &'a PostgresDatabase,
-    client: Option<Client>,
+    client: Option<Connection>,
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         let Some(client) = self.client.take() else { return };
-        let keep = !client.is_closed() && !std::thread::panicking();
+        let keep = !client.client.is_closed() && !std::thread::panicking();
         let Ok(mut pool) = self.database.pool.lock() else { return };
         if keep {
             pool.idle.push(client);
@@ -78,8 +86,8 @@ impl PostgresDatabase {
         };
         {
             let mut lease = database.take()?;
-            let client = lease.client.as_mut().ok_or_else(|| Error::Storage("the lease lost its connection".into()))?;
-            database.migrate(client)?;
+            let connection = lease.client.as_mut().ok_or_else(|| Error::Storage("the lease lost its connection".into()))?;
+            database.migrate(connection)?;
         }
         Ok(database)
     }
@@ -102,7 +110,7 @@ impl PostgresDatabase {
         let mut pool = self.pool.lock().map_err(|_| poisoned())?;
         loop {
             while let Some(client) = pool.idle.pop() {
-                if client.is_closed() {
+                if client.client.is_closed() {
                     pool.open = pool.open.saturating_sub(1);
                 } else {
                     return Ok(Lease { database: self, client: Some(client) });
@@ -112,7 +120,7 @@ impl PostgresDatabase {
                 pool.open += 1;
                 drop(pool);
                 return match self.connect() {
-                    Ok(client) => Ok(Lease { database: self, client: Some(client) }),
+                    Ok(client) => Ok(Lease { database: self, client: Some(Connection { client, statements: HashMap::new() }) }),
                     Err(error) => {
                         if let Ok(mut pool) = self.pool.lock() {
                             pool.open = pool.open.saturating_sub(1);
@@ -130,11 +138,11 @@ impl PostgresDatabase {
         }
     }
 
-    fn migrate(&self, client: &mut Client) -> Result<()> {
-        client.batch_execute("BEGIN")?;
+    fn migrate(&self, connection: &mut Connection) -> Result<()> {
+        connection.client.batch_execute("BEGIN")?;
         // Instances starting together take turns: the advisory lock lasts until the commit.
-        let outcome = client.batch_execute("SELECT pg_advisory_xact_lock(7301400)").map_err(Error::from).and_then(|()| {
-            let mut sql = PostgresSql { client };
+        let outcome = connection.client.batch_execute("SELECT pg_advisory_xact_lock(7301400)").map_err(Error::from).and_then(|()| {
+            let mut sql = PostgresSql { connection: &mut *connection };
             let mut scripts = Vec::new();
             super::migrate(&mut sql, MIGRATIONS, &mut |script| {
                 scripts.push(script.to_owned());
@@ -142,11 +150,11 @@ impl PostgresDatabase {
             })?;
             // The scripts run after the bookkeeping rows are written, inside the same transaction.
             for script in scripts {
-                sql.client.batch_execute(&script)?;
+                sql.connection.client.batch_execute(&script)?;
             }
             Ok(())
         });
-        finish(client, outcome)
+        finish(&mut connection.client, outcome)
     }
 }
 
@@ -177,16 +185,16 @@ fn finish(client: &mut Client, outcome: Result<()>) -> Result<()> {
 impl Database for PostgresDatabase {
     fn transaction(&self, write: bool, work: &mut dyn FnMut(&mut dyn Sql) -> Result<()>) -> Result<()> {
         let mut lease = self.take()?;
-        let client = lease.client.as_mut().ok_or_else(|| Error::Storage("the lease lost its connection".into()))?;
-        let outcome = client.batch_execute("BEGIN").map_err(Error::from).and_then(|()| {
+        let connection = lease.client.as_mut().ok_or_else(|| Error::Storage("the lease lost its connection".into()))?;
+        let outcome = connection.client.batch_execute("BEGIN").map_err(Error::from).and_then(|()| {
             if write {
                 // Serialises writers across instances before anything is read, so no writer acts
                 // on a stale read and server_seq values become visible in commit order.
-                client.batch_execute("SELECT v FROM sync_counter WHERE id = 1 FOR UPDATE")?;
+                connection.client.batch_execute("SELECT v FROM sync_counter WHERE id = 1 FOR UPDATE")?;
             }
-            work(&mut PostgresSql { client: &mut *client })
+            work(&mut PostgresSql { connection: &mut *connection })
         });
-        finish(client, outcome)
+        finish(&mut connection.client, outcome)
     }
 
     fn name(&self) -> &'static str {
@@ -212,7 +220,21 @@ impl ToSql for Param {
 }
 
 struct PostgresSql<'c> {
-    client: &'c mut Client,
+    connection: &'c mut Connection,
+}
+
+impl PostgresSql<'_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(statement) = self.connection.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.connection.client.prepare(sql).map_err(map_error)?;
+        // Queries with a list of scopes vary in length; the cache stays small regardless.
+        if self.connection.statements.len() < 256 {
+            self.connection.statements.insert(sql.to_owned(), statement.clone());
+        }
+        Ok(statement)
+    }
 }
 
 fn map_error(error: postgres::Error) -> Error {
@@ -229,11 +251,13 @@ fn references(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
 
 impl Sql for PostgresSql<'_> {
     fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
-        self.client.execute(sql, &references(params)).map_err(map_error)
+        let statement = self.statement(sql)?;
+        self.connection.client.execute(&statement, &references(params)).map_err(map_error)
     }
 
     fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<SqlRow>> {
-        let rows = self.client.query(sql, &references(params)).map_err(map_error)?;
+        let statement = self.statement(sql)?;
+        let rows = self.connection.client.query(&statement, &references(params)).map_err(map_error)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let mut values = Vec::with_capacity(row.len());
