@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Sets everything up and opens Furrow with demo data: installs what is missing, builds the front
-# end and the app, seeds demo villages and households (clearly marked 演示 / demo) into a
-# separate demo data directory, and opens the window.
+# end, the app and the sync server, starts a local furrow-server on its embedded default (SQLite
+# in ~/.local/share/furrow-server, 127.0.0.1:8470) with a demo account and the demo villages,
+# seeds demo households (clearly marked 演示 / demo) into a separate demo data directory for the
+# app, and opens the window. Sign in with the demo account it prints, or work offline.
 #
-#   FURROW_DATA_DIR   where the demo's data lives (default: ~/.local/share/furrow-demo)
+#   FURROW_DATA_DIR   where the app's demo data lives (default: ~/.local/share/furrow-demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 echo "==> building the front end"
 (cd ui && npm run build)
-echo "==> building the app"
-cargo build -p furrow-app --locked
+echo "==> building the app and the server"
+cargo build -p furrow-app -p furrow-server --locked
 
 DATA_DIR="${FURROW_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/furrow-demo}"
 mkdir -p "$DATA_DIR"
@@ -27,6 +29,25 @@ if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
   export DISPLAY=:98
   sleep 1
 fi
+
+SERVER="$TARGET_DIR/debug/furrow-server"
+DEMO_USER=demo
+DEMO_PASSWORD=demo-password-2024
+DEMO_VILLAGES=(530724100201 530724100202 530724100203)
+DEMO_NAMES=("演示·青山村" "演示·石门村" "演示·核桃坪村")
+for index in 0 1 2; do
+  "$SERVER" village add --code "${DEMO_VILLAGES[$index]}" --name "${DEMO_NAMES[$index]}" >/dev/null
+done
+# The demo account exists after the first run; adding it again is refused, which is fine.
+printf '%s\n' "$DEMO_PASSWORD" | "$SERVER" assistant add --username "$DEMO_USER" --password-stdin \
+  --village "${DEMO_VILLAGES[@]}" >/dev/null 2>&1 || true
+if ! (exec 3<>/dev/tcp/127.0.0.1/8470) 2>/dev/null; then
+  echo "==> starting the local sync server on http://127.0.0.1:8470"
+  "$SERVER" serve >/dev/null 2>&1 &
+  SERVER_PID=$!
+  trap 'kill "$SERVER_PID" 2>/dev/null || true; [ -n "${XVFB_PID:-}" ] && kill "$XVFB_PID" 2>/dev/null || true' EXIT
+fi
+echo "==> demo account (demo data): server http://127.0.0.1:8470, user $DEMO_USER, password $DEMO_PASSWORD"
 
 echo "==> opening Furrow (data: $DATA_DIR; 200 demo households on first start, marked 演示)"
 "$TARGET_DIR/debug/furrow-app" --data-dir "$DATA_DIR" --demo-households 200

@@ -29,6 +29,7 @@ pub fn export(directory: &Path) -> Result<(), ExportError> {
     crate::commands::settings::SettingsView::export_all(&config)?;
     crate::commands::sync::SyncStatus::export_all(&config)?;
     crate::commands::sync::SyncProgress::export_all(&config)?;
+    crate::commands::sync::ConflictView::export_all(&config)?;
     Ok(())
 }
 

@@ -46,6 +46,21 @@ impl From<furrow::Error> for CommandError {
     }
 }
 
+impl From<furrow::sync::SyncError> for CommandError {
+    fn from(error: furrow::sync::SyncError) -> Self {
+        if let furrow::sync::SyncError::Store(inner) = error {
+            return inner.into();
+        }
+        Self {
+            code: error.code().to_owned(),
+            message: error.to_string(),
+            message_zh: error.message_zh(),
+            message_en: error.to_string(),
+            fields: None,
+        }
+    }
+}
+
 impl From<std::io::Error> for CommandError {
     fn from(error: std::io::Error) -> Self {
         furrow::Error::Io(error).into()

@@ -89,6 +89,8 @@ pub fn run() {
             commands::sync::sign_in,
             commands::sync::work_offline,
             commands::sync::sync_now,
+            commands::sync::list_conflicts,
+            commands::sync::resolve_conflict,
         ])
         .run(tauri::generate_context!())
         .expect("the Furrow window could not start");

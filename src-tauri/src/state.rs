@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use furrow::sync::SyncEngine;
 use furrow::{OpenOptions, Store};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -39,7 +40,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             language: "zh-CN".to_owned(),
-            server_url: "http://127.0.0.1:8080".to_owned(),
+            server_url: "http://127.0.0.1:8470".to_owned(),
             username: String::new(),
             signed_in: false,
             last_sync_at: None,
@@ -77,6 +78,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// The user's settings.
     pub settings: Arc<Mutex<Settings>>,
+    /// The sync engine for the server this device signed in to; `None` before a sign-in.
+    pub engine: Mutex<Option<Arc<SyncEngine>>>,
 }
 
 impl AppState {
@@ -85,7 +88,15 @@ impl AppState {
         std::fs::create_dir_all(&data_dir)?;
         let store = Store::open(&OpenOptions::file(data_dir.join(DATABASE_FILE)))?;
         let settings = Settings::load(&data_dir);
-        Ok(AppState { store: Arc::new(Mutex::new(store)), data_dir, settings: Arc::new(Mutex::new(settings)) })
+        // A device that signed in before syncs with the same server after a restart, offline
+        // until the server answers; the account lives in the store, not in the settings.
+        let engine = SyncEngine::for_store(&store).ok().map(Arc::new);
+        Ok(AppState {
+            store: Arc::new(Mutex::new(store)),
+            data_dir,
+            settings: Arc::new(Mutex::new(settings)),
+            engine: Mutex::new(engine),
+        })
     }
 
     /// Runs `work` with the store on a blocking thread, so a long query never stalls the window.
@@ -103,6 +114,11 @@ impl AppState {
         })
         .await
         .map_err(|error| CommandError::new("internal", format!("后台任务失败：{error}"), format!("background task failed: {error}")))?
+    }
+
+    /// The sync engine, if the device has signed in.
+    pub fn engine(&self) -> Option<Arc<SyncEngine>> {
+        self.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// A copy of the current settings.

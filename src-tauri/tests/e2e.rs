@@ -228,14 +228,156 @@ fn the_sign_in_screen_comes_first_and_opens_the_app() {
     app.wait_text("[data-testid=signin-submit]", |text| text == "Sign in");
     app.screenshot("signin-en");
     app.click(".lang");
+    // No server listens on port 9: the sign-in fails with the reason, nothing else happens.
     app.type_into("#signin-server", "http://127.0.0.1:9");
     app.type_into("#signin-username", "demo");
     app.type_into("#signin-password", "demo-password");
     app.click("[data-testid=signin-submit]");
+    app.wait_text(".form-error", |text| text.contains("网络不通"));
+    app.click("[data-testid=work-offline]");
     app.find("[data-testid=sync-indicator]");
     app.wait_text("[data-testid=sync-online]", |text| text.contains("离线"));
     app.quit();
-    assert_eq!(Settings::load(directory.path()).username, "demo");
+    assert!(Settings::load(directory.path()).signed_in);
+}
+
+/// A furrow-server on a free port with the demo villages and a demo assistant.
+struct Server {
+    binary: std::path::PathBuf,
+    data_dir: tempfile::TempDir,
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl Server {
+    const VILLAGES: [(&'static str, &'static str); 2] = [("530724100201", "演示·青山村"), ("530724100202", "演示·石门村")];
+
+    fn new() -> Server {
+        let binary = Path::new(env!("CARGO_BIN_EXE_furrow-app")).with_file_name("furrow-server");
+        if !binary.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo).args(["build", "-p", "furrow-server"]).status().unwrap();
+            assert!(status.success(), "building furrow-server failed");
+        }
+        let data_dir = tempfile::Builder::new().prefix("furrow-server-e2e-").tempdir().unwrap();
+        let run = |args: &[&str], stdin: Option<&str>| {
+            use std::io::Write;
+            let mut child = std::process::Command::new(&binary)
+                .args(args)
+                .args(["--data-dir", data_dir.path().to_str().unwrap()])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            if let Some(text) = stdin {
+                child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            }
+            assert!(child.wait().unwrap().success(), "furrow-server {args:?} failed");
+        };
+        for (code, name) in Self::VILLAGES {
+            run(&["village", "add", "--code", code, "--name", name], None);
+        }
+        run(
+            &["assistant", "add", "--username", "demo", "--password-stdin", "--village", Self::VILLAGES[0].0, "--village", Self::VILLAGES[1].0],
+            Some("demo-password-2024\n"),
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Server { binary, data_dir, port, process: None };
+        server.start();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let child = std::process::Command::new(&self.binary)
+            .args(["serve", "--data-dir", self.data_dir.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", self.port)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.process = Some(child);
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "furrow-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wait_pending(app: &App, test: &str) {
+    app.wait_until(&format!("pending {test}"), &format!("return Number(document.querySelector('[data-testid=pending-count]').textContent) {test}"));
+}
+
+#[test]
+fn sign_in_edit_offline_then_sync_brings_pending_to_zero_and_a_second_device_sees_it() {
+    let mut server = Server::new();
+    let directory = tempfile::Builder::new().prefix("furrow-e2e-").tempdir().unwrap();
+    let app = App::start(directory.path());
+    app.type_into("#signin-server", &server.url());
+    app.type_into("#signin-username", "demo");
+    app.type_into("#signin-password", "demo-password-2024");
+    app.click("[data-testid=signin-submit]");
+    app.find("[data-testid=sync-indicator]");
+    app.wait_text("[data-testid=sync-online]", |text| text.contains("在线"));
+    // The first sync brings the assistant's villages.
+    app.click("[data-testid=sync-button]");
+    wait_pending(&app, "=== 0");
+    app.wait_text("[data-testid=sync-indicator]", |text| !text.contains("尚未同步"));
+
+    app.click("[data-testid=add-household]");
+    app.type_into("#household-head_name", "孙同步");
+    app.choose("#household-village_id", "");
+    app.choose("#household-attribute", "general");
+    app.choose("#household-poverty_status", "not_exited");
+    app.type_into("#household-phone", "13700137000");
+    app.click("[data-testid=household-save]");
+    app.wait_text("[data-testid=household-name]", |text| text == "孙同步");
+    wait_pending(&app, "> 0");
+    app.click("[data-testid=sync-button]");
+    wait_pending(&app, "=== 0");
+
+    // The server goes away; edits keep being saved and queued.
+    server.stop();
+    app.click("[data-testid=edit-household]");
+    app.type_into("#household-phone", "13700137001");
+    app.click("[data-testid=household-save]");
+    app.wait_text("[data-testid=household-page]", |text| text.contains("13700137001"));
+    wait_pending(&app, "> 0");
+    app.wait_text("[data-testid=sync-online]", |text| text.contains("离线"));
+    app.screenshot("sync-offline-pending-zh");
+
+    server.start();
+    app.wait_text("[data-testid=sync-online]", |text| text.contains("在线"));
+    app.click("[data-testid=sync-button]");
+    wait_pending(&app, "=== 0");
+    app.screenshot("sync-done-zh");
+    app.quit();
+
+    // A second device signed in to the same account sees the edit.
+    let second = tempfile::tempdir().unwrap();
+    let store = std::sync::Mutex::new(Store::open(&OpenOptions::file(second.path().join(DATABASE_FILE))).unwrap());
+    let engine = furrow::sync::SyncEngine::new(&server.url()).unwrap();
+    engine.login(&store, "demo", "demo-password-2024", "second device").unwrap();
+    engine.sync(&store, &|_| {}).unwrap();
+    let store = store.lock().unwrap();
+    let found = household::search(&store, &furrow::domain::household::RosterQuery { text: Some("孙同步".into()), ..Default::default() }).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].phone.as_deref(), Some("13700137001"));
 }
 
 /// Cold start to an interactive roster of 10,000 households, and memory once it is loaded.

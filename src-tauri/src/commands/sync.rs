@@ -1,10 +1,13 @@
-//! 同步 Sync commands: sign-in, the status the indicator shows, and syncing with progress
-//! events. Until the device sync engine is part of the core, sign-in keeps the account details
-//! and the app works offline; the status is still real (pending changes and reachability).
+//! 同步 Sync commands: sign-in, the status the indicator shows, syncing with progress events,
+//! and the conflicts list. Every call to the engine runs on a blocking thread; the engine takes
+//! the store's lock only for each short step, so the window stays usable during a sync.
 
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
+use furrow::sync::status::{self, Resolution};
+use furrow::sync::{Progress, SyncEngine};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, State};
 use ts_rs::TS;
@@ -23,19 +26,52 @@ pub struct SyncStatus {
     pub last_sync_at: Option<String>,
     /// Whether the device has an account on a server.
     pub signed_in: bool,
-    /// Whether this build can sync (the engine is present).
+    /// Whether the device can sync now (it has signed in to a server).
     pub can_sync: bool,
+    /// Unresolved conflicts.
+    pub open_conflicts: i64,
+    /// Why the last sync failed, if it did.
+    pub last_error: Option<String>,
 }
 
 /// One step of a sync, sent as the `sync-progress` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct SyncProgress {
-    /// `push`, `pull` or `done`.
+    /// `push`, `pull`, `retry` or `done`.
     pub phase: String,
     /// Steps done.
     pub done: i64,
     /// Steps in all (an estimate while pulling).
     pub total: i64,
+}
+
+/// A conflict as the conflicts list shows it: both values (as JSON text), who and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct ConflictView {
+    /// Its id in the list.
+    pub id: i64,
+    /// The record's table.
+    pub table: String,
+    /// The record's id.
+    pub row_id: String,
+    /// The field.
+    pub field: String,
+    /// The value this device wanted, as JSON.
+    pub local_value: String,
+    /// The value the server keeps, as JSON, if it has one.
+    pub remote_value: Option<String>,
+    /// Who wrote the server's value.
+    pub remote_actor: Option<String>,
+    /// `superseded` or `rejected`.
+    pub kind: String,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// When it was recorded (RFC 3339).
+    pub created_at: String,
+}
+
+fn rfc3339(milliseconds: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(milliseconds).map(|time| time.to_rfc3339()).unwrap_or_default()
 }
 
 /// Whether a TCP connection to the server's host and port opens within a second.
@@ -48,20 +84,45 @@ fn reachable(server_url: &str) -> bool {
     addresses.any(|address| TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok())
 }
 
+fn background_failure(error: impl std::fmt::Display) -> CommandError {
+    CommandError::new("internal", format!("后台任务失败：{error}"), format!("background task failed: {error}"))
+}
+
+async fn status_of(state: &AppState) -> CommandResult<SyncStatus> {
+    let settings = state.settings();
+    let summary = state.with_store(|store| status::summary(store).map_err(sync_to_core)).await?;
+    let server_url = summary.account.as_ref().map(|account| account.server_url.clone()).unwrap_or(settings.server_url);
+    let online = tauri::async_runtime::spawn_blocking(move || reachable(&server_url)).await.unwrap_or(false);
+    Ok(SyncStatus {
+        online,
+        pending: summary.pending + summary.in_flight,
+        last_sync_at: summary.last_sync_at.map(rfc3339),
+        signed_in: summary.account.is_some(),
+        can_sync: state.engine().is_some(),
+        open_conflicts: summary.open_conflicts,
+        last_error: summary.last_error,
+    })
+}
+
+/// The store's own errors inside a sync error, for `with_store`.
+fn sync_to_core(error: furrow::sync::SyncError) -> furrow::Error {
+    match error {
+        furrow::sync::SyncError::Store(inner) => inner,
+        other => furrow::Error::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
 /// The sync indicator's figures.
 #[tauri::command]
 pub async fn sync_status(state: State<'_, AppState>) -> CommandResult<SyncStatus> {
-    let settings = state.settings();
-    let pending = state.with_store(|store| store.pending_changes()).await?;
-    let server_url = settings.server_url.clone();
-    let online = tauri::async_runtime::spawn_blocking(move || reachable(&server_url)).await.unwrap_or(false);
-    Ok(SyncStatus { online, pending, last_sync_at: settings.last_sync_at, signed_in: settings.signed_in, can_sync: false })
+    status_of(&state).await
 }
 
-/// Signs in to a server. Without the sync engine the account details are kept and the app
-/// opens offline; the password is never stored.
+/// Signs in to a server (this needs the server once); afterwards the app works offline and
+/// syncs whenever the server answers. The password is never stored.
 #[tauri::command]
 pub async fn sign_in(state: State<'_, AppState>, server_url: String, username: String, password: String) -> CommandResult<Settings> {
+    let server_url = server_url.trim().trim_end_matches('/').to_owned();
     let mut fields = Vec::new();
     if !(server_url.starts_with("http://") || server_url.starts_with("https://")) {
         fields.push(furrow::FieldError::new("server_url", "invalid_url", "地址应以 http:// 或 https:// 开头", "must start with http:// or https://"));
@@ -75,8 +136,24 @@ pub async fn sign_in(state: State<'_, AppState>, server_url: String, username: S
     if !fields.is_empty() {
         return Err(CommandError { fields: Some(fields), ..CommandError::new("validation", "请填写完整", "please complete the form") });
     }
+    // The engine's HTTP client blocks; it is made, used and dropped on a blocking thread only,
+    // never on the async runtime's threads.
+    let store = Arc::clone(&state.store);
+    let user = username.trim().to_owned();
+    let url = server_url.clone();
+    let engine = tauri::async_runtime::spawn_blocking(move || -> Result<SyncEngine, furrow::sync::SyncError> {
+        let engine = SyncEngine::new(&url)?;
+        engine.login(&store, &user, &password, "田垄桌面版 Furrow desktop")?;
+        Ok(engine)
+    })
+    .await
+    .map_err(background_failure)??;
+    let previous = state.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).replace(Arc::new(engine));
+    if let Some(previous) = previous {
+        tauri::async_runtime::spawn_blocking(move || drop(previous));
+    }
     state.update_settings(|settings| {
-        settings.server_url = server_url.trim_end_matches('/').to_owned();
+        settings.server_url = server_url;
         settings.username = username.trim().to_owned();
         settings.signed_in = true;
     })
@@ -88,10 +165,57 @@ pub async fn work_offline(state: State<'_, AppState>) -> CommandResult<Settings>
     state.update_settings(|settings| settings.signed_in = true)
 }
 
-/// Syncs with the server, sending `sync-progress` events. Refused until the engine exists.
+/// Syncs with the server now, sending `sync-progress` events, and returns the new status.
 #[tauri::command]
 pub async fn sync_now(app: AppHandle, state: State<'_, AppState>) -> CommandResult<SyncStatus> {
-    let _ = app.emit("sync-progress", SyncProgress { phase: "done".into(), done: 0, total: 0 });
-    let _ = state;
-    Err(CommandError::new("sync_unavailable", "此版本尚不能同步，数据已安全保存在本机", "this version cannot sync yet; your data is kept safely on this device"))
+    let engine = state.engine().ok_or_else(|| CommandError::from(furrow::sync::SyncError::NotSignedIn))?;
+    let store = Arc::clone(&state.store);
+    let total = state.with_store(|store| store.pending_changes()).await?.max(1);
+    tauri::async_runtime::spawn_blocking(move || {
+        let send = |phase: &str, done: i64, total: i64| {
+            // A closed window cannot take the event; the sync carries on regardless.
+            let _ = app.emit("sync-progress", SyncProgress { phase: phase.to_owned(), done, total });
+        };
+        engine.sync(&store, &|progress| match progress {
+            Progress::Started => send("push", 0, total),
+            Progress::Pushing { remaining, .. } => send("push", (total - remaining).clamp(0, total), total),
+            Progress::Pulled { has_more, .. } => send("pull", if *has_more { total * 9 / 10 } else { total }, total),
+            Progress::Retrying { attempt, .. } => send("retry", i64::from(*attempt), total),
+            Progress::Finished(_) => send("done", total, total),
+            _ => {}
+        })
+    })
+    .await
+    .map_err(background_failure)??;
+    state.update_settings(|settings| settings.last_sync_at = Some(chrono::Utc::now().to_rfc3339()))?;
+    status_of(&state).await
+}
+
+/// The unresolved conflicts, newest first.
+#[tauri::command]
+pub async fn list_conflicts(state: State<'_, AppState>) -> CommandResult<Vec<ConflictView>> {
+    let conflicts = state.with_store(|store| status::conflicts(store, false).map_err(sync_to_core)).await?;
+    Ok(conflicts
+        .into_iter()
+        .map(|conflict| ConflictView {
+            id: conflict.id,
+            table: conflict.table,
+            row_id: conflict.row_id,
+            field: conflict.field,
+            local_value: conflict.local_value.to_string(),
+            remote_value: conflict.remote_value.map(|value| value.to_string()),
+            remote_actor: conflict.remote_actor,
+            kind: conflict.kind,
+            reason: conflict.reason,
+            created_at: rfc3339(conflict.created_at),
+        })
+        .collect())
+}
+
+/// Settles a conflict: `keep_mine` writes this device's value again, otherwise the server's
+/// value stays.
+#[tauri::command]
+pub async fn resolve_conflict(state: State<'_, AppState>, id: i64, keep_mine: bool) -> CommandResult<()> {
+    let resolution = if keep_mine { Resolution::KeepMine } else { Resolution::KeepTheirs };
+    state.with_store(move |store| status::resolve_conflict(store, id, resolution).map_err(sync_to_core)).await
 }

@@ -25,6 +25,7 @@ import type { Settings } from "./bindings/Settings";
 import type { SettingsView } from "./bindings/SettingsView";
 import type { SyncStatus } from "./bindings/SyncStatus";
 import type { SyncProgress } from "./bindings/SyncProgress";
+import type { ConflictView } from "./bindings/ConflictView";
 
 /** A command's failure, typed: a stable code, messages in both languages, and field errors. */
 export class IpcError extends Error {
@@ -112,6 +113,8 @@ export const api = {
     call<Settings>("sign_in", { serverUrl, username, password }),
   workOffline: () => call<Settings>("work_offline"),
   syncNow: () => call<SyncStatus>("sync_now"),
+  listConflicts: () => call<ConflictView[]>("list_conflicts"),
+  resolveConflict: (id: number, keepMine: boolean) => call<null>("resolve_conflict", { id, keepMine }),
   onSyncProgress: (handler: (progress: SyncProgress) => void): Promise<UnlistenFn> =>
     listen<SyncProgress>("sync-progress", (event) => handler(event.payload)),
 };

@@ -151,6 +151,10 @@ export const zhCN = {
   "settings.account": "账号",
   "settings.not_signed_in": "未登录（离线工作）",
   "settings.save_server": "保存地址",
+  "settings.mine": "本机的值",
+  "settings.theirs": "服务器的值",
+  "settings.keep_mine": "保留本机的值",
+  "settings.keep_theirs": "保留服务器的值",
   "error.title": "出错了",
 } as const;
 
@@ -306,6 +310,10 @@ export const en: Record<MessageKey, string> = {
   "settings.account": "Account",
   "settings.not_signed_in": "Not signed in (working offline)",
   "settings.save_server": "Save address",
+  "settings.mine": "This device's value",
+  "settings.theirs": "Server's value",
+  "settings.keep_mine": "Keep mine",
+  "settings.keep_theirs": "Keep the server's",
   "error.title": "Something went wrong",
 };
 

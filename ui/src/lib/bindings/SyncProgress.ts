@@ -5,7 +5,7 @@
  */
 export type SyncProgress = { 
 /**
- * `push`, `pull` or `done`.
+ * `push`, `pull`, `retry` or `done`.
  */
 phase: string, 
 /**

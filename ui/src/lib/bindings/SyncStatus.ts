@@ -21,6 +21,14 @@ last_sync_at: string | null,
  */
 signed_in: boolean, 
 /**
- * Whether this build can sync (the engine is present).
+ * Whether the device can sync now (it has signed in to a server).
  */
-can_sync: boolean, };
+can_sync: boolean, 
+/**
+ * Unresolved conflicts.
+ */
+open_conflicts: number, 
+/**
+ * Why the last sync failed, if it did.
+ */
+last_error: string | null, };
