@@ -38,5 +38,7 @@ fi
 # The front end's packages, exactly as locked; skipped when node_modules already matches.
 if [ ! -f ui/node_modules/.package-lock.json ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
   echo "==> installing the front end's packages"
-  (cd ui && npm ci --no-audit --no-fund)
+  # npm 11 refuses `npm ci` when a package's platform-only optional dependency (Vite's Windows
+  # helper) is absent from the lock file; `npm install` then installs the same locked versions.
+  (cd ui && { npm ci --no-audit --no-fund || npm install --no-audit --no-fund; })
 fi
