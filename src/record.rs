@@ -511,8 +511,13 @@ impl<'a> Writer<'a> {
             let ids = statement.query_map([&village], |row| row.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
             self.dirty_households.extend(ids);
         }
+        // The search index is brought up to date before the next search, not here: rewriting a
+        // full-text document can set off a merge of index segments, which an edit must not wait
+        // for.
         for household in std::mem::take(&mut self.dirty_households) {
-            crate::domain::household::refresh_search(self.tx, &household)?;
+            self.tx
+                .prepare_cached("INSERT OR IGNORE INTO household_search_pending (household_id) VALUES (?1)")?
+                .execute([&household])?;
         }
         self.tx
             .prepare_cached("INSERT INTO sync_state (k, v) VALUES ('hlc_last', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v")?

@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "0005_photo_location.sql", sql: include_str!("../migrations/0005_photo_location.sql") },
     Migration { version: 6, name: "0006_listing_submission.sql", sql: include_str!("../migrations/0006_listing_submission.sql") },
     Migration { version: 7, name: "0007_roster_village_order.sql", sql: include_str!("../migrations/0007_roster_village_order.sql") },
+    Migration { version: 8, name: "0008_search_pending.sql", sql: include_str!("../migrations/0008_search_pending.sql") },
 ];
 
 /// Where and how to open a store.
@@ -162,6 +163,13 @@ impl Store {
         Ok(())
     }
 
+    /// Brings the roster search index up to date with recent edits; searches do this first
+    /// anyway, and the app calls it when idle so that they rarely have to. Returns how many
+    /// households were re-indexed.
+    pub fn flush_search_index(&self) -> Result<usize> {
+        crate::domain::household::flush_search_index(&self.conn)
+    }
+
     /// Copies the write-ahead log back into the database file; the app calls it when idle so
     /// that edits rarely pay for a checkpoint.
     pub fn checkpoint(&self) -> Result<()> {
@@ -267,6 +275,7 @@ fn rebuild_derived_indexes(conn: &mut Connection) -> Result<()> {
     for id in ids {
         crate::domain::household::refresh_search(&transaction, &id)?;
     }
+    transaction.execute("DELETE FROM household_search_pending", [])?;
     transaction.execute(
         "INSERT INTO sync_state (k, v) VALUES ('search_index_version', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
         [SEARCH_INDEX_VERSION],

@@ -14,8 +14,6 @@ use crate::store::Store;
 
 /// A household in the register (建档立卡户).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
-#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Household {
     /// Row id; `None` for a new household.
@@ -74,8 +72,6 @@ pub struct Household {
 
 /// A member of a household.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
-#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Member {
     /// Row id; `None` for a new member.
@@ -207,6 +203,26 @@ pub(crate) fn refresh_search(conn: &Connection, household_id: &str) -> Result<()
     Ok(())
 }
 
+/// Rewrites the search documents of the households edited since the last search, in one
+/// transaction. Returns how many were rewritten.
+pub fn flush_search_index(conn: &Connection) -> Result<usize> {
+    let pending: Vec<String> = {
+        let mut statement = conn.prepare_cached("SELECT household_id FROM household_search_pending")?;
+        let ids = statement.query_map([], |row| row.get(0))?;
+        ids.collect::<rusqlite::Result<_>>()?
+    };
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let transaction = conn.unchecked_transaction()?;
+    for id in &pending {
+        refresh_search(&transaction, id)?;
+    }
+    transaction.execute("DELETE FROM household_search_pending", [])?;
+    transaction.commit()?;
+    Ok(pending.len())
+}
+
 /// Every distinct one- and two-character piece of the words in `text` (lowercased).
 fn short_grams(text: &str) -> std::collections::BTreeSet<String> {
     let mut grams = std::collections::BTreeSet::new();
@@ -224,8 +240,6 @@ fn short_grams(text: &str) -> std::collections::BTreeSet<String> {
 
 /// A roster search: free text plus filters, all optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
-#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct RosterQuery {
     /// Substring of a name (head or member), register number, phone or village.
@@ -246,7 +260,6 @@ pub struct RosterQuery {
 
 /// One line of the roster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RosterEntry {
     /// Household id.
     pub id: String,
@@ -273,6 +286,7 @@ pub struct RosterEntry {
 /// Searches the roster. Text of three or more characters uses the trigram index; shorter text
 /// (a two-character Chinese name is common) scans the compact search documents.
 pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
+    flush_search_index(store.conn())?;
     let mut clauses = vec!["h.deleted = 0".to_owned()];
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     let mut from = "households h".to_owned();
@@ -385,7 +399,6 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
 
 /// Everything about one household on one page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct HouseholdView {
     /// The household.
     pub household: Household,
