@@ -14,6 +14,8 @@ use crate::store::Store;
 
 /// A household in the register (建档立卡户).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Household {
     /// Row id; `None` for a new household.
@@ -72,6 +74,8 @@ pub struct Household {
 
 /// A member of a household.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct Member {
     /// Row id; `None` for a new member.
@@ -240,6 +244,8 @@ fn short_grams(text: &str) -> std::collections::BTreeSet<String> {
 
 /// A roster search: free text plus filters, all optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct RosterQuery {
     /// Substring of a name (head or member), register number, phone or village.
@@ -260,6 +266,7 @@ pub struct RosterQuery {
 
 /// One line of the roster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RosterEntry {
     /// Household id.
     pub id: String,
@@ -399,6 +406,7 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
 
 /// Everything about one household on one page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct HouseholdView {
     /// The household.
     pub household: Household,
