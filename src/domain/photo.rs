@@ -235,13 +235,19 @@ pub fn import(
     }
     let sha256 = media.put(&prepared.jpeg)?;
     media.put(&prepared.thumbnail)?;
-    crate::sync::blobs::add_attachment(store, &media.path_of(&sha256), "image/jpeg").map_err(|error| match error {
-        crate::sync::error::SyncError::Store(inner) => inner,
-        other => Error::Io(std::io::Error::other(other.to_string())),
-    })?;
+    register_upload(store, media, &sha256)?;
     let saved = listing::save_photo(store, &photo)?;
     record_thumbnail(store, &sha256, &prepared.thumbnail)?;
     Ok(saved)
+}
+
+/// Queues a stored image for resumable upload to the platform.
+fn register_upload(store: &mut Store, media: &MediaDir, sha256: &str) -> Result<()> {
+    crate::sync::blobs::add_attachment(store, &media.path_of(sha256), "image/jpeg").map_err(|error| match error {
+        crate::sync::error::SyncError::Store(inner) => inner,
+        other => Error::Io(std::io::Error::other(other.to_string())),
+    })?;
+    Ok(())
 }
 
 fn record_thumbnail(store: &Store, sha256: &str, thumbnail: &[u8]) -> Result<()> {
@@ -280,10 +286,7 @@ pub fn crop_square(store: &mut Store, media: &MediaDir, photo_id: &str, square: 
     let (thumbnail, _, _) = encode_within(&cropped, THUMBNAIL_EDGE_PX, 64 * 1024)?;
     let new_sha = media.put(&jpeg)?;
     media.put(&thumbnail)?;
-    crate::sync::blobs::add_attachment(store, &media.path_of(&new_sha), "image/jpeg").map_err(|error| match error {
-        crate::sync::error::SyncError::Store(inner) => inner,
-        other => Error::Io(std::io::Error::other(other.to_string())),
-    })?;
+    register_upload(store, media, &new_sha)?;
     let updated = Photo {
         sha256: Some(new_sha.clone()),
         bytes: Some(jpeg.len() as i64),
