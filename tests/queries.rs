@@ -119,8 +119,6 @@ fn per_capita_income_counts_corrections_sales_and_members_against_the_line() {
     // The 8,000-yuan property income was a typing error for 80 yuan.
     income::correct(store, wrong.id.as_deref().unwrap(), &income(&id, 2020, IncomeCategory::Property, 8_000)).unwrap();
     // Editing a record in place is refused: income is append-only.
-    let mut edited = wrong.clone();
-    edited.amount_fen = Some(1);
     assert!(matches!(
         store.write(|writer| writer.save(&schema::INCOME_RECORDS, wrong.id.as_deref(), json!({"amount_fen": 1}).as_object().unwrap().clone())),
         Err(furrow::Error::NotAllowed { .. })
