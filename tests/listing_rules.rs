@@ -123,3 +123,37 @@ fn a_listing_is_submitted_only_when_every_rule_passes_and_only_once() {
     let queued = fixture.count("SELECT count(*) FROM sync_outbox WHERE tbl = 'listings' AND field = 'submission_key'");
     assert_eq!(queued, 1, "the key travels to the platform once");
 }
+
+#[test]
+fn a_listing_shows_its_sales_newest_first_with_what_reached_households() {
+    let (fixture, draft) = setup(ProductCategory::Nuts);
+    let id = draft.id.clone().unwrap();
+    assert!(furrow::domain::sale::of_listing(&fixture.store, &id).unwrap().is_empty());
+    let household = "a-household";
+    // Sales arrive from the platform by sync; here they are written as a sync would.
+    let conn = rusqlite::Connection::open(fixture.path()).unwrap();
+    let scope = draft.scope_id.clone().unwrap();
+    for (sale, date, status, qty, gross) in
+        [("s1", "2024-11-01", "completed", 2, 7_980), ("s2", "2024-11-03", "shipped", 1, 3_990), ("s3", "2024-11-02", "refunded", 1, 3_990)]
+    {
+        conn.execute(
+            "INSERT INTO sales (id, scope_id, listing_id, platform, order_no, order_date, qty, unit_price_fen, gross_fen, net_to_seller_fen, status)
+             VALUES (?1, ?2, ?3, 'taobao', ?1 || '-order', ?4, ?5, 3990, ?6, ?6 - 100, ?7)",
+            rusqlite::params![sale, scope, id, date, qty, gross, status],
+        )
+        .unwrap();
+    }
+    conn.execute(
+        "INSERT INTO sale_allocations (id, scope_id, sale_id, household_id, amount_fen) VALUES ('a1', ?1, 's1', ?2, 7000)",
+        rusqlite::params![scope, household],
+    )
+    .unwrap();
+    let sales = furrow::domain::sale::of_listing(&fixture.store, &id).unwrap();
+    let order: Vec<_> = sales.iter().map(|sale| sale.sale_id.as_str()).collect();
+    assert_eq!(order, ["s2", "s3", "s1"], "newest first, refunded ones shown too");
+    assert_eq!(sales[2].allocated_fen, 7_000);
+    assert_eq!(sales[2].qty, Some(2));
+    assert_eq!(sales[2].status, Some(furrow::codes::OrderStatus::Completed));
+    assert_eq!(sales[0].allocated_fen, 0);
+    assert_eq!(furrow::domain::sale::totals_of_listing(&fixture.store, &id).unwrap(), (3, 11_970), "the refund is not counted");
+}

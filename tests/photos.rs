@@ -268,3 +268,48 @@ fn photos_are_cropped_square_reordered_and_one_is_the_main_image() {
     let mains: Vec<_> = photos.iter().filter(|photo| photo.kind == Some(PhotoKind::Main)).map(|photo| photo.id.clone().unwrap()).collect();
     assert_eq!(mains, vec![ids[2].clone()], "exactly one main image");
 }
+
+#[test]
+fn a_photo_picked_in_the_window_imports_from_its_bytes_is_captioned_and_deleted() {
+    let mut studio = studio();
+    let before = studio.fixture.fingerprint();
+    let refused = photo::import_bytes(&mut studio.fixture.store, &studio.media, b"%PDF-1.4", PhotoOwner::Listing, &studio.listing, &ImportOptions::default())
+        .expect_err("a PDF is not a photo");
+    assert_eq!(refused.field_errors()[0].code, "not_an_image");
+    assert_eq!(studio.fixture.fingerprint(), before, "nothing saved");
+
+    let mut ids = Vec::new();
+    for (width, height) in [(900, 900), (1200, 800), (800, 1200)] {
+        let photo = photo::import_bytes(
+            &mut studio.fixture.store,
+            &studio.media,
+            &jpeg(&noisy(width, height), 90),
+            PhotoOwner::Listing,
+            &studio.listing,
+            &ImportOptions::default(),
+        )
+        .unwrap();
+        ids.push(photo.id.unwrap());
+    }
+    let first = listing::photos_of(&studio.fixture.store, PhotoOwner::Listing, &studio.listing).unwrap()[0].clone();
+    assert_eq!((first.kind, first.width_px), (Some(PhotoKind::Main), Some(900)));
+    let url = photo::thumbnail_data_url(&studio.fixture.store, &studio.media, first.sha256.as_deref().unwrap()).unwrap().expect("a thumbnail");
+    assert!(url.starts_with("data:image/jpeg;base64,/9j/"), "{}", &url[..40]);
+    assert_eq!(photo::thumbnail_data_url(&studio.fixture.store, &studio.media, &"0".repeat(64)).unwrap(), None, "no thumbnail of an unknown image");
+
+    let captioned = photo::set_caption(&mut studio.fixture.store, &ids[1], Some("  晾晒中的核桃  ")).unwrap();
+    assert_eq!(captioned.caption.as_deref(), Some("晾晒中的核桃"));
+    let cleared = photo::set_caption(&mut studio.fixture.store, &ids[1], Some("   ")).unwrap();
+    assert_eq!(cleared.caption, None);
+    let long = photo::set_caption(&mut studio.fixture.store, &ids[1], Some(&"长".repeat(201))).expect_err("a caption over 200 characters");
+    assert_eq!(long.field_errors()[0].field, "caption");
+
+    // Deleting the main image makes the next photo the main image.
+    photo::delete(&mut studio.fixture.store, &ids[0]).unwrap();
+    let left = listing::photos_of(&studio.fixture.store, PhotoOwner::Listing, &studio.listing).unwrap();
+    let left_ids: Vec<_> = left.iter().map(|photo| photo.id.clone().unwrap()).collect();
+    assert_eq!(left_ids, vec![ids[1].clone(), ids[2].clone()]);
+    assert_eq!(left[0].kind, Some(PhotoKind::Main));
+    assert_eq!(left[1].kind, Some(PhotoKind::Carousel));
+    assert!(photo::delete(&mut studio.fixture.store, &ids[0]).is_err(), "a deleted photo is gone");
+}

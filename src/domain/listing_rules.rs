@@ -14,6 +14,7 @@ use crate::validate::{title_units, Context, DEFAULT_TITLE_UNITS};
 
 /// The state of one rule for one listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RuleCheck {
     /// The rule, e.g. `title_units`.
     pub rule: String,

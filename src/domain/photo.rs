@@ -202,7 +202,23 @@ pub fn import(
         return Err(file_error("file_too_large", "文件过大（最大 50 MB）", "the file is too large (at most 50 MB)"));
     }
     let bytes = std::fs::read(file).map_err(|_| file_error("file_unreadable", "无法读取该文件", "the file cannot be read"))?;
-    let prepared = prepare(&bytes)?;
+    import_bytes(store, media, &bytes, owner_type, owner_id, options)
+}
+
+/// Imports a photo from a file's bytes (a file the user picked in the window): the same
+/// preparation, storage and checks as [`import`], without a path on this machine.
+pub fn import_bytes(
+    store: &mut Store,
+    media: &MediaDir,
+    bytes: &[u8],
+    owner_type: PhotoOwner,
+    owner_id: &str,
+    options: &ImportOptions,
+) -> Result<Photo> {
+    if bytes.len() as u64 > MAX_IMPORT_BYTES {
+        return Err(file_error("file_too_large", "文件过大（最大 50 MB）", "the file is too large (at most 50 MB)"));
+    }
+    let prepared = prepare(bytes)?;
     let existing = listing::photos_of(store, owner_type, owner_id)?;
     let kind = options.kind.unwrap_or(if owner_type == PhotoOwner::Listing && existing.is_empty() {
         PhotoKind::Main
@@ -323,4 +339,53 @@ pub fn set_main(store: &mut Store, photo_id: &str) -> Result<()> {
         writer.save(&PHOTOS, Some(photo_id), changes.as_object().expect("an object").clone())?;
         Ok(())
     })
+}
+
+/// Sets or clears a photo's caption.
+pub fn set_caption(store: &mut Store, photo_id: &str, caption: Option<&str>) -> Result<Photo> {
+    let _: Photo = super::get(store, &PHOTOS, photo_id)?;
+    let caption = caption.map(str::trim).filter(|text| !text.is_empty());
+    store.write(|writer| {
+        let changes = serde_json::json!({ "caption": caption });
+        writer.save(&PHOTOS, Some(photo_id), changes.as_object().expect("an object").clone())?;
+        Ok(())
+    })?;
+    super::get(store, &PHOTOS, photo_id)
+}
+
+/// Deletes a photo (a tombstone that syncs). When it was its owner's main image, the first of the
+/// remaining photos becomes the main image, so a listing never loses its main image silently.
+/// The image file stays in the media directory: another photo may use the same content.
+pub fn delete(store: &mut Store, photo_id: &str) -> Result<()> {
+    let photo: Photo = super::get(store, &PHOTOS, photo_id)?;
+    let owner_type = photo.owner_type.unwrap_or(PhotoOwner::Listing);
+    let owner_id = photo.owner_id.clone().unwrap_or_default();
+    let successor = if photo.kind == Some(PhotoKind::Main) {
+        listing::photos_of(store, owner_type, &owner_id)?
+            .into_iter()
+            .find(|other| other.id.as_deref() != Some(photo_id) && other.kind == Some(PhotoKind::Carousel))
+            .and_then(|other| other.id)
+    } else {
+        None
+    };
+    store.write(|writer| {
+        writer.delete(&PHOTOS, photo_id)?;
+        if let Some(next) = &successor {
+            let changes = serde_json::json!({ "kind": PhotoKind::Main.code() });
+            writer.save(&PHOTOS, Some(next), changes.as_object().expect("an object").clone())?;
+        }
+        Ok(())
+    })
+}
+
+/// The thumbnail of a stored image as a `data:` URL the window can show without any file access,
+/// or `None` when the image (or its thumbnail) is not on this device yet.
+pub fn thumbnail_data_url(store: &Store, media: &MediaDir, sha256: &str) -> Result<Option<String>> {
+    use base64::Engine;
+    let Some(thumbnail) = thumbnail_of(store, sha256)? else { return Ok(None) };
+    match std::fs::read(media.path_of(&thumbnail)) {
+        Ok(bytes) => Ok(Some(format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(Error::Io(error)),
+    }
 }

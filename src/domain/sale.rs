@@ -31,6 +31,30 @@ pub struct HouseholdSale {
     pub amount_fen: i64,
 }
 
+/// A sale of a listing, as the listing's page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ListingSale {
+    /// Sale id.
+    pub sale_id: String,
+    /// Order number.
+    pub order_no: Option<String>,
+    /// Order date.
+    pub order_date: Option<String>,
+    /// Order status.
+    pub status: Option<OrderStatus>,
+    /// Units sold.
+    pub qty: Option<i64>,
+    /// Gross amount in fen.
+    pub gross_fen: i64,
+    /// What reaches the seller, in fen.
+    pub net_to_seller_fen: Option<i64>,
+    /// Where the buyer is.
+    pub buyer_region: Option<String>,
+    /// Fen credited to households from this sale.
+    pub allocated_fen: i64,
+}
+
 /// Order statuses whose money does not reach the household.
 const NOT_EARNED: &str = "('cancelled', 'refunded', 'pending_payment')";
 
@@ -70,6 +94,31 @@ pub fn allocations_by_year(store: &Store, household_id: &str) -> Result<Vec<(i64
           GROUP BY 1"
     ))?;
     let rows = statement.query_map([household_id], |row| Ok((row.get(0)?, row.get::<_, Option<i64>>(1)?.unwrap_or(0))))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The sales of a listing, newest first, each with what was credited to households.
+pub fn of_listing(store: &Store, listing_id: &str) -> Result<Vec<ListingSale>> {
+    let mut statement = store.conn().prepare_cached(
+        "SELECT s.id, s.order_no, s.order_date, s.status, s.qty, s.gross_fen, s.net_to_seller_fen, s.buyer_region,
+                (SELECT coalesce(sum(a.amount_fen), 0) FROM sale_allocations a WHERE a.sale_id = s.id AND a.deleted = 0)
+           FROM sales s
+          WHERE s.deleted = 0 AND s.listing_id = ?1
+          ORDER BY s.order_date DESC, s.id",
+    )?;
+    let rows = statement.query_map([listing_id], |row| {
+        Ok(ListingSale {
+            sale_id: row.get(0)?,
+            order_no: row.get(1)?,
+            order_date: row.get(2)?,
+            status: row.get::<_, Option<String>>(3)?.as_deref().and_then(OrderStatus::from_code),
+            qty: row.get(4)?,
+            gross_fen: row.get::<_, Option<i64>>(5)?.unwrap_or(0),
+            net_to_seller_fen: row.get(6)?,
+            buyer_region: row.get(7)?,
+            allocated_fen: row.get(8)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
