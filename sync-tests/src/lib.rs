@@ -1,7 +1,10 @@
 //! The harness of the end-to-end sync tests: the real `furrow-server` started in-process on
-//! 127.0.0.1:0 over a SQLite data directory, the platform's admin calls, devices that are real
-//! device stores in files driven by the real sync engine over HTTP, and a TCP proxy that injects
-//! the faults of a slow link that drops.
+//! 127.0.0.1:0 over either backend (a SQLite data directory, or a fresh PostgreSQL database of its
+//! own), the platform's admin calls, devices that are real device stores in files driven by the
+//! real sync engine over HTTP, and a TCP proxy that injects the faults of a slow link that drops.
+//!
+//! Tests that hold for both backends are written once as a function taking a [`Backend`] and
+//! named for each backend with [`on_both_backends!`], so a failure names its backend.
 
 pub mod proxy;
 
@@ -18,12 +21,112 @@ use serde_json::{json, Value};
 /// The admin token of test servers.
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
+/// The PostgreSQL server the tests use (`FURROW_TEST_DATABASE_URL`, else the one CI and this
+/// machine run at 127.0.0.1:5432). Each test server makes a database of its own on it.
+pub fn postgres_url() -> String {
+    std::env::var("FURROW_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The storage backend a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SQLite in the server's data directory (the embedded default).
+    Sqlite,
+    /// PostgreSQL: a fresh database of the test server's own, dropped when it stops.
+    Postgres,
+}
+
+impl Backend {
+    /// Both backends.
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Names a test body `fn NAME(backend: Backend)` once per backend: `sqlite::NAME` and
+/// `postgres::NAME`, so a failure names its backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::Backend::Sqlite)
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::Backend::Postgres)
+                }
+            )*
+        }
+    };
+}
+
+/// A PostgreSQL database made for one test server: created empty under a unique name, reached
+/// by the server as `postgres://…/NAME` (what `furrow-server serve --database-url` is given), and
+/// dropped, with any connection still open to it, when the test server stops.
+struct FreshDatabase {
+    /// The URL of the database the server and the test's own queries use.
+    url: String,
+    name: String,
+    /// The URL of the database the fresh one was created from, to drop it from.
+    maintenance_url: String,
+}
+
+impl FreshDatabase {
+    fn create() -> FreshDatabase {
+        let maintenance_url = postgres_url();
+        let name = format!("furrow_sync_{}", uuid::Uuid::new_v4().simple());
+        let (address, query) = match maintenance_url.split_once('?') {
+            Some((address, query)) => (address, Some(query)),
+            None => (maintenance_url.as_str(), None),
+        };
+        let scheme_end = address.find("://").map_or(0, |index| index + 3);
+        let base = match address[scheme_end..].find('/') {
+            Some(slash) => &address[..scheme_end + slash],
+            None => address,
+        };
+        let url = match query {
+            Some(query) => format!("{base}/{name}?{query}"),
+            None => format!("{base}/{name}"),
+        };
+        let mut client = postgres::Client::connect(&maintenance_url, postgres::NoTls)
+            .unwrap_or_else(|error| panic!("PostgreSQL at {maintenance_url} answers: {error}"));
+        client.batch_execute(&format!("CREATE DATABASE {name}")).expect("a fresh database is created");
+        FreshDatabase { url, name, maintenance_url }
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.maintenance_url, postgres::NoTls) {
+            // FORCE ends connections the server's pool may still be closing.
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
 /// A running server. Stops when dropped (its runtime is shut down with the thread).
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// The address it listens on.
     pub address: std::net::SocketAddr,
+    backend: Backend,
+    // Dropped after the server stopped (fields drop in order, after `Drop::drop`).
+    postgres_client: Mutex<Option<postgres::Client>>,
+    database: Option<FreshDatabase>,
     data_dir: tempfile::TempDir,
     admin: reqwest::blocking::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -31,18 +134,29 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server over a fresh data directory, with cheap password hashing.
+    /// Starts a server on SQLite over a fresh data directory, with cheap password hashing.
     pub fn start() -> TestServer {
+        TestServer::start_on(Backend::Sqlite)
+    }
+
+    /// Starts a server on `backend`, with cheap password hashing: on SQLite over a fresh data
+    /// directory, on PostgreSQL over a fresh database of its own (blobs stay in the data
+    /// directory, as with `furrow-server serve --database-url`).
+    pub fn start_on(backend: Backend) -> TestServer {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
-        let storage = furrow_server::Storage::Sqlite { data_dir: data_dir.path().to_owned() };
-        let database = furrow_server::open_database(&storage).expect("the server's database opens");
+        let database = (backend == Backend::Postgres).then(FreshDatabase::create);
+        let storage = match &database {
+            None => furrow_server::Storage::Sqlite { data_dir: data_dir.path().to_owned() },
+            Some(fresh) => furrow_server::Storage::Postgres { url: fresh.url.clone(), schema: None },
+        };
+        let database_handle = furrow_server::open_database(&storage).expect("the server's database opens");
         let blobs = Arc::new(furrow_server::blobs::FileBlobStore::new(data_dir.path()).expect("the blob store opens"));
         let settings = furrow_server::Settings {
             admin_token: Some(ADMIN_TOKEN.to_owned()),
             password_cost: PasswordCost::CHEAP_FOR_TESTS,
             ..furrow_server::Settings::default()
         };
-        let state = furrow_server::AppState::new(database, blobs, settings).expect("the server's state builds");
+        let state = furrow_server::AppState::new(database_handle, blobs, settings).expect("the server's state builds");
         let (address_sender, address_receiver) = std::sync::mpsc::channel();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -60,6 +174,9 @@ impl TestServer {
         TestServer {
             url: format!("http://{address}"),
             address,
+            backend,
+            postgres_client: Mutex::new(None),
+            database,
             data_dir,
             admin: reqwest::blocking::Client::new(),
             shutdown: Some(shutdown),
@@ -67,7 +184,18 @@ impl TestServer {
         }
     }
 
-    /// The server's data directory.
+    /// The backend it runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The PostgreSQL URL of its database, when it runs on PostgreSQL (for operator commands
+    /// given `--database-url`).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|database| database.url.as_str())
+    }
+
+    /// The server's data directory (the SQLite database, if any, and the blobs).
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
     }
@@ -118,8 +246,19 @@ impl TestServer {
         self.admin_post("/admin/v1/sales", &sale)["sale_id"].as_str().expect("a sale id").to_owned()
     }
 
-    /// Counts rows of the server's own database (read-only), for checks of exactly-once effects.
+    /// Counts rows of the server's own database (read-only), for checks of exactly-once effects;
+    /// any query answering one integer (a first column of one row) will do. The SQL runs on the server's backend, so it keeps to what SQLite and PostgreSQL share
+    /// (a subquery in FROM has an alias, for example).
     pub fn query_count(&self, sql: &str) -> i64 {
+        if let Some(database) = &self.database {
+            let mut client = self.postgres_client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if client.as_ref().is_none_or(postgres::Client::is_closed) {
+                *client = Some(postgres::Client::connect(&database.url, postgres::NoTls).expect("the server's database answers"));
+            }
+            let client = client.as_mut().expect("a client");
+            let row = client.query_one(sql, &[]).unwrap_or_else(|error| panic!("the query {sql} runs: {error}"));
+            return row.get::<_, i64>(0);
+        }
         let connection = rusqlite::Connection::open_with_flags(
             furrow_server::sqlite_path(self.data_dir()),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -138,6 +277,8 @@ impl Drop for TestServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        // The test's own connection closes before its database is dropped.
+        drop(self.postgres_client.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
     }
 }
 

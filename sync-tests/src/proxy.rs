@@ -52,9 +52,18 @@ struct Random {
     path_prefix: String,
 }
 
+/// A fault aimed at one later request of a method and path.
+struct Aimed {
+    method: String,
+    path_prefix: String,
+    skip: u64,
+    fault: Fault,
+}
+
 #[derive(Default)]
 struct Shared {
     queue: VecDeque<(String, Fault)>,
+    aimed: Vec<Aimed>,
     random: Option<Random>,
     injected: HashMap<Fault, u64>,
     traffic: HashMap<String, Traffic>,
@@ -97,6 +106,13 @@ impl FaultProxy {
         self.lock().queue.push_back((path_prefix.to_owned(), fault));
     }
 
+    /// Queues a fault for a later request: the one after the next `skip` requests of `method`
+    /// (`PATCH`, `HEAD`, ...) whose path starts with `path_prefix`, counting from now. Several
+    /// aimed faults count the same requests, each from when it was queued.
+    pub fn inject_nth(&self, method: &str, path_prefix: &str, skip: u64, fault: Fault) {
+        self.lock().aimed.push(Aimed { method: method.to_ascii_uppercase(), path_prefix: path_prefix.to_owned(), skip, fault });
+    }
+
     /// Injects a random fault into each request under `path_prefix` with `probability`, drawn
     /// from a generator seeded with `seed`; a probability of 0 turns it off.
     pub fn randomise(&self, seed: u64, probability: f64, path_prefix: &str) {
@@ -107,10 +123,11 @@ impl FaultProxy {
         });
     }
 
-    /// Stops injecting faults (queued and random).
+    /// Stops injecting faults (queued, aimed and random).
     pub fn heal(&self) {
         let mut shared = self.lock();
         shared.queue.clear();
+        shared.aimed.clear();
         shared.random = None;
     }
 
@@ -257,9 +274,24 @@ fn exchange(upstream: SocketAddr, request: &Message, bodyless: bool) -> io::Resu
     read_message(&mut server, &mut buffer, bodyless)?.ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
 }
 
-fn choose(shared: &Mutex<Shared>, path: &str) -> Option<Fault> {
+fn choose(shared: &Mutex<Shared>, method: &str, path: &str) -> Option<Fault> {
     let mut shared = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let fault = if let Some(index) = shared.queue.iter().position(|(prefix, _)| path.starts_with(prefix.as_str())) {
+    let mut aimed_fault = None;
+    let mut index = 0;
+    while index < shared.aimed.len() {
+        let aimed = &mut shared.aimed[index];
+        if aimed.method.eq_ignore_ascii_case(method) && path.starts_with(aimed.path_prefix.as_str()) {
+            if aimed.skip == 0 && aimed_fault.is_none() {
+                aimed_fault = Some(shared.aimed.remove(index).fault);
+                continue;
+            }
+            aimed.skip = aimed.skip.saturating_sub(1);
+        }
+        index += 1;
+    }
+    let fault = if aimed_fault.is_some() {
+        aimed_fault
+    } else if let Some(index) = shared.queue.iter().position(|(prefix, _)| path.starts_with(prefix.as_str())) {
         shared.queue.remove(index).map(|(_, fault)| fault)
     } else if let Some(random) = shared.random.as_mut().filter(|random| path.starts_with(random.path_prefix.as_str())) {
         if random.rng.f64() < random.probability {
@@ -296,7 +328,7 @@ fn serve_connection(mut client: TcpStream, upstream: SocketAddr, shared: &Mutex<
         let method = words.next().unwrap_or_default().to_owned();
         let path = words.next().unwrap_or_default().split('?').next().unwrap_or_default().to_owned();
         let bodyless = method.eq_ignore_ascii_case("HEAD");
-        let fault = choose(shared, &path);
+        let fault = choose(shared, &method, &path);
         match fault {
             Some(Fault::DropBeforeRequest) => {
                 count(shared, &path, &request, None);

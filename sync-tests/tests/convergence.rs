@@ -2,8 +2,9 @@
 //! the fault-injecting proxy. Each seed builds a small world (one assistant with two laptops, a
 //! second assistant in another village, the platform moderating listings), makes random edits,
 //! deletes, clock jumps and syncs while the link drops and duplicates requests, then heals the
-//! link and checks the invariants. The seed of a failing run is printed; `FURROW_SEED=N` reruns
-//! one seed and `FURROW_SEEDS=N` runs N seeds (default 200).
+//! link and checks the invariants. It runs on both server backends. The seed and backend of a
+//! failing run are printed; `FURROW_SEED=N` reruns one seed and `FURROW_SEEDS=N` runs N seeds on
+//! each backend (by default 200 on SQLite and POSTGRES_SEEDS on PostgreSQL, within CI's time).
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,7 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use furrow::schema::{self, TableSpec};
 use furrow::sync::{self, HttpTransport, SyncState};
 use furrow_sync_tests::proxy::FaultProxy;
-use furrow_sync_tests::{cursor_seq, household_fields, new_listing, Device, TestServer};
+use furrow_sync_tests::{cursor_seq, household_fields, new_listing, on_both_backends, Backend, Device, TestServer};
 use serde_json::{json, Value};
 
 const DAY: i64 = 24 * 3600 * 1000;
@@ -246,23 +247,31 @@ fn run_seed(server: &TestServer, proxy: &FaultProxy, links: &Links, seed: u64) {
     // Exactly-once effects: no change is in the server's log twice.
     let duplicated = world
         .server
-        .query_count("SELECT count(*) FROM (SELECT change_id FROM sync_changes GROUP BY change_id HAVING count(*) > 1)");
+        .query_count("SELECT count(*) FROM (SELECT change_id FROM sync_changes GROUP BY change_id HAVING count(*) > 1) AS duplicated");
     assert_eq!(duplicated, 0, "a change was applied twice");
     // No accepted stamp is beyond the server's clock plus the allowed skew.
     let limit = furrow::hlc::pack(furrow::hlc::wall_ms() + 10 * 60 * 1000, 0);
     assert_eq!(world.server.query_count(&format!("SELECT count(*) FROM sync_fields WHERE hlc > {limit}")), 0);
 }
 
-#[test]
-fn random_edits_over_a_faulty_link_converge_without_losing_or_duplicating_anything() {
+/// Seeds run on SQLite by default.
+const SQLITE_SEEDS: u64 = 200;
+/// Seeds run on PostgreSQL by default (each seed's transactions cost more round trips there).
+const POSTGRES_SEEDS: u64 = 200;
+
+fn random_edits_over_a_faulty_link_converge_without_losing_or_duplicating_anything(backend: Backend) {
     let seeds: Vec<u64> = match std::env::var("FURROW_SEED").ok().and_then(|text| text.parse().ok()) {
         Some(seed) => vec![seed],
         None => {
-            let count = std::env::var("FURROW_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(200u64);
+            let default = match backend {
+                Backend::Sqlite => SQLITE_SEEDS,
+                Backend::Postgres => POSTGRES_SEEDS,
+            };
+            let count = std::env::var("FURROW_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(default);
             (1..=count).collect()
         }
     };
-    let server = TestServer::start();
+    let server = TestServer::start_on(backend);
     let started = std::time::Instant::now();
     // Seeds are independent worlds (their own villages and accounts), so two workers share the
     // server, each with its own proxy and its own fault generator.
@@ -281,7 +290,10 @@ fn random_edits_over_a_faulty_link_converge_without_losing_or_duplicating_anythi
                     for seed in seeds {
                         let outcome = catch_unwind(AssertUnwindSafe(|| run_seed(server, &proxy, &links, seed)));
                         if let Err(panic) = outcome {
-                            eprintln!("convergence failed for seed {seed}; rerun with FURROW_SEED={seed}");
+                            eprintln!(
+                                "convergence failed for seed {seed} on {}; rerun with FURROW_SEED={seed}",
+                                backend.name()
+                            );
                             std::panic::resume_unwind(panic);
                         }
                     }
@@ -291,5 +303,12 @@ fn random_edits_over_a_faulty_link_converge_without_losing_or_duplicating_anythi
             .collect();
         handles.into_iter().map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).sum()
     });
-    eprintln!("{} seeds converged in {:.1} s; {faults} faults injected", seeds.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "{} seeds converged on {} in {:.1} s; {faults} faults injected",
+        seeds.len(),
+        backend.name(),
+        started.elapsed().as_secs_f64()
+    );
 }
+
+on_both_backends!(random_edits_over_a_faulty_link_converge_without_losing_or_duplicating_anything);

@@ -7,14 +7,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use furrow::schema;
-use furrow_sync_tests::{Device, TestServer};
+use furrow_sync_tests::{on_both_backends, Backend, Device, TestServer};
 use serde_json::json;
 
 const V1: &str = "530102001001";
 
-#[test]
-fn a_device_killed_at_random_points_loses_no_confirmed_save_and_duplicates_nothing() {
-    let server = TestServer::start();
+fn a_device_killed_at_random_points_loses_no_confirmed_save_and_duplicates_nothing(backend: Backend) {
+    let server = TestServer::start_on(backend);
     let village = server.add_village(V1, "小河村");
     server.add_assistant("lihua", "li-password-1", &[V1]);
     let dir = tempfile::tempdir().unwrap();
@@ -75,6 +74,10 @@ fn a_device_killed_at_random_points_loses_no_confirmed_save_and_duplicates_nothi
     }
     assert_eq!(fresh.dump(), killed.dump(), "seed {seed}: the restarted device converges");
     let duplicated =
-        server.query_count("SELECT count(*) FROM (SELECT change_id FROM sync_changes GROUP BY change_id HAVING count(*) > 1)");
+        server.query_count("SELECT count(*) FROM (SELECT change_id FROM sync_changes GROUP BY change_id HAVING count(*) > 1) AS duplicated");
     assert_eq!(duplicated, 0, "seed {seed}: a change was applied twice");
 }
+
+on_both_backends!(
+    a_device_killed_at_random_points_loses_no_confirmed_save_and_duplicates_nothing,
+);

@@ -4,13 +4,13 @@
 use furrow::schema;
 use furrow::sync;
 use furrow_sync_tests::proxy::{Fault, FaultProxy};
-use furrow_sync_tests::{household_fields, Device, TestServer};
+use furrow_sync_tests::{household_fields, on_both_backends, Backend, Device, TestServer};
 use serde_json::json;
 
 const V1: &str = "530102001001";
 
-fn setup() -> (TestServer, FaultProxy, String) {
-    let server = TestServer::start();
+fn setup(backend: Backend) -> (TestServer, FaultProxy, String) {
+    let server = TestServer::start_on(backend);
     let village = server.add_village(V1, "小河村");
     server.add_assistant("lihua", "li-password-1", &[V1]);
     let proxy = FaultProxy::start(server.address);
@@ -18,12 +18,11 @@ fn setup() -> (TestServer, FaultProxy, String) {
 }
 
 fn duplicates_in_change_log(server: &TestServer) -> i64 {
-    server.query_count("SELECT count(*) FROM (SELECT change_id FROM sync_changes GROUP BY change_id HAVING count(*) > 1)")
+    server.query_count("SELECT count(*) FROM (SELECT change_id FROM sync_changes GROUP BY change_id HAVING count(*) > 1) AS duplicated")
 }
 
-#[test]
-fn every_kind_of_drop_during_push_loses_nothing_and_duplicates_nothing() {
-    let (server, proxy, village) = setup();
+fn every_kind_of_drop_during_push_loses_nothing_and_duplicates_nothing(backend: Backend) {
+    let (server, proxy, village) = setup(backend);
     let laptop = Device::new(&proxy.url);
     laptop.login("lihua", "li-password-1");
     laptop.sync().unwrap();
@@ -56,9 +55,8 @@ fn every_kind_of_drop_during_push_loses_nothing_and_duplicates_nothing() {
     assert_eq!(fresh.dump(), laptop.dump());
 }
 
-#[test]
-fn drops_in_the_middle_of_pull_pages_resume_from_the_last_saved_page() {
-    let (server, proxy, village) = setup();
+fn drops_in_the_middle_of_pull_pages_resume_from_the_last_saved_page(backend: Backend) {
+    let (server, proxy, village) = setup(backend);
     let writer = Device::new(&server.url);
     writer.login("lihua", "li-password-1");
     writer.sync().unwrap();
@@ -97,9 +95,8 @@ fn drops_in_the_middle_of_pull_pages_resume_from_the_last_saved_page() {
     assert_eq!(reader.dump(), writer.dump());
 }
 
-#[test]
-fn a_clock_days_fast_is_corrected_and_a_clock_days_slow_still_converges() {
-    let (server, proxy, village) = setup();
+fn a_clock_days_fast_is_corrected_and_a_clock_days_slow_still_converges(backend: Backend) {
+    let (server, proxy, village) = setup(backend);
     let fast = Device::new(&proxy.url);
     let slow = Device::new(&proxy.url);
     fast.login("lihua", "li-password-1");
@@ -129,3 +126,9 @@ fn a_clock_days_fast_is_corrected_and_a_clock_days_slow_still_converges() {
     assert!(furrow::hlc::physical_ms(sync::field_clock(&fast.store(), "households", &household, "notes").unwrap().unwrap().hlc)
         < furrow::hlc::wall_ms() + 60_000);
 }
+
+on_both_backends!(
+    every_kind_of_drop_during_push_loses_nothing_and_duplicates_nothing,
+    drops_in_the_middle_of_pull_pages_resume_from_the_last_saved_page,
+    a_clock_days_fast_is_corrected_and_a_clock_days_slow_still_converges,
+);

@@ -4,7 +4,7 @@
 
 use furrow::schema;
 use furrow::sync::{self, Resolution, SyncState};
-use furrow_sync_tests::{household_fields, new_listing, Device, TestServer};
+use furrow_sync_tests::{household_fields, new_listing, on_both_backends, Backend, Device, TestServer};
 use serde_json::json;
 
 const V1: &str = "530102001001";
@@ -14,9 +14,8 @@ fn later() {
     std::thread::sleep(std::time::Duration::from_millis(3));
 }
 
-#[test]
-fn two_laptops_a_second_village_and_the_platform_converge() {
-    let server = TestServer::start();
+fn two_laptops_a_second_village_and_the_platform_converge(backend: Backend) {
+    let server = TestServer::start_on(backend);
     let v1 = server.add_village(V1, "小河村");
     let v2 = server.add_village(V2, "大山村");
     server.add_assistant("lihua", "li-password-1", &[V1]);
@@ -85,9 +84,8 @@ fn two_laptops_a_second_village_and_the_platform_converge() {
     assert_eq!(fresh_other.dump(), other.dump());
 }
 
-#[test]
-fn a_price_changed_by_the_platform_meanwhile_is_rejected_shown_and_can_be_kept() {
-    let server = TestServer::start();
+fn a_price_changed_by_the_platform_meanwhile_is_rejected_shown_and_can_be_kept(backend: Backend) {
+    let server = TestServer::start_on(backend);
     let v1 = server.add_village(V1, "小河村");
     server.add_assistant("lihua", "li-password-1", &[V1]);
     let laptop = Device::new(&server.url);
@@ -121,9 +119,8 @@ fn a_price_changed_by_the_platform_meanwhile_is_rejected_shown_and_can_be_kept()
     assert_eq!(laptop.dump(), tablet.dump());
 }
 
-#[test]
-fn the_assistant_works_offline_after_sign_in_and_signs_in_again_without_losing_anything() {
-    let server = TestServer::start();
+fn the_assistant_works_offline_after_sign_in_and_signs_in_again_without_losing_anything(backend: Backend) {
+    let server = TestServer::start_on(backend);
     let v1 = server.add_village(V1, "小河村");
     server.add_assistant("lihua", "li-password-1", &[V1]);
     let laptop = Device::new(&server.url);
@@ -146,9 +143,8 @@ fn the_assistant_works_offline_after_sign_in_and_signs_in_again_without_losing_a
     assert!(restarted.field(&schema::HOUSEHOLDS, &household, "head_name").is_some());
 }
 
-#[test]
-fn a_revoked_session_asks_to_sign_in_again_and_then_resumes_with_the_same_outbox() {
-    let server = TestServer::start();
+fn a_revoked_session_asks_to_sign_in_again_and_then_resumes_with_the_same_outbox(backend: Backend) {
+    let server = TestServer::start_on(backend);
     let v1 = server.add_village(V1, "小河村");
     server.add_assistant("lihua", "li-password-1", &[V1]);
     let laptop = Device::new(&server.url);
@@ -172,10 +168,9 @@ fn a_revoked_session_asks_to_sign_in_again_and_then_resumes_with_the_same_outbox
     assert_eq!(fresh.field(&schema::HOUSEHOLDS, &household, "head_name"), Some(json!("赵六")));
 }
 
-#[test]
-fn a_photo_upload_resumes_after_a_drop_and_dedups_on_a_second_device() {
+fn a_photo_upload_resumes_after_a_drop_and_dedups_on_a_second_device(backend: Backend) {
     use furrow_sync_tests::proxy::{Fault, FaultProxy};
-    let server = TestServer::start();
+    let server = TestServer::start_on(backend);
     server.add_village(V1, "小河村");
     server.add_assistant("lihua", "li-password-1", &[V1]);
     let proxy = FaultProxy::start(server.address);
@@ -212,3 +207,11 @@ fn a_photo_upload_resumes_after_a_drop_and_dedups_on_a_second_device() {
     assert_eq!(sync::attachment(&tablet.store(), &sha).unwrap().unwrap().state, "uploaded");
     assert_eq!(proxy.traffic("/blobs/uploads/").requests, before);
 }
+
+on_both_backends!(
+    two_laptops_a_second_village_and_the_platform_converge,
+    a_price_changed_by_the_platform_meanwhile_is_rejected_shown_and_can_be_kept,
+    the_assistant_works_offline_after_sign_in_and_signs_in_again_without_losing_anything,
+    a_revoked_session_asks_to_sign_in_again_and_then_resumes_with_the_same_outbox,
+    a_photo_upload_resumes_after_a_drop_and_dedups_on_a_second_device,
+);
