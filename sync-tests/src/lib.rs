@@ -257,7 +257,11 @@ impl TestServer {
             }
             let client = client.as_mut().expect("a client");
             let row = client.query_one(sql, &[]).unwrap_or_else(|error| panic!("the query {sql} runs: {error}"));
-            return row.get::<_, i64>(0);
+            // count(*) and BIGINT columns are 64-bit; an INTEGER column or literal is 32-bit.
+            return row
+                .try_get::<_, i64>(0)
+                .or_else(|_| row.try_get::<_, i32>(0).map(i64::from))
+                .unwrap_or_else(|error| panic!("the query {sql} answers an integer: {error}"));
         }
         let connection = rusqlite::Connection::open_with_flags(
             furrow_server::sqlite_path(self.data_dir()),
@@ -424,4 +428,47 @@ pub fn new_listing(device: &Device, village_id: &str, producer: Option<&str>) ->
 /// Decodes the sequence number of a pull cursor of this server (for the monotonic check).
 pub fn cursor_seq(cursor: &str) -> Option<i64> {
     furrow_server::sync::Cursor::decode(cursor).ok().map(|cursor| cursor.seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_exists(name: &str) -> bool {
+        let mut client = postgres::Client::connect(&postgres_url(), postgres::NoTls).expect("PostgreSQL answers");
+        let count: i64 = client.query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name]).expect("the query runs").get(0);
+        count == 1
+    }
+
+    #[test]
+    fn a_postgres_test_server_keeps_its_data_in_a_fresh_database_dropped_when_it_stops() {
+        let server = TestServer::start_on(Backend::Postgres);
+        assert_eq!(server.backend(), Backend::Postgres);
+        let url = server.database_url().expect("a database URL").to_owned();
+        let name = url.rsplit('/').next().expect("a database name").to_owned();
+        assert!(name.starts_with("furrow_sync_"), "{url}");
+        assert!(database_exists(&name));
+        assert_eq!(server.query_count("SELECT count(*) FROM villages"), 0, "the database starts empty");
+        server.add_village("530102001001", "小河村");
+        server.add_assistant("lihua", "li-password-1", &["530102001001"]);
+        assert_eq!(server.query_count("SELECT count(*) FROM villages"), 1);
+        assert_eq!(server.query_count("SELECT count(*) FROM users WHERE username = 'lihua'"), 1);
+        assert!(!furrow_server::sqlite_path(server.data_dir()).exists(), "no SQLite database beside it");
+        // A second server has a database of its own.
+        let other = TestServer::start_on(Backend::Postgres);
+        assert_ne!(other.database_url(), Some(url.as_str()));
+        assert_eq!(other.query_count("SELECT count(*) FROM villages"), 0);
+        drop(server);
+        assert!(!database_exists(&name), "the database is dropped with its server");
+    }
+
+    #[test]
+    fn a_sqlite_test_server_keeps_its_data_in_its_data_directory() {
+        let server = TestServer::start();
+        assert_eq!(server.backend(), Backend::Sqlite);
+        assert_eq!(server.database_url(), None);
+        server.add_village("530102001001", "小河村");
+        assert!(furrow_server::sqlite_path(server.data_dir()).is_file());
+        assert_eq!(server.query_count("SELECT count(*) FROM villages"), 1);
+    }
 }
