@@ -137,6 +137,19 @@ pub struct RemoteField {
     pub stamp: Stamp,
 }
 
+/// A row received from the server, for [`Writer::apply_remote_rows`].
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteRow<'a> {
+    /// The row's table.
+    pub table: &'static TableSpec,
+    /// The row id.
+    pub id: &'a str,
+    /// The row's scope, taken when its fields do not carry `scope_id`.
+    pub scope_id: &'a str,
+    /// The field changes.
+    pub fields: &'a [RemoteField],
+}
+
 /// What a local save did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Saved {
@@ -289,53 +302,183 @@ impl<'a> Writer<'a> {
     /// greater than the local field's, so a pending local edit with a later clock is kept. The
     /// clock takes note of every remote HLC. Returns the fields applied.
     pub fn apply_remote(&mut self, table: &'static TableSpec, id: &str, fields: &[RemoteField]) -> Result<Vec<String>> {
-        let current = read_row(self.tx, table, id)?;
+        let exists = self.tx.prepare_cached(&format!("SELECT 1 FROM {} WHERE id = ?1", table.name))?.exists([id])?;
+        let local = self.row_stamps(table.name, id)?;
         let mut applied = Vec::new();
-        let mut values: Vec<(String, Value)> = Vec::new();
+        let mut values: Vec<(&str, &Value)> = Vec::new();
         for change in fields {
             self.clock.observe(change.stamp.hlc);
-            let known = change.field == "scope_id" || change.field == "deleted" || table.field(&change.field).is_some();
-            if !known {
+            if !is_known_field(table, &change.field) {
                 // A field this version does not know (a newer server); ignoring it is safe because
                 // the device never pushes a field it did not change.
                 continue;
             }
-            let local = self.field_stamp(table.name, id, &change.field)?;
-            if local.map(|local| change.stamp > local).unwrap_or(true) {
+            let newer = local
+                .iter()
+                .find(|(name, _)| *name == change.field)
+                .map(|(_, stamp)| change.stamp > *stamp)
+                .unwrap_or(true);
+            if newer {
                 self.set_clock(table.name, id, &change.field, change.stamp)?;
-                values.push((change.field.clone(), change.value.clone()));
+                values.push((change.field.as_str(), &change.value));
                 applied.push(change.field.clone());
             }
         }
         if values.is_empty() {
             return Ok(applied);
         }
-        if current.is_none() {
-            let scope = values
-                .iter()
-                .find(|(name, _)| name == "scope_id")
-                .and_then(|(_, value)| value.as_str())
-                .unwrap_or_default()
-                .to_owned();
-            self.tx.execute(&format!("INSERT INTO {} (id, scope_id) VALUES (?1, ?2)", table.name), params![id, scope])?;
+        if !exists {
+            let scope = values.iter().find(|(name, _)| *name == "scope_id").and_then(|(_, value)| value.as_str()).unwrap_or_default();
+            self.tx
+                .prepare_cached(&format!("INSERT INTO {} (id, scope_id) VALUES (?1, ?2)", table.name))?
+                .execute(params![id, scope])?;
         }
-        let mut assignments = Vec::new();
-        let mut args: Vec<SqlValue> = Vec::new();
+        let mut assignments = Vec::with_capacity(values.len());
+        let mut args: Vec<SqlValue> = Vec::with_capacity(values.len() + 1);
         for (name, value) in &values {
-            let sql_value = match name.as_str() {
-                "scope_id" => SqlValue::Text(value.as_str().unwrap_or_default().to_owned()),
-                "deleted" => SqlValue::Integer(i64::from(value.as_i64().unwrap_or(0) != 0 || value.as_bool() == Some(true))),
-                other => to_sql(&table.field(other).expect("known field").ty, value),
-            };
             assignments.push(format!("{name} = ?{}", args.len() + 1));
-            args.push(sql_value);
+            args.push(remote_sql_value(table, name, value));
         }
         args.push(SqlValue::Text(id.to_owned()));
         let sql = format!("UPDATE {} SET {} WHERE id = ?{}", table.name, assignments.join(", "), args.len());
-        self.tx.execute(&sql, rusqlite::params_from_iter(args))?;
-        let fields = read_row(self.tx, table, id)?.map(|row| row.fields).unwrap_or_default();
-        self.mark_dirty(table, id, &fields);
+        self.tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(args))?;
+        self.mark_dirty_remote(table, id, &values)?;
         Ok(applied)
+    }
+
+    /// Merges a page of rows received from the server, each as [`Writer::apply_remote`] would,
+    /// with one read per table of which rows the device already holds instead of reads per row
+    /// and field. A row the device has never seen (all of a new device's first sync) cannot have
+    /// a local clock to compare with, so it is inserted whole: one row insert and one insert of
+    /// its field clocks. A row that arrives without its scope field takes the row's scope.
+    /// Returns the number of fields applied.
+    pub fn apply_remote_rows(&mut self, rows: &[RemoteRow<'_>]) -> Result<usize> {
+        let mut known: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::with_capacity(rows.len());
+        let mut tables: Vec<&'static TableSpec> = Vec::new();
+        for row in rows {
+            if !tables.iter().any(|table| table.name == row.table.name) {
+                tables.push(row.table);
+            }
+        }
+        for table in tables {
+            let ids: Vec<&str> = rows.iter().filter(|row| row.table.name == table.name).map(|row| row.id).collect();
+            let list = serde_json::to_string(&ids)?;
+            let sql = format!(
+                "SELECT id FROM {name} WHERE id IN (SELECT value FROM json_each(?1))
+                 UNION SELECT row_id FROM sync_field_clock WHERE tbl = '{name}' AND row_id IN (SELECT value FROM json_each(?1))",
+                name = table.name
+            );
+            let by_id: std::collections::HashSet<&str> = ids.iter().copied().collect();
+            let mut statement = self.tx.prepare_cached(&sql)?;
+            let found = statement.query_map([&list], |row| row.get::<_, String>(0))?;
+            for id in found {
+                if let Some(id) = by_id.get(id?.as_str()) {
+                    known.insert((table.name, *id));
+                }
+            }
+        }
+        let mut applied = 0;
+        for row in rows {
+            if known.contains(&(row.table.name, row.id)) {
+                applied += self.apply_remote(row.table, row.id, row.fields)?.len();
+                self.tx
+                    .prepare_cached(&format!("UPDATE {} SET scope_id = ?1 WHERE id = ?2 AND scope_id = ''", row.table.name))?
+                    .execute(params![row.scope_id, row.id])?;
+            } else {
+                let inserted = self.insert_remote(row)?;
+                if inserted > 0 {
+                    known.insert((row.table.name, row.id));
+                }
+                applied += inserted;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Inserts a row the device has never held, with every known field and its clock.
+    fn insert_remote(&mut self, row: &RemoteRow<'_>) -> Result<usize> {
+        let table = row.table;
+        let mut columns: Vec<&str> = Vec::with_capacity(row.fields.len() + 2);
+        let mut args: Vec<SqlValue> = Vec::with_capacity(row.fields.len() + 2);
+        let mut values: Vec<(&str, &Value)> = Vec::with_capacity(row.fields.len());
+        let mut clocks: Vec<&RemoteField> = Vec::with_capacity(row.fields.len());
+        for change in row.fields {
+            self.clock.observe(change.stamp.hlc);
+            if !is_known_field(table, &change.field) || values.iter().any(|(name, _)| *name == change.field) {
+                continue;
+            }
+            columns.push(change.field.as_str());
+            args.push(remote_sql_value(table, &change.field, &change.value));
+            values.push((change.field.as_str(), &change.value));
+            clocks.push(change);
+        }
+        if values.is_empty() {
+            return Ok(0);
+        }
+        columns.push("id");
+        args.push(SqlValue::Text(row.id.to_owned()));
+        if !columns.contains(&"scope_id") {
+            columns.push("scope_id");
+            args.push(SqlValue::Text(row.scope_id.to_owned()));
+        }
+        let placeholders: Vec<String> = (1..=args.len()).map(|index| format!("?{index}")).collect();
+        let sql = format!("INSERT INTO {} ({}) VALUES ({})", table.name, columns.join(", "), placeholders.join(", "));
+        self.tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(args))?;
+
+        let tuples: Vec<String> =
+            (0..clocks.len()).map(|index| format!("(?1, ?2, ?{}, ?{}, ?{})", index * 3 + 3, index * 3 + 4, index * 3 + 5)).collect();
+        let sql = format!("INSERT INTO sync_field_clock (tbl, row_id, field, hlc, node) VALUES {}", tuples.join(", "));
+        let mut clock_args: Vec<SqlValue> = Vec::with_capacity(clocks.len() * 3 + 2);
+        clock_args.push(SqlValue::Text(table.name.to_owned()));
+        clock_args.push(SqlValue::Text(row.id.to_owned()));
+        for change in &clocks {
+            clock_args.push(SqlValue::Text(change.field.clone()));
+            clock_args.push(SqlValue::Integer(change.stamp.hlc));
+            clock_args.push(SqlValue::Blob(change.stamp.node.0.to_vec()));
+        }
+        self.tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(clock_args))?;
+        self.mark_dirty_remote(table, row.id, &values)?;
+        Ok(values.len())
+    }
+
+    /// The stamps of every field of a row, in one read.
+    fn row_stamps(&self, table: &str, id: &str) -> Result<Vec<(String, Stamp)>> {
+        let mut statement = self.tx.prepare_cached("SELECT field, hlc, node FROM sync_field_clock WHERE tbl = ?1 AND row_id = ?2")?;
+        let stamps = statement.query_map(params![table, id], |row| {
+            let node: Vec<u8> = row.get(2)?;
+            Ok((row.get::<_, String>(0)?, Stamp { hlc: row.get(1)?, node: NodeId(node.try_into().unwrap_or([0; 16])) }))
+        })?;
+        Ok(stamps.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Notes the household whose search document a remote change affects; a member's household
+    /// is read only when the change did not carry it.
+    fn mark_dirty_remote(&mut self, table: &TableSpec, id: &str, values: &[(&str, &Value)]) -> Result<()> {
+        match table.name {
+            "households" => {
+                self.dirty_households.insert(id.to_owned());
+            }
+            "members" => {
+                let carried = values.iter().find(|(name, _)| *name == "household_id").and_then(|(_, value)| value.as_str());
+                let household = match carried {
+                    Some(household) => Some(household.to_owned()),
+                    None => self
+                        .tx
+                        .prepare_cached("SELECT household_id FROM members WHERE id = ?1")?
+                        .query_row([id], |row| row.get::<_, Option<String>>(0))
+                        .optional()?
+                        .flatten(),
+                };
+                if let Some(household) = household {
+                    self.dirty_households.insert(household);
+                }
+            }
+            "villages" => {
+                self.dirty_villages.insert(id.to_owned());
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The stamp of a field of a row, if it was ever written.
@@ -523,6 +666,20 @@ impl<'a> Writer<'a> {
             .prepare_cached("INSERT INTO sync_state (k, v) VALUES ('hlc_last', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v")?
             .execute([self.clock.last])?;
         Ok(())
+    }
+}
+
+/// Whether a remote field is one this version stores: a domain field, `scope_id` or `deleted`.
+fn is_known_field(table: &TableSpec, field: &str) -> bool {
+    field == "scope_id" || field == "deleted" || table.field(field).is_some()
+}
+
+/// The SQLite form of a remote field's value.
+fn remote_sql_value(table: &TableSpec, field: &str, value: &Value) -> SqlValue {
+    match field {
+        "scope_id" => SqlValue::Text(value.as_str().unwrap_or_default().to_owned()),
+        "deleted" => SqlValue::Integer(i64::from(value.as_i64().unwrap_or(0) != 0 || value.as_bool() == Some(true))),
+        other => to_sql(&table.field(other).expect("known field").ty, value),
     }
 }
 

@@ -170,6 +170,17 @@ impl Store {
         crate::domain::household::flush_search_index(&self.conn)
     }
 
+    /// Rewrites at most `limit` pending search documents in one short transaction; the app calls
+    /// it from a background thread after imports and syncs until it returns zero.
+    pub fn flush_search_batch(&self, limit: usize) -> Result<usize> {
+        crate::domain::household::flush_search_batch(&self.conn, i64::try_from(limit).unwrap_or(i64::MAX))
+    }
+
+    /// How many households wait for their search document to be rewritten.
+    pub fn search_pending(&self) -> Result<i64> {
+        crate::domain::household::search_pending(&self.conn)
+    }
+
     /// Copies the write-ahead log back into the database file; the app calls it when idle so
     /// that edits rarely pay for a checkpoint.
     pub fn checkpoint(&self) -> Result<()> {

@@ -238,3 +238,79 @@ fn an_in_flight_change_is_frozen_and_a_new_edit_queues_beside_it() {
         .unwrap();
     assert!(base.is_some(), "an edit names the version it was made from");
 }
+
+#[test]
+fn a_pulled_page_inserts_new_rows_whole_and_merges_known_rows_field_by_field() {
+    use furrow::domain::household::{self, RosterQuery};
+    use furrow::hlc::{pack, wall_ms, NodeId, Stamp};
+    use furrow::record::RemoteRow;
+
+    let mut fixture = Fixture::new();
+    let village = fixture.village("522633101001", "高坡村");
+    let known = fixture.household(&village, "杨老三");
+    let mut edit = household::get(&fixture.store, &known).unwrap();
+    edit.phone = Some("13800001111".into());
+    household::save(&mut fixture.store, &edit).unwrap();
+    let queued_before = fixture.count("SELECT count(*) FROM sync_outbox");
+
+    let old = Stamp { hlc: pack(1_700_000_000_000, 0), node: NodeId([7; 16]) };
+    let later = Stamp { hlc: pack(wall_ms() + 60_000, 0), node: NodeId([7; 16]) };
+    let field = |name: &str, value: Value, stamp: Stamp| RemoteField { field: name.into(), value, stamp };
+    let new_household = "0190a000-0000-7000-8000-0000000000a1";
+    let new_member = "0190a000-0000-7000-8000-0000000000b1";
+    let household_fields = vec![
+        field("scope_id", json!("522633101001"), old),
+        field("village_id", json!(village), old),
+        field("head_name", json!("龙新户"), old),
+        field("attribute", json!("general"), old),
+        field("poverty_status", json!("not_exited"), old),
+        field("group_name", json!("二组"), old),
+        field("field_of_a_newer_server", json!("x"), old),
+    ];
+    let known_fields = vec![field("head_name", json!("杨老四"), later), field("phone", json!("13999999999"), old)];
+    let member_fields = vec![
+        field("household_id", json!(new_household), old),
+        field("name", json!("龙小妹"), old),
+        field("sex", json!("female"), old),
+        field("relation", json!("daughter"), old),
+    ];
+    let unknown_only = vec![field("field_of_a_newer_server", json!("x"), old)];
+    let rows = [
+        RemoteRow { table: &schema::HOUSEHOLDS, id: new_household, scope_id: "522633101001", fields: &household_fields },
+        RemoteRow { table: &schema::HOUSEHOLDS, id: &known, scope_id: "522633101001", fields: &known_fields },
+        RemoteRow { table: &schema::MEMBERS, id: new_member, scope_id: "522633101001", fields: &member_fields },
+        RemoteRow { table: &schema::VISITS, id: "0190a000-0000-7000-8000-0000000000c1", scope_id: "522633101001", fields: &unknown_only },
+    ];
+    let applied = fixture.store.write(|writer| writer.apply_remote_rows(&rows)).unwrap();
+    assert_eq!(applied, 6 + 1 + 4, "every known field of the new rows, and the one newer field of the known row");
+
+    let inserted = household::get(&fixture.store, new_household).unwrap();
+    assert_eq!(inserted.head_name.as_deref(), Some("龙新户"));
+    assert_eq!(inserted.group_name.as_deref(), Some("二组"));
+    let merged = household::get(&fixture.store, &known).unwrap();
+    assert_eq!(merged.head_name.as_deref(), Some("杨老四"), "the server's later head name is taken");
+    assert_eq!(merged.phone.as_deref(), Some("13800001111"), "the device's later phone is kept");
+    assert_eq!(
+        fixture.count(&format!("SELECT count(*) FROM members WHERE id = '{new_member}' AND scope_id = '522633101001'")),
+        1,
+        "a row pulled without its scope field takes the row's scope"
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM visits"), 0, "a row of only unknown fields is not made");
+    assert_eq!(fixture.count(&format!("SELECT count(*) FROM sync_field_clock WHERE row_id = '{new_household}'")), 6);
+    assert_eq!(fixture.count("SELECT count(*) FROM sync_field_clock WHERE field = 'field_of_a_newer_server'"), 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM sync_outbox"), queued_before, "pulled rows are never queued back");
+    let found = |text: &str| {
+        household::search(&fixture.store, &RosterQuery { text: Some(text.into()), ..RosterQuery::default() })
+            .unwrap()
+            .into_iter()
+            .map(|entry| entry.head_name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(found("新户"), vec!["龙新户"], "a pulled household is searchable");
+    assert_eq!(found("小妹"), vec!["龙新户"], "a pulled member is searchable under her household");
+
+    let before = fixture.fingerprint();
+    let again = fixture.store.write(|writer| writer.apply_remote_rows(&rows)).unwrap();
+    assert_eq!(again, 0, "a page applied twice changes nothing the second time");
+    assert_eq!(fixture.fingerprint(), before);
+}

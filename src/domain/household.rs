@@ -210,9 +210,17 @@ pub(crate) fn refresh_search(conn: &Connection, household_id: &str) -> Result<()
 /// Rewrites the search documents of the households edited since the last search, in one
 /// transaction. Returns how many were rewritten.
 pub fn flush_search_index(conn: &Connection) -> Result<usize> {
+    flush_search_batch(conn, i64::MAX)
+}
+
+/// Rewrites at most `limit` of the pending search documents in one short transaction, so that
+/// after a large import or a first sync the index can be brought up to date in the background
+/// a batch at a time, never holding the store for long. Returns how many were rewritten; zero
+/// means the index is up to date.
+pub fn flush_search_batch(conn: &Connection, limit: i64) -> Result<usize> {
     let pending: Vec<String> = {
-        let mut statement = conn.prepare_cached("SELECT household_id FROM household_search_pending")?;
-        let ids = statement.query_map([], |row| row.get(0))?;
+        let mut statement = conn.prepare_cached("SELECT household_id FROM household_search_pending LIMIT ?1")?;
+        let ids = statement.query_map([limit], |row| row.get(0))?;
         ids.collect::<rusqlite::Result<_>>()?
     };
     if pending.is_empty() {
@@ -221,10 +229,15 @@ pub fn flush_search_index(conn: &Connection) -> Result<usize> {
     let transaction = conn.unchecked_transaction()?;
     for id in &pending {
         refresh_search(&transaction, id)?;
+        transaction.prepare_cached("DELETE FROM household_search_pending WHERE household_id = ?1")?.execute([id])?;
     }
-    transaction.execute("DELETE FROM household_search_pending", [])?;
     transaction.commit()?;
     Ok(pending.len())
+}
+
+/// How many households wait for their search document to be rewritten.
+pub fn search_pending(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT count(*) FROM household_search_pending", [], |row| row.get(0))?)
 }
 
 /// Every distinct one- and two-character piece of the words in `text` (lowercased).

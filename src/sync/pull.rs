@@ -1,10 +1,8 @@
 //! The pull side of sync as plain database work: applying one page of rows through the merge
 //! path, with the cursor stored in the same transaction, and the handling of a reset.
 
-use rusqlite::params;
-
 use crate::hlc::Stamp;
-use crate::record::RemoteField;
+use crate::record::{RemoteField, RemoteRow};
 use crate::schema;
 use crate::store::Store;
 use crate::sync::error::SyncResult;
@@ -28,7 +26,7 @@ pub fn cursor(store: &Store) -> SyncResult<Option<String>> {
     Ok(state::text(&store.conn, state::PULL_CURSOR)?.filter(|cursor| !cursor.is_empty()))
 }
 
-/// Applies one pull page in one transaction: each row through [`crate::record::Writer::apply_remote`]
+/// Applies one pull page in one transaction: its rows through [`crate::record::Writer::apply_remote_rows`]
 /// (a field takes the server's value only if its clock is later than the device's, so pending
 /// local edits are kept), then the page's cursor. A crash before the commit leaves both the rows
 /// and the cursor as they were, so the page is simply fetched again; applying a page twice is a
@@ -53,19 +51,16 @@ pub fn apply_page(store: &mut Store, page: &PullResponse, scopes: Option<&[Strin
                 }
             }
         }
+        let mut rows = Vec::with_capacity(page.rows.len());
         for (row, fields) in page.rows.iter().zip(&decoded) {
             let Some(table) = schema::table(&row.tbl) else {
                 // A table this version does not know (a newer server); ignored like unknown fields.
                 outcome.rows_skipped += 1;
                 continue;
             };
-            outcome.fields_applied += writer.apply_remote(table, &row.id, fields)?.len();
-            // A row first seen through a page without its scope field takes the row's scope.
-            writer
-                .conn()
-                .prepare_cached(&format!("UPDATE {} SET scope_id = ?1 WHERE id = ?2 AND scope_id = ''", table.name))?
-                .execute(params![row.scope_id, row.id])?;
+            rows.push(RemoteRow { table, id: &row.id, scope_id: &row.scope_id, fields });
         }
+        outcome.fields_applied += writer.apply_remote_rows(&rows)?;
         if page.cursor.is_empty() {
             state::remove(writer.conn(), state::PULL_CURSOR)?;
         } else {
