@@ -195,6 +195,15 @@ impl TestServer {
         self.database.as_ref().map(|database| database.url.as_str())
     }
 
+    /// Where the server keeps its data, as the operator commands are pointed at it (`--data-dir`
+    /// or `--database-url`): open it for a second handle on the same backend.
+    pub fn storage(&self) -> furrow_server::Storage {
+        match &self.database {
+            Some(database) => furrow_server::Storage::Postgres { url: database.url.clone(), schema: None },
+            None => furrow_server::Storage::Sqlite { data_dir: self.data_dir().to_owned() },
+        }
+    }
+
     /// The server's data directory (the SQLite database, if any, and the blobs).
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
@@ -454,6 +463,14 @@ mod tests {
         assert_eq!(server.query_count("SELECT count(*) FROM villages"), 1);
         assert_eq!(server.query_count("SELECT count(*) FROM users WHERE username = 'lihua'"), 1);
         assert!(!furrow_server::sqlite_path(server.data_dir()).exists(), "no SQLite database beside it");
+        // What the operator commands write, given the same `--database-url`, the server serves.
+        let operator = furrow_server::open_database(&server.storage()).expect("a second handle opens");
+        let clock = furrow_server::platform::ServerClock::new();
+        furrow_server::store::write(operator.as_ref(), |tx| furrow_server::platform::add_village(tx, &clock, "530102001002", "大山村").map(drop))
+            .expect("the operator adds a village");
+        drop(operator);
+        assert_eq!(server.query_count("SELECT count(*) FROM villages"), 2);
+        server.add_assistant("wang", "wang-password-1", &["530102001002"]);
         // A second server has a database of its own.
         let other = TestServer::start_on(Backend::Postgres);
         assert_ne!(other.database_url(), Some(url.as_str()));
