@@ -120,6 +120,7 @@ async fn run(name: &str, storage: Storage, blob_dir: &std::path::Path, rows: usi
     tokio::task::spawn_blocking(move || {
         let who = Caller { user_id: user, scopes: vec![VILLAGE.to_owned()] };
         let client = NodeId::random();
+        let clock = ServerClock::new();
         let mut seq = 0;
         let mut remaining = rows.saturating_sub(2000);
         let mut batch = 0;
@@ -128,7 +129,7 @@ async fn run(name: &str, storage: Storage, blob_dir: &std::path::Path, rows: usi
             let (changes, last) = changes_for(&client, seq, count, hlc::pack(hlc::wall_ms(), 0));
             seq = last;
             let request = PushRequest { client_id: client.to_uuid_string(), batch_id: format!("seed-{batch}"), schema_version: 1, changes };
-            store::write(seeding.as_ref(), |tx| sync::push(tx, &who, &request, hlc::wall_ms())).expect("seed push");
+            store::write(seeding.as_ref(), |tx| sync::push(tx, &who, &clock, &request, hlc::wall_ms())).expect("seed push");
             remaining -= count;
             batch += 1;
         }

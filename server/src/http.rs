@@ -154,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/assistants/{username}/villages", post(admin_assign))
         .route("/admin/v1/assistants/{username}/status", post(admin_status))
         .route("/admin/v1/listings/{id}/moderation", post(admin_moderation))
+        .route("/admin/v1/listings/{id}/submissions", get(admin_submissions))
         .route("/admin/v1/sales", post(admin_sale))
         .layer(CompressionLayer::new())
         .layer(RequestDecompressionLayer::new());
@@ -403,7 +404,9 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
     }
     sync::check_push(&request)?;
     let outcome = state
-        .run(move |state| store::write(state.database().as_ref(), |tx| sync::push(tx, &caller, &request, hlc::wall_ms())))
+        .run(move |state| {
+            store::write(state.database().as_ref(), |tx| sync::push(tx, &caller, state.clock(), &request, hlc::wall_ms()))
+        })
         .await?;
     state.clock().observe(outcome.max_hlc);
     let mut response = json_text(StatusCode::OK, outcome.body);
@@ -835,6 +838,13 @@ async fn admin_moderation(State(state): State<AppState>, headers: HeaderMap, Pat
         .run(move |state| store::write(state.database().as_ref(), |tx| platform::moderate(tx, state.clock(), &id, &request)))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn admin_submissions(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response> {
+    require_admin(&state, &headers)?;
+    let submissions =
+        state.run(move |state| store::read(state.database().as_ref(), |tx| platform::listing_submissions(tx, &id))).await?;
+    Ok(Json(submissions).into_response())
 }
 
 async fn admin_sale(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {

@@ -11,9 +11,9 @@ use furrow::validate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::{self, PasswordCost};
+use crate::auth::{self, Caller, PasswordCost};
 use crate::error::{Error, Result};
-use crate::store::{StoredField, Tx};
+use crate::store::{StoredField, SubmissionRow, SubmissionVerdict, Tx};
 use crate::sync::{write_field, SCOPE_FIELD};
 
 /// The namespace of village row ids: a village's synced row has id `uuidv5(NAMESPACE, code)`, so
@@ -225,7 +225,134 @@ pub fn moderate(tx: &mut Tx<'_>, clock: &ServerClock, listing_id: &str, request:
         Some(row) if !row.deleted => {}
         _ => return Err(Error::not_found(format!("listing {listing_id} does not exist"))),
     }
-    platform_write(tx, clock, &actor, &schema::LISTINGS, listing_id, None, &fields)
+    platform_write(tx, clock, &actor, &schema::LISTINGS, listing_id, None, &fields)?;
+    // The verdict also goes on the listing's latest submission, where the platform reads the
+    // history; a listing moderated without ever being submitted has none, which is fine.
+    if request.moderation_status.is_some() || request.moderation_reason.is_some() || request.platform_item_id.is_some() {
+        let verdict = SubmissionVerdict {
+            moderation_status: request.moderation_status.as_deref(),
+            moderation_reason: request.moderation_reason.as_deref(),
+            platform_item_id: request.platform_item_id.as_deref(),
+            moderated_by: &actor,
+            moderated_at: hlc::wall_ms(),
+        };
+        tx.moderate_submission(listing_id, &verdict)?;
+    }
+    Ok(())
+}
+
+/// The moderation status a new submission gets (`codes::ModerationStatus::Pending`).
+pub const PENDING: &str = "pending";
+
+/// Records the submissions among `listing_ids` (listings a push just wrote): a live listing
+/// whose `status` is `submitted` and whose `submission_key` the server has not seen is recorded
+/// once under that key, and its server-only `moderation_status` becomes `pending` (a reason
+/// left from an earlier rejection is cleared), written with the server's clock so devices pull
+/// it. A key seen before (a batch delivered again, a second submit of the same listing) records
+/// nothing and writes nothing. Returns the keys recorded.
+pub fn record_submissions(
+    tx: &mut Tx<'_>,
+    clock: &ServerClock,
+    caller: &Caller,
+    client_id: &str,
+    listing_ids: &[String],
+    now: i64,
+) -> Result<Vec<String>> {
+    let mut recorded = Vec::new();
+    for listing_id in listing_ids {
+        let Some(row) = tx.row(schema::LISTINGS.name, listing_id)?.filter(|row| !row.deleted) else { continue };
+        let value = |stored: Option<StoredField>| stored.and_then(|stored| stored.value.as_str().map(str::to_owned));
+        let status = value(tx.field(schema::LISTINGS.name, listing_id, "status")?);
+        if status.as_deref() != Some(furrow::codes::ListingStatus::Submitted.code()) {
+            continue;
+        }
+        let Some(key) = value(tx.field(schema::LISTINGS.name, listing_id, "submission_key")?).filter(|key| !key.trim().is_empty())
+        else {
+            continue;
+        };
+        let submission = SubmissionRow {
+            submission_key: key.clone(),
+            listing_id: listing_id.clone(),
+            scope_id: row.scope_id.clone(),
+            user_id: caller.user_id,
+            client_id: client_id.to_owned(),
+            submitted_at: now,
+            moderation_status: PENDING.to_owned(),
+            moderation_reason: None,
+            platform_item_id: None,
+            moderated_by: None,
+            moderated_at: None,
+        };
+        if !tx.insert_submission(&submission)? {
+            continue;
+        }
+        let mut fields = vec![("moderation_status", Value::String(PENDING.to_owned()))];
+        let old_reason = tx.field(schema::LISTINGS.name, listing_id, "moderation_reason")?;
+        if old_reason.is_some_and(|stored| !stored.value.is_null()) {
+            fields.push(("moderation_reason", Value::Null));
+        }
+        platform_write(tx, clock, "platform", &schema::LISTINGS, listing_id, None, &fields)?;
+        recorded.push(key);
+    }
+    Ok(recorded)
+}
+
+/// One submission as the platform's read endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The device's submission key.
+    pub submission_key: String,
+    /// The listing's village when it was submitted.
+    pub scope_id: String,
+    /// The assistant whose device pushed it (login name).
+    pub submitted_by: Option<String>,
+    /// The device that pushed it.
+    pub client_id: String,
+    /// When the server recorded it (Unix ms).
+    pub submitted_at: i64,
+    /// `pending`, `approved` or `rejected`.
+    pub moderation_status: String,
+    /// The reason of a rejection.
+    pub moderation_reason: Option<String>,
+    /// The item id on the selling platform.
+    pub platform_item_id: Option<String>,
+    /// Who gave the verdict.
+    pub moderated_by: Option<String>,
+    /// When the verdict was given (Unix ms).
+    pub moderated_at: Option<i64>,
+}
+
+/// `GET /admin/v1/listings/{id}/submissions` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingSubmissions {
+    /// The listing.
+    pub listing_id: String,
+    /// Its submissions, oldest first.
+    pub submissions: Vec<Submission>,
+}
+
+/// The submissions of a listing the server knows (404 otherwise).
+pub fn listing_submissions(tx: &mut Tx<'_>, listing_id: &str) -> Result<ListingSubmissions> {
+    if tx.row(schema::LISTINGS.name, listing_id)?.is_none() {
+        return Err(Error::not_found(format!("listing {listing_id} does not exist")));
+    }
+    let mut submissions = Vec::new();
+    for row in tx.submissions(listing_id)? {
+        let submitted_by = tx.user_by_id(row.user_id)?.map(|user| user.username);
+        submissions.push(Submission {
+            submission_key: row.submission_key,
+            scope_id: row.scope_id,
+            submitted_by,
+            client_id: row.client_id,
+            submitted_at: row.submitted_at,
+            moderation_status: row.moderation_status,
+            moderation_reason: row.moderation_reason,
+            platform_item_id: row.platform_item_id,
+            moderated_by: row.moderated_by,
+            moderated_at: row.moderated_at,
+        });
+    }
+    Ok(ListingSubmissions { listing_id: listing_id.to_owned(), submissions })
 }
 
 /// One household's share of a sale.

@@ -2,7 +2,8 @@
 //! merge, and pull pages with an opaque cursor. Written once over [`Tx`], so both backends run
 //! the same rule.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::http::StatusCode;
 use base64::Engine;
@@ -10,11 +11,13 @@ use furrow::hlc;
 use furrow::schema::{self, FieldType, Policy, ScopeRule, TableSpec};
 use furrow::sync::wire::{Change, ChangeResult, CurrentValue, PullResponse, PulledRow, PushRequest, PushResponse, Reset, SCHEMA_VERSION};
 use furrow::validate;
-use serde_json::Value;
+use furrow::FieldError;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::platform::ServerClock;
 use crate::store::{ChangeLogEntry, ChangedRow, RowMeta, StoredField, Tx};
 
 /// The oldest schema version the server still serves.
@@ -184,9 +187,46 @@ pub struct PushOutcome {
     pub max_hlc: i64,
 }
 
+/// The savepoint a push returns to when a row of its batch fails the whole-record check.
+const ROW_CHECK_SAVEPOINT: &str = "push_rows";
+
+/// The rows of a batch refused as a whole, with every failing field.
+type RefusedRows = BTreeMap<(String, String), Vec<FieldError>>;
+
+/// A batch's refused rows, and the answers their changes keep: a change that was rejected or
+/// superseded on its own merits keeps that answer; only the row's applied changes become
+/// `invalid_record`.
+#[derive(Default)]
+struct Refusals {
+    rows: RefusedRows,
+    kept: BTreeMap<usize, ChangeResult>,
+}
+
+/// What one pass over a batch's changes produced.
+struct Pass {
+    results: Vec<ChangeResult>,
+    max_hlc: i64,
+    greatest_seq: i64,
+    /// The rows this pass wrote to, by table and id.
+    written: BTreeSet<(String, String)>,
+}
+
 /// Runs the push algorithm of sync-design.md section 4 inside one write transaction. The body
 /// must have passed [`check_push`].
-pub fn push(tx: &mut Tx<'_>, caller: &Caller, request: &PushRequest, now: i64) -> Result<PushOutcome> {
+///
+/// Changes are merged one field at a time, and then every row the batch wrote to is checked
+/// whole, as the device's write path checks it ([`validate::check_record`] on the stored row
+/// with the batch's changes laid over it, server-only fields left out). A row that fails has
+/// none of its changes stored: the batch is merged again from a savepoint without that row's
+/// changes, each of them answered `rejected/invalid_record` with the failing fields in both
+/// languages. Refusing a row can make another one fail (a member of a new household that was
+/// refused), so this repeats until every written row passes; each round refuses at least one
+/// more row, so it ends.
+///
+/// A listing that reaches the server submitted with a submission key it has not seen is
+/// recorded as a submission, once per key, and its server-only `moderation_status` becomes
+/// `pending`, written with the server's clock (see [`crate::platform::record_submissions`]).
+pub fn push(tx: &mut Tx<'_>, caller: &Caller, clock: &ServerClock, request: &PushRequest, now: i64) -> Result<PushOutcome> {
     let owner = tx.client(&request.client_id)?;
     if let Some((user_id, _)) = owner {
         if user_id != caller.user_id {
@@ -211,30 +251,173 @@ pub fn push(tx: &mut Tx<'_>, caller: &Caller, request: &PushRequest, now: i64) -
     }
     let node = client_node(&request.client_id)?;
     let last_applied = owner.map(|(_, seq)| seq).unwrap_or(0);
-    let mut results = Vec::with_capacity(request.changes.len());
-    let mut max_hlc = 0;
-    let mut greatest_seq = last_applied;
     let context = MergeContext { caller, node: &node, client_id: &request.client_id, now };
-    for change in &request.changes {
-        let outcome = if change.seq <= last_applied {
-            // Already applied in an earlier batch whose stored response has expired: report what
-            // the server holds without writing anything.
-            already_applied(tx, change, &node)?
-        } else {
-            merge(tx, &context, change)?
-        };
-        if outcome.status == "applied" {
-            max_hlc = max_hlc.max(change.hlc);
+    let mut refused = Refusals::default();
+    let pass = loop {
+        tx.savepoint(ROW_CHECK_SAVEPOINT)?;
+        let pass = merge_batch(tx, &context, request, last_applied, &refused)?;
+        let failures = check_rows(tx, &pass.written)?;
+        if failures.is_empty() {
+            tx.release(ROW_CHECK_SAVEPOINT)?;
+            break pass;
         }
-        greatest_seq = greatest_seq.max(change.seq);
-        results.push(outcome);
-    }
+        tx.rollback_to(ROW_CHECK_SAVEPOINT)?;
+        tx.release(ROW_CHECK_SAVEPOINT)?;
+        for (index, (change, outcome)) in request.changes.iter().zip(&pass.results).enumerate() {
+            let key = (change.tbl.clone(), change.row_id.clone());
+            if failures.contains_key(&key) && outcome.status != "applied" {
+                refused.kept.insert(index, outcome.clone());
+            }
+        }
+        refused.rows.extend(failures);
+    };
+    let listings: Vec<String> =
+        pass.written.iter().filter(|(tbl, _)| tbl == schema::LISTINGS.name).map(|(_, row_id)| row_id.clone()).collect();
+    crate::platform::record_submissions(tx, clock, caller, &request.client_id, &listings, now)?;
+    let Pass { results, max_hlc, greatest_seq, .. } = pass;
     tx.put_client(&request.client_id, caller.user_id, greatest_seq, now)?;
     let response =
         PushResponse { batch_id: request.batch_id.clone(), last_applied_seq: greatest_seq, server_time: now, results };
     let body = serde_json::to_string(&response).map_err(|error| Error::Storage(format!("response encoding: {error}")))?;
     tx.put_batch(&request.client_id, &request.batch_id, &body, now)?;
     Ok(PushOutcome { body, replayed: false, max_hlc })
+}
+
+/// One pass over a batch's changes in seq order; the changes of `refused` rows are answered
+/// `rejected/invalid_record` without being merged.
+fn merge_batch(
+    tx: &mut Tx<'_>,
+    context: &MergeContext<'_>,
+    request: &PushRequest,
+    last_applied: i64,
+    refused: &Refusals,
+) -> Result<Pass> {
+    let mut pass =
+        Pass { results: Vec::with_capacity(request.changes.len()), max_hlc: 0, greatest_seq: last_applied, written: BTreeSet::new() };
+    for (index, change) in request.changes.iter().enumerate() {
+        let key = (change.tbl.clone(), change.row_id.clone());
+        let outcome = if change.seq <= last_applied {
+            // Already applied in an earlier batch whose stored response has expired: report what
+            // the server holds without writing anything.
+            already_applied(tx, change, context.node)?
+        } else if let Some(errors) = refused.rows.get(&key) {
+            match refused.kept.get(&index) {
+                Some(kept) => kept.clone(),
+                None => {
+                    let stored = tx.field(&change.tbl, &change.row_id, &change.field)?;
+                    rejected(change, INVALID_RECORD, record_message(errors), stored.as_ref())
+                }
+            }
+        } else {
+            let (outcome, wrote) = merge(tx, context, change)?;
+            if wrote {
+                pass.written.insert(key);
+            }
+            outcome
+        };
+        if outcome.status == "applied" {
+            pass.max_hlc = pass.max_hlc.max(change.hlc);
+        }
+        pass.greatest_seq = pass.greatest_seq.max(change.seq);
+        pass.results.push(outcome);
+    }
+    Ok(pass)
+}
+
+/// The reason of a change whose row, with the batch's changes laid over it, fails the core's
+/// whole-record check.
+pub const INVALID_RECORD: &str = "invalid_record";
+
+/// The message of an `invalid_record` rejection: every failing field with its code, in Chinese
+/// and in English.
+pub fn record_message(errors: &[FieldError]) -> String {
+    let zh: Vec<String> = errors.iter().map(|error| format!("{}：{}", error.field, error.message_zh)).collect();
+    let en: Vec<String> = errors.iter().map(|error| format!("{} {} ({})", error.field, error.message_en, error.code)).collect();
+    format!(
+        "整条记录未通过检查，本条记录的修改均未保存：{}。The record fails its checks, so none of its changes were stored: {}.",
+        zh.join("；"),
+        en.join("; ")
+    )
+}
+
+/// A row as the core's checks see it: its stored domain fields, without the scope, the
+/// tombstone flag, server-only fields and empty values (as the device's write path leaves them
+/// out).
+pub fn checked_record(tx: &mut Tx<'_>, table: &TableSpec, row_id: &str) -> Result<Map<String, Value>> {
+    let mut record = Map::new();
+    for (name, stored) in tx.fields(table.name, row_id)? {
+        let Some(field) = table.field(&name) else { continue };
+        if field.policy == Policy::ServerOnly || stored.value.is_null() {
+            continue;
+        }
+        record.insert(name, stored.value);
+    }
+    Ok(record)
+}
+
+/// Checks every live row in `rows` whole; returns those that fail, with their errors.
+fn check_rows(tx: &mut Tx<'_>, rows: &BTreeSet<(String, String)>) -> Result<RefusedRows> {
+    let mut failures = RefusedRows::new();
+    for (tbl, row_id) in rows {
+        let Some(table) = schema::table(tbl) else { continue };
+        match tx.row(tbl, row_id)? {
+            Some(meta) if !meta.deleted => {}
+            // A tombstone is not checked: deleting is always allowed where the merge allowed it.
+            _ => continue,
+        }
+        let record = checked_record(tx, table, row_id)?;
+        let errors = {
+            let context = StoreContext::new(tx);
+            let errors = validate::check_record(table, &record, &context);
+            context.finish()?;
+            errors
+        };
+        if !errors.is_empty() {
+            failures.insert((tbl.clone(), row_id.clone()), errors);
+        }
+    }
+    Ok(failures)
+}
+
+/// What the core's checks need from storage, answered from the server's rows inside the push's
+/// transaction, so a row written earlier in the same batch (a new household of a new member)
+/// counts as existing.
+pub struct StoreContext<'t, 'a> {
+    tx: RefCell<&'t mut Tx<'a>>,
+    failure: RefCell<Option<Error>>,
+}
+
+impl<'t, 'a> StoreContext<'t, 'a> {
+    /// A context over an open transaction.
+    pub fn new(tx: &'t mut Tx<'a>) -> Self {
+        Self { tx: RefCell::new(tx), failure: RefCell::new(None) }
+    }
+
+    /// The first storage error a check met, if any (a check itself cannot return one).
+    pub fn finish(self) -> Result<()> {
+        match self.failure.into_inner() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+impl validate::Context for StoreContext<'_, '_> {
+    fn exists(&self, table: &str, id: &str) -> bool {
+        match self.tx.borrow_mut().row(table, id) {
+            Ok(row) => row.is_some_and(|row| !row.deleted),
+            Err(error) => {
+                self.failure.borrow_mut().get_or_insert(error);
+                false
+            }
+        }
+    }
+
+    /// The server keeps no platform rule table; `None` makes the core use its default, the
+    /// strictest documented rule, which every seeded platform rule equals.
+    fn platform_limit(&self, _platform: &str, _rule: &str) -> Option<i64> {
+        None
+    }
 }
 
 fn already_applied(tx: &mut Tx<'_>, change: &Change, node: &[u8]) -> Result<ChangeResult> {
@@ -253,8 +436,15 @@ struct MergeContext<'a> {
     now: i64,
 }
 
-/// Authorises, checks and merges one change (the body was checked by [`check_push`]).
-fn merge(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change) -> Result<ChangeResult> {
+/// Authorises, checks and merges one change (the body was checked by [`check_push`]). Returns
+/// the change's result and whether it wrote the field.
+fn merge(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change) -> Result<(ChangeResult, bool)> {
+    let mut wrote = false;
+    let result = merge_field(tx, context, change, &mut wrote)?;
+    Ok((result, wrote))
+}
+
+fn merge_field(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change, wrote: &mut bool) -> Result<ChangeResult> {
     let Some(table) = schema::table(&change.tbl) else {
         return Ok(rejected(change, "invalid", format!("there is no synced table {:?}", change.tbl), None));
     };
@@ -314,6 +504,7 @@ fn merge(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change) -> Result
     } else {
         change.value.clone()
     };
+    *wrote = true;
     let seq = write_field(
         tx,
         table.name,

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 fn push(database: &dyn store::Database, who: &furrow_server::auth::Caller, request: &furrow::sync::wire::PushRequest) -> PushResponse {
     sync::check_push(request).expect("a well-formed batch");
-    let outcome = store::write(database, |tx| sync::push(tx, who, request, furrow::hlc::wall_ms())).expect("push");
+    let clock = ServerClock::new();
+    let outcome = store::write(database, |tx| sync::push(tx, who, &clock, request, furrow::hlc::wall_ms())).expect("push");
     serde_json::from_str(&outcome.body).expect("response JSON")
 }
 
@@ -118,8 +119,8 @@ fn replayed_batch_is_identical_and_logged_once(kind: Kind) {
     let mut device = Device::new();
     let household = uuid::Uuid::now_v7().to_string();
     let request = device.household_batch(VILLAGE_A, &household, "王大山", now_hlc(0));
-    let first = store::write(database.as_ref(), |tx| sync::push(tx, &who, &request, furrow::hlc::wall_ms())).expect("first");
-    let second = store::write(database.as_ref(), |tx| sync::push(tx, &who, &request, furrow::hlc::wall_ms())).expect("second");
+    let first = store::write(database.as_ref(), |tx| sync::push(tx, &who, &ServerClock::new(), &request, furrow::hlc::wall_ms())).expect("first");
+    let second = store::write(database.as_ref(), |tx| sync::push(tx, &who, &ServerClock::new(), &request, furrow::hlc::wall_ms())).expect("second");
     assert_eq!(first.body, second.body, "the stored response is replayed byte for byte");
     assert!(second.replayed);
     for change in &request.changes {
@@ -177,20 +178,14 @@ fn stale_base_server_only_and_forbidden(kind: Kind) {
     let mut device = Device::new();
     let (product, listing) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
     let start = now_hlc(0);
-    let mut changes = vec![
-        device.change("products", &product, "scope_id", json!(VILLAGE_A), start, None),
-        device.change("products", &product, "name", json!("核桃"), start, None),
-        device.change("listings", &listing, "scope_id", json!(VILLAGE_A), start, None),
-        device.change("listings", &listing, "product_id", json!(product), start, None),
-        device.change("listings", &listing, "price_fen", json!(1500), start, None),
-    ];
+    let mut changes = device.product(VILLAGE_A, &product, start);
+    changes.extend(device.listing(VILLAGE_A, &listing, &product, start));
     changes.push(device.change("listings", &listing, "sold_out", json!(true), start, None));
     changes.push(device.change("sales", &uuid::Uuid::now_v7().to_string(), "scope_id", json!(VILLAGE_A), start, None));
     let response = push(database.as_ref(), &who, &device.batch(changes));
-    assert_eq!(
-        statuses(&response),
-        vec!["applied", "applied", "applied", "applied", "applied", "rejected/server_only", "rejected/server_only"]
-    );
+    let mut expected = vec!["applied"; 12];
+    expected.extend(["rejected/server_only"; 2]);
+    assert_eq!(statuses(&response), expected);
     // A price edited from an old base is rejected with the current value.
     let fresh = device.change("listings", &listing, "price_fen", json!(1600), start + 5, Some(start));
     assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![fresh]))), vec!["applied"]);
@@ -219,17 +214,16 @@ fn stale_base_server_only_and_forbidden(kind: Kind) {
     // working in both.
     let both = caller(alice, &[VILLAGE_A, VILLAGE_B]);
     let (foreign_product, own_listing) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
-    let changes = vec![
-        device.change("products", &foreign_product, "scope_id", json!(VILLAGE_B), start + 70, None),
-        device.change("listings", &own_listing, "scope_id", json!(VILLAGE_A), start + 70, None),
-        device.change("listings", &own_listing, "product_id", json!(foreign_product), start + 70, None),
-        device.change("listings", &own_listing, "product_id", json!(product), start + 71, None),
-    ];
+    let mut changes = device.product(VILLAGE_B, &foreign_product, start + 70);
+    changes.extend(device.listing(VILLAGE_A, &own_listing, &product, start + 70));
+    changes.push(device.change("listings", &own_listing, "product_id", json!(foreign_product), start + 71, None));
     let response = push(database.as_ref(), &both, &device.batch(changes));
-    assert_eq!(statuses(&response), vec!["applied", "applied", "rejected/invalid", "applied"]);
+    let mut expected = vec!["applied"; 12];
+    expected.push("rejected/invalid");
+    assert_eq!(statuses(&response), expected);
     // A client id belongs to the account that first used it.
     let stolen = device.batch(vec![]);
-    let refused = store::write(database.as_ref(), |tx| sync::push(tx, &bob_caller, &stolen, 1));
+    let refused = store::write(database.as_ref(), |tx| sync::push(tx, &bob_caller, &ServerClock::new(), &stolen, 1));
     assert_eq!(refused.map(|outcome| outcome.body).map_err(|error| error.status().as_u16()), Err(403));
 }
 
@@ -252,12 +246,10 @@ fn tombstones_are_kept_and_pulled(kind: Kind) {
     let row = store::read(database.as_ref(), |tx| tx.row("households", &household)).expect("read").expect("kept");
     assert!(row.deleted);
     // Income records are append-only: a second value for a field is refused.
-    let income = uuid::Uuid::now_v7().to_string();
-    let create = vec![
-        device.change("income_records", &income, "scope_id", json!(VILLAGE_A), start + 2, None),
-        device.change("income_records", &income, "amount_fen", json!(1000), start + 2, None),
-    ];
-    push(database.as_ref(), &who, &device.batch(create));
+    let (income, earner) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let mut create = device.household(VILLAGE_A, &earner, "王二山", start + 2);
+    create.extend(device.income(VILLAGE_A, &income, &earner, 1000, start + 2));
+    assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(create))), vec!["applied"; 11]);
     let edit = device.change("income_records", &income, "amount_fen", json!(2000), start + 3, None);
     assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![edit]))), vec!["rejected/invalid"]);
 }
@@ -342,10 +334,9 @@ fn platform_writes_win_and_are_pulled(kind: Kind) {
         (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
     let start = now_hlc(0);
     let mut changes = device.household(VILLAGE_A, &household, "王大山", start);
-    changes.push(device.change("products", &product, "scope_id", json!(VILLAGE_A), start, None));
-    changes.push(device.change("listings", &listing, "scope_id", json!(VILLAGE_A), start, None));
-    changes.push(device.change("listings", &listing, "product_id", json!(product), start, None));
-    push(database.as_ref(), &who, &device.batch(changes));
+    changes.extend(device.product(VILLAGE_A, &product, start));
+    changes.extend(device.listing(VILLAGE_A, &listing, &product, start));
+    assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(changes))), vec!["applied"; 17]);
     let cursor = pull(database.as_ref(), &who, None, 100).cursor;
     let clock = ServerClock::new();
     let verdict = ModerationRequest {
@@ -401,7 +392,7 @@ fn concurrent_writers_on_two_instances_leave_no_gaps(kind: Kind) {
                 let id = uuid::Uuid::now_v7().to_string();
                 let request = device.household_batch(VILLAGE_A, &id, &format!("户{worker}-{round}"), now_hlc(0));
                 sync::check_push(&request).expect("valid");
-                store::write(database.as_ref(), |tx| sync::push(tx, &who, &request, furrow::hlc::wall_ms())).expect("push");
+                store::write(database.as_ref(), |tx| sync::push(tx, &who, &ServerClock::new(), &request, furrow::hlc::wall_ms())).expect("push");
                 ids.push(id);
             }
             ids
@@ -462,6 +453,94 @@ fn blob_and_upload_bookkeeping(kind: Kind) {
         Ok(())
     })
     .expect("blobs");
+}
+
+fn row_exists(database: &dyn store::Database, tbl: &str, row_id: &str) -> bool {
+    let (row, fields) = store::read(database, |tx| Ok((tx.row(tbl, row_id)?, tx.fields(tbl, row_id)?))).expect("read");
+    assert_eq!(row.is_some(), !fields.is_empty(), "a row's index entry and fields go together");
+    row.is_some()
+}
+
+fn whole_records_are_checked_on_push(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut device = Device::new();
+    let start = now_hlc(0);
+    let before = store::read(database.as_ref(), |tx| tx.current_seq()).expect("seq");
+    // A household without its head's name is refused whole: every change of it is rejected with
+    // the failing field in both languages, and nothing of it is stored or logged.
+    let nameless = uuid::Uuid::now_v7().to_string();
+    let mut changes = device.household(VILLAGE_A, &nameless, "王大山", start);
+    changes.retain(|change| change.field != "head_name");
+    let response = push(database.as_ref(), &who, &device.batch(changes));
+    assert_eq!(statuses(&response), vec!["rejected/invalid_record"; 4]);
+    let message = response.results[0].message.clone().unwrap_or_default();
+    assert!(message.contains("head_name") && message.contains("必填") && message.contains("is required (required)"), "{message}");
+    assert!(response.results.iter().all(|result| result.current.is_none()), "a new row has no server value");
+    assert!(!row_exists(database.as_ref(), "households", &nameless));
+    let logged = store::read(database.as_ref(), |tx| tx.change_log_count(&response.results[0].change_id)).expect("count");
+    assert_eq!(logged, 0);
+    assert_eq!(store::read(database.as_ref(), |tx| tx.current_seq()).expect("seq"), before, "no sequence number was used");
+
+    // A new household and its member in one batch: the member's reference finds the household
+    // written earlier in the same batch, and both are applied.
+    let (household, member) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let mut changes = device.household(VILLAGE_A, &household, "王大山", start + 1);
+    changes.extend(device.member(VILLAGE_A, &member, &household, "王小明", start + 1));
+    let response = push(database.as_ref(), &who, &device.batch(changes));
+    assert_eq!(statuses(&response), vec!["applied"; 8]);
+    assert!(row_exists(database.as_ref(), "members", &member));
+    assert_eq!(store::read(database.as_ref(), |tx| tx.current_seq()).expect("seq"), before + 8, "no gap in the sequence");
+
+    // Partial pushes are checked on the stored row with the change laid over it: a phone alone
+    // is applied; clearing the head's name is rejected and the server keeps the name, which it
+    // sends back so the device can show it.
+    let phone = device.change("households", &household, "phone", json!("13800138000"), start + 2, None);
+    assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![phone]))), vec!["applied"]);
+    for cleared in [json!(""), Value::Null] {
+        let clear = device.change("households", &household, "head_name", cleared, start + 3, Some(start + 1));
+        let response = push(database.as_ref(), &who, &device.batch(vec![clear]));
+        assert_eq!(statuses(&response), vec!["rejected/invalid_record"]);
+        assert_eq!(response.results[0].current.as_ref().map(|current| current.value.clone()), Some(json!("王大山")));
+        let stored = store::read(database.as_ref(), |tx| tx.field("households", &household, "head_name")).expect("read");
+        assert_eq!(stored.map(|field| field.value), Some(json!("王大山")));
+    }
+    // A wrong cross-field rule is refused the same way (the exit year before the year
+    // identified), together with the rest of that row's changes in the batch.
+    let changes = vec![
+        device.change("households", &household, "group_name", json!("三组"), start + 4, None),
+        device.change("households", &household, "identified_year", json!(2020), start + 4, None),
+        device.change("households", &household, "exit_year", json!(2018), start + 4, None),
+    ];
+    let response = push(database.as_ref(), &who, &device.batch(changes));
+    assert_eq!(statuses(&response), vec!["rejected/invalid_record"; 3]);
+    assert!(response.results[0].message.as_deref().unwrap_or_default().contains("before_identified"));
+    let group = store::read(database.as_ref(), |tx| tx.field("households", &household, "group_name")).expect("read");
+    assert_eq!(group, None);
+
+    // A refused household takes its new member with it (the reference no longer finds a row),
+    // while an unrelated valid row of the same batch is applied; a replay answers the same.
+    let (orphan_parent, orphan, other) =
+        (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let mut changes = device.household(VILLAGE_A, &orphan_parent, "", start + 5);
+    changes.extend(device.member(VILLAGE_A, &orphan, &orphan_parent, "李四", start + 5));
+    changes.extend(device.household(VILLAGE_A, &other, "张三", start + 5));
+    let request = device.batch(changes);
+    let response = push(database.as_ref(), &who, &request);
+    let mut expected = vec!["rejected/invalid_record"; 8];
+    expected.extend(["applied"; 5]);
+    assert_eq!(statuses(&response), expected);
+    let member_message = response.results[5].message.clone().unwrap_or_default();
+    assert!(member_message.contains("household_id") && member_message.contains("not_found"), "{member_message}");
+    assert!(!row_exists(database.as_ref(), "households", &orphan_parent));
+    assert!(!row_exists(database.as_ref(), "members", &orphan));
+    assert!(row_exists(database.as_ref(), "households", &other));
+    assert_eq!(push(database.as_ref(), &who, &request), response, "a replay answers the same");
+    // Deleting is not a whole-record matter: a tombstone is applied.
+    let delete = device.change("households", &other, "deleted", json!(1), start + 6, None);
+    assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![delete]))), vec!["applied"]);
 }
 
 /// Runs every check against both backends.
@@ -559,4 +638,5 @@ conformance!(
     platform_writes_win_and_are_pulled,
     concurrent_writers_on_two_instances_leave_no_gaps,
     blob_and_upload_bookkeeping,
+    whole_records_are_checked_on_push,
 );

@@ -154,6 +154,7 @@ pub fn next_batch(conn: &mut Connection, limits: BatchLimits) -> SyncResult<Opti
             entries.push(entry);
         }
     }
+    keep_last_row_whole(&transaction, &mut entries)?;
     if entries.is_empty() {
         return Ok(None);
     }
@@ -166,6 +167,28 @@ pub fn next_batch(conn: &mut Connection, limits: BatchLimits) -> SyncResult<Opti
     }
     transaction.commit()?;
     Ok(Some(Batch { id, entries, resent: false }))
+}
+
+/// Leaves the changes of the batch's last row for the next batch when the limit fell among that
+/// row's changes (more of them wait after the batch). The server checks every row whole once a
+/// batch is merged, so the first half of a record made in one save would be refused for the
+/// fields in the second half. The trimmed changes are the batch's last ones, so they keep their
+/// sequence numbers; a row whose changes fill a batch alone is sent as it is.
+fn keep_last_row_whole(conn: &Connection, entries: &mut Vec<OutboxEntry>) -> SyncResult<()> {
+    let Some(last) = entries.last() else { return Ok(()) };
+    let more: bool = conn
+        .prepare_cached("SELECT 1 FROM sync_outbox WHERE batch_id IS NULL AND seq > ?1 AND tbl = ?2 AND row_id = ?3 LIMIT 1")?
+        .query_row(params![last.seq, last.tbl, last.row_id], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !more {
+        return Ok(());
+    }
+    let (tbl, row_id) = (last.tbl.clone(), last.row_id.clone());
+    if let Some(other) = entries.iter().rposition(|entry| entry.tbl != tbl || entry.row_id != row_id) {
+        entries.truncate(other + 1);
+    }
+    Ok(())
 }
 
 /// Makes every row's unsent `scope_id` change go before its other unsent changes. The server

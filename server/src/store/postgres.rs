@@ -16,7 +16,14 @@ use crate::error::{Error, Result};
 
 /// The PostgreSQL migrations, embedded in the binary.
 pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../migrations/postgres/0001_init.sql") }];
+    &[
+        Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../migrations/postgres/0001_init.sql") },
+        Migration {
+            version: 2,
+            name: "0002_listing_submissions.sql",
+            sql: include_str!("../../migrations/postgres/0002_listing_submissions.sql"),
+        },
+    ];
 
 /// The most connections one server instance opens, so several instances stay well below the
 /// server's `max_connections`.

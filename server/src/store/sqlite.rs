@@ -12,7 +12,14 @@ use crate::error::{Error, Result};
 
 /// The SQLite migrations, embedded in the binary.
 pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../migrations/sqlite/0001_init.sql") }];
+    &[
+        Migration { version: 1, name: "0001_init.sql", sql: include_str!("../../migrations/sqlite/0001_init.sql") },
+        Migration {
+            version: 2,
+            name: "0002_listing_submissions.sql",
+            sql: include_str!("../../migrations/sqlite/0002_listing_submissions.sql"),
+        },
+    ];
 
 /// A SQLite database. One connection behind a mutex: SQLite has one writer at a time anyway, and
 /// the server's queries are short.

@@ -157,6 +157,54 @@ impl Device {
         ]
     }
 
+    /// The changes creating a member of a household (scope first).
+    pub fn member(&mut self, village: &str, row_id: &str, household: &str, name: &str, hlc: i64) -> Vec<Change> {
+        vec![
+            self.change("members", row_id, "scope_id", Value::from(village), hlc, None),
+            self.change("members", row_id, "household_id", Value::from(household), hlc, None),
+            self.change("members", row_id, "name", Value::from(name), hlc, None),
+        ]
+    }
+
+    /// The changes creating a product of a village (scope first).
+    pub fn product(&mut self, village: &str, row_id: &str, hlc: i64) -> Vec<Change> {
+        let village_row = platform::village_row_id(village);
+        vec![
+            self.change("products", row_id, "scope_id", Value::from(village), hlc, None),
+            self.change("products", row_id, "village_id", Value::from(village_row), hlc, None),
+            self.change("products", row_id, "name", Value::from("核桃"), hlc, None),
+            self.change("products", row_id, "category", Value::from("nuts"), hlc, None),
+        ]
+    }
+
+    /// The changes creating a draft listing of a product (scope first).
+    pub fn listing(&mut self, village: &str, row_id: &str, product: &str, hlc: i64) -> Vec<Change> {
+        let fields = [
+            ("scope_id", Value::from(village)),
+            ("product_id", Value::from(product)),
+            ("platform", Value::from("taobao")),
+            ("title", Value::from("高山核桃 500g")),
+            ("category", Value::from("nuts")),
+            ("price_fen", Value::from(1500)),
+            ("unit", Value::from("jin")),
+            ("status", Value::from("draft")),
+        ];
+        fields.into_iter().map(|(field, value)| self.change("listings", row_id, field, value, hlc, None)).collect()
+    }
+
+    /// The changes creating an income record of a household (scope first).
+    pub fn income(&mut self, village: &str, row_id: &str, household: &str, amount_fen: i64, hlc: i64) -> Vec<Change> {
+        let fields = [
+            ("scope_id", Value::from(village)),
+            ("household_id", Value::from(household)),
+            ("year", Value::from(2025)),
+            ("category", Value::from("wage")),
+            ("amount_fen", Value::from(amount_fen)),
+            ("recorded_on", Value::from("2025-12-01")),
+        ];
+        fields.into_iter().map(|(field, value)| self.change("income_records", row_id, field, value, hlc, None)).collect()
+    }
+
     /// A push request creating a household.
     pub fn household_batch(&mut self, village: &str, row_id: &str, head: &str, hlc: i64) -> PushRequest {
         let changes = self.household(village, row_id, head, hlc);
