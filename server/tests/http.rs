@@ -674,6 +674,13 @@ async fn the_platform_moderates_sells_and_creates_accounts() {
     assert_eq!(verdict.status(), 204);
     let bad_verdict = admin(&format!("/admin/v1/listings/{listing}/moderation"), json!({"moderation_status": "maybe"})).await.expect("moderate");
     assert_eq!(error_body(bad_verdict).await.0, 400);
+    // A draft was never submitted: its submissions are an empty list; an unknown listing is 404,
+    // and the list needs the admin token.
+    let list = |id: String, token: String| server.http.get(server.url(&format!("/admin/v1/listings/{id}/submissions"))).bearer_auth(token).send();
+    let none: Value = list(listing.clone(), ADMIN_TOKEN.into()).await.expect("list").json().await.expect("json");
+    assert_eq!(none, json!({"listing_id": listing, "submissions": []}));
+    assert_eq!(error_body(list(uuid::Uuid::now_v7().to_string(), ADMIN_TOKEN.into()).await.expect("list")).await.0, 404);
+    assert_eq!(error_body(list(listing.clone(), carol.clone()).await.expect("list")).await.0, 401);
     let sale = admin(
         "/admin/v1/sales",
         json!({"listing_id": listing, "platform": "taobao", "order_no": "TB9", "order_date": "2026-03-01", "qty": 1,
