@@ -126,8 +126,8 @@ pub struct TestServer {
     backend: Backend,
     // Dropped after the server stopped (fields drop in order, after `Drop::drop`).
     postgres_client: Mutex<Option<postgres::Client>>,
-    database: Option<FreshDatabase>,
-    data_dir: tempfile::TempDir,
+    database: Option<Arc<FreshDatabase>>,
+    data_dir: Arc<tempfile::TempDir>,
     admin: reqwest::blocking::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -143,8 +143,19 @@ impl TestServer {
     /// directory, on PostgreSQL over a fresh database of its own (blobs stay in the data
     /// directory, as with `furrow-server serve --database-url`).
     pub fn start_on(backend: Backend) -> TestServer {
-        let data_dir = tempfile::tempdir().expect("a temporary directory");
-        let database = (backend == Backend::Postgres).then(FreshDatabase::create);
+        let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
+        let database = (backend == Backend::Postgres).then(|| Arc::new(FreshDatabase::create()));
+        TestServer::launch(backend, data_dir, database)
+    }
+
+    /// Starts a second instance of this server on another port, sharing its database and its
+    /// blob directory, as several stateless instances share one PostgreSQL database behind a
+    /// load balancer. The database is dropped when the last instance stops.
+    pub fn start_another_instance(&self) -> TestServer {
+        TestServer::launch(self.backend, Arc::clone(&self.data_dir), self.database.clone())
+    }
+
+    fn launch(backend: Backend, data_dir: Arc<tempfile::TempDir>, database: Option<Arc<FreshDatabase>>) -> TestServer {
         let storage = match &database {
             None => furrow_server::Storage::Sqlite { data_dir: data_dir.path().to_owned() },
             Some(fresh) => furrow_server::Storage::Postgres { url: fresh.url.clone(), schema: None },

@@ -208,6 +208,95 @@ fn a_photo_upload_resumes_after_a_drop_and_dedups_on_a_second_device(backend: Ba
     assert_eq!(proxy.traffic("/blobs/uploads/").requests, before);
 }
 
+/// PostgreSQL is the backend for several stateless server instances sharing one database. Two
+/// laptops of one assistant, each behind another instance (one of them over a link that drops
+/// and delivers twice), save and sync at the same time; the platform writes through either
+/// instance. Everyone converges, nothing is applied twice, and a laptop whose sign-in and cursor
+/// came from one instance carries on with the other.
+#[test]
+fn two_server_instances_sharing_one_postgresql_database_serve_laptops_that_converge() {
+    use furrow_sync_tests::proxy::FaultProxy;
+    let first = TestServer::start_on(Backend::Postgres);
+    let second = first.start_another_instance();
+    assert_ne!(first.url, second.url);
+    let v1 = first.add_village(V1, "小河村");
+    second.add_assistant("lihua", "li-password-1", &[V1]);
+    let proxy = FaultProxy::start(second.address);
+    let laptop = Device::new(&first.url);
+    let tablet = Device::new(&proxy.url);
+    for device in [&laptop, &tablet] {
+        device.login("lihua", "li-password-1");
+        device.sync().expect("first sync");
+    }
+    let shared = laptop.save(&schema::HOUSEHOLDS, None, household_fields(&v1, "张三")).unwrap();
+    let listing = new_listing(&laptop, &v1, Some(&shared));
+    laptop.sync().unwrap();
+    tablet.sync().unwrap();
+    assert_eq!(tablet.field(&schema::LISTINGS, &listing, "title"), Some(json!("高山核桃 500g")));
+
+    // Both laptops save and sync at the same time, through different instances: each creates
+    // households and edits its own field of the shared one; the tablet's link is faulty.
+    proxy.randomise(11, 0.25, "/sync/");
+    let work = |device: Device, name: &'static str, field: &'static str| {
+        let village = v1.clone();
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let mut created = Vec::new();
+            for round in 0..12 {
+                let id = device.save(&schema::HOUSEHOLDS, None, household_fields(&village, &format!("{name}{round}"))).unwrap();
+                created.push(id);
+                device.save(&schema::HOUSEHOLDS, Some(&shared), json!({ field: format!("{name} {round}") })).unwrap();
+                // Failures are the faults at work; the outbox keeps what was not sent.
+                let _ = device.sync();
+            }
+            (device, created)
+        })
+    };
+    let laptop_work = work(laptop, "笔记本", "notes");
+    let tablet_work = work(tablet, "平板", "group_name");
+    let (laptop, laptop_created) = laptop_work.join().unwrap();
+    let (tablet, tablet_created) = tablet_work.join().unwrap();
+    second.moderate(&listing, json!({ "moderator": "zhao", "moderation_status": "approved", "platform_item_id": "TB-2002" }));
+    assert!(proxy.injected_total() > 0, "the tablet's link dropped or duplicated something");
+    proxy.heal();
+    for device in [&laptop, &tablet, &laptop, &tablet] {
+        let report = device.sync_until_idle().expect("sync settles");
+        assert_eq!(report.resets, 0, "{report:?}");
+    }
+    assert_eq!(laptop.pending() + tablet.pending(), 0);
+    assert_eq!(laptop.dump(), tablet.dump(), "the laptops converge across instances");
+    for id in laptop_created.iter().chain(&tablet_created) {
+        assert!(tablet.field(&schema::HOUSEHOLDS, id, "head_name").is_some(), "household {id} reached both laptops");
+    }
+    assert_eq!(tablet.field(&schema::HOUSEHOLDS, &shared, "notes"), Some(json!("笔记本 11")));
+    assert_eq!(laptop.field(&schema::HOUSEHOLDS, &shared, "group_name"), Some(json!("平板 11")));
+    assert_eq!(laptop.field(&schema::LISTINGS, &listing, "platform_item_id"), Some(json!("TB-2002")));
+    for server in [&first, &second] {
+        let fresh = Device::new(&server.url);
+        fresh.login("lihua", "li-password-1");
+        fresh.sync().unwrap();
+        assert_eq!(fresh.dump(), laptop.dump(), "a new laptop's first sync through {} equals the others", server.url);
+    }
+    let duplicated = first
+        .query_count("SELECT count(*) FROM (SELECT change_id FROM sync_changes GROUP BY change_id HAVING count(*) > 1) AS duplicated");
+    assert_eq!(duplicated, 0, "a change was applied twice");
+
+    // The laptop moves to the other instance with the sign-in and cursor the first one issued.
+    let moved = Device::open(&laptop.path, &second.url);
+    moved.save(&schema::HOUSEHOLDS, Some(&shared), json!({ "phone": "13800000002" })).unwrap();
+    let report = moved.sync().expect("the other instance takes the first one's token and cursor");
+    assert_eq!((report.applied, report.resets), (1, 0), "{report:?}");
+    tablet.sync().unwrap();
+    assert_eq!(tablet.field(&schema::HOUSEHOLDS, &shared, "phone"), Some(json!("13800000002")));
+    drop(moved);
+    drop(first);
+    // The database outlives the first instance while the second still serves it.
+    let late = Device::new(&second.url);
+    late.login("lihua", "li-password-1");
+    late.sync().unwrap();
+    assert_eq!(late.dump(), tablet.dump());
+}
+
 on_both_backends!(
     two_laptops_a_second_village_and_the_platform_converge,
     a_price_changed_by_the_platform_meanwhile_is_rejected_shown_and_can_be_kept,
