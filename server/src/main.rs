@@ -12,7 +12,7 @@ use furrow_server::auth::PasswordCost;
 use furrow_server::blobs::FileBlobStore;
 use furrow_server::platform::{self, ServerClock};
 use furrow_server::store::{self, Database};
-use furrow_server::{open_database, AppState, Error, Settings, Storage};
+use furrow_server::{open_database, sync, AppState, Error, Settings, Storage};
 
 /// Furrow's sync server and its operator commands.
 #[derive(Parser, Debug)]
@@ -36,6 +36,19 @@ enum Command {
         #[command(subcommand)]
         command: AssistantCommand,
     },
+    /// Purge tombstoned rows and their change history older than a horizon of at least 180
+    /// days; devices whose pull cursor is older then re-snapshot (reset: history_pruned).
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+struct PruneArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Purge rows deleted more than this many days ago (at least 180, the longest time a device
+    /// is expected to work offline).
+    #[arg(long, value_name = "DAYS", allow_negative_numbers = true)]
+    older_than_days: i64,
 }
 
 /// Where the data lives: a data directory (SQLite and blobs) or a PostgreSQL URL.
@@ -204,7 +217,22 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Assistant { command } => assistant(command),
+        Command::Prune(args) => prune(args),
     }
+}
+
+fn prune(args: PruneArgs) -> Result<(), Error> {
+    // Refused before the database is opened: a short horizon is a usage error.
+    sync::check_history_days(args.older_than_days)?;
+    let database = open(&args.storage)?;
+    let now = furrow::hlc::wall_ms();
+    let done = store::write(database.as_ref(), |tx| sync::prune_history(tx, args.older_than_days, now))?;
+    println!(
+        "pruned {} deleted rows and {} change-log entries older than {} days (history before sequence {}); \
+         devices with an older cursor will re-snapshot (history_pruned)",
+        done.rows_purged, done.changes_purged, args.older_than_days, done.horizon_seq
+    );
+    Ok(())
 }
 
 fn assistant(command: AssistantCommand) -> Result<(), Error> {

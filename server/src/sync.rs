@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::platform::ServerClock;
-use crate::store::{ChangeLogEntry, ChangedRow, RowMeta, StoredField, Tx};
+use crate::store::{ChangeLogEntry, ChangedRow, Prune, RowMeta, StoredField, Tx};
 
 /// The oldest schema version the server still serves.
 pub const MIN_SCHEMA_VERSION: i64 = 1;
@@ -653,7 +653,13 @@ pub fn pull(tx: &mut Tx<'_>, caller: &Caller, cursor: Option<&str>, limit: i64, 
             if cursor.seq > tx.current_seq()? {
                 return Err(Error::bad_request("invalid_cursor", "the cursor is ahead of this server's history; pull without a cursor"));
             }
-            (cursor.seq, None)
+            if cursor.seq < tx.history_horizon()? {
+                // Tombstones the client has not seen may have been purged: it starts again from
+                // a snapshot, and keeps and pushes its outbox as after any reset.
+                (0, Some(Reset { reason: HISTORY_PRUNED.into() }))
+            } else {
+                (cursor.seq, None)
+            }
         }
     };
     // One row more than the page tells whether more follow.
@@ -684,6 +690,55 @@ fn pulled_row(row: ChangedRow, after: i64) -> PulledRow {
     PulledRow { tbl: row.tbl, id: row.row_id, scope_id: row.meta.scope_id, sv: row.meta.sv, fields }
 }
 
+/// The reset reason of a pull whose cursor is older than the pruned history.
+pub const HISTORY_PRUNED: &str = "history_pruned";
+
+/// The shortest history a server keeps, in days: `max_offline_days` of sync-design.md section 6.
+/// A device offline longer than the horizon gets a full snapshot instead of the changes it
+/// missed.
+pub const MIN_HISTORY_DAYS: i64 = 180;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Purges tombstones older than `older_than_days` (at least [`MIN_HISTORY_DAYS`], refused with
+/// 400 `history_too_short` otherwise) and records the horizon. See [`prune_history_before`].
+pub fn prune_history(tx: &mut Tx<'_>, older_than_days: i64, now: i64) -> Result<Prune> {
+    check_history_days(older_than_days)?;
+    prune_history_before(tx, now.saturating_sub(older_than_days.saturating_mul(DAY_MS)), now)
+}
+
+/// Refuses a history horizon shorter than [`MIN_HISTORY_DAYS`] (400 `history_too_short`).
+pub fn check_history_days(older_than_days: i64) -> Result<()> {
+    if older_than_days < MIN_HISTORY_DAYS {
+        return Err(Error::bad_request(
+            "history_too_short",
+            format!(
+                "--older-than-days must be at least {MIN_HISTORY_DAYS} (max_offline_days, sync-design.md section 6), not {older_than_days}: \
+                 a device offline longer than the horizon could miss a deletion"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Purges every tombstoned row whose latest change the server accepted before `horizon_ms`,
+/// with its fields and its change-log entries, and records the horizon, so a pull whose cursor
+/// is older answers `reset: history_pruned`. The horizon never moves back. This function has no
+/// minimum age: [`prune_history`] (the `prune` command) keeps `max_offline_days`; tests use it
+/// with a recent horizon.
+///
+/// The horizon's sequence number is that of the last change the change log shows accepted
+/// before `horizon_ms` (server clock). A tombstoned row whose latest change is at or below it
+/// was deleted before the horizon and not touched since; a client whose cursor is at or above
+/// it has received that tombstone already.
+pub fn prune_history_before(tx: &mut Tx<'_>, horizon_ms: i64, now: i64) -> Result<Prune> {
+    let horizon_seq = tx.last_seq_before(horizon_ms)?.max(tx.history_horizon()?);
+    let (rows_purged, changes_purged) = tx.purge_tombstones(horizon_seq)?;
+    let prune = Prune { horizon_ms, horizon_seq, rows_purged, changes_purged, pruned_at: now };
+    tx.record_prune(&prune)?;
+    Ok(prune)
+}
+
 /// How long stored push responses are kept for exact replay (at least 30 days, as
 /// sync-design.md asks; after that the seq check still makes a re-sent batch a no-op).
 pub const BATCH_RETENTION_MS: i64 = 45 * 24 * 60 * 60 * 1000;
@@ -703,7 +758,8 @@ pub struct Housekeeping {
 }
 
 /// Periodic cleanup: expired tokens, push responses past their retention and abandoned uploads.
-/// Tombstones are never removed here.
+/// Tombstones are never removed here; an operator prunes them with `furrow-server prune`
+/// ([`prune_history`]).
 pub fn housekeeping(tx: &mut Tx<'_>, now: i64) -> Result<Housekeeping> {
     let tokens = tx.delete_expired_tokens(now)?;
     let batches = tx.delete_batches_before(now - BATCH_RETENTION_MS)?;

@@ -71,6 +71,14 @@ fn manage_accounts(storage: &[&str]) {
     fails_with_usage(&with(&["assistant", "add", "--username", "carol", "--password-stdin"]), Some("short\n"), "8");
     fails_with_usage(&with(&["assistant", "disable", "--username", "nobody"]), None, "nobody");
     fails_with_usage(&with(&["assistant", "frobnicate"]), None, "frobnicate");
+    // Pruning keeps at least 180 days of history; a shorter horizon is refused before anything
+    // is touched, and a missing or non-numeric one is a usage error too.
+    fails_with_usage(&with(&["prune", "--older-than-days", "30"]), None, "at least 180");
+    fails_with_usage(&with(&["prune", "--older-than-days", "-1"]), None, "180");
+    fails_with_usage(&with(&["prune"]), None, "--older-than-days");
+    fails_with_usage(&with(&["prune", "--older-than-days", "half a year"]), None, "invalid value");
+    let out = succeeds(&with(&["prune", "--older-than-days", "180"]), None);
+    assert!(out.contains("pruned 0 deleted rows") && out.contains("180 days"), "{out}");
 }
 
 #[test]

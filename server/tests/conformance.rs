@@ -543,6 +543,68 @@ fn whole_records_are_checked_on_push(kind: Kind) {
     assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![delete]))), vec!["applied"]);
 }
 
+fn pruning_purges_old_tombstones_and_resets_older_cursors(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut device = Device::new();
+    let (gone, kept, late) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let start = now_hlc(0);
+    let mut changes = device.household(VILLAGE_A, &gone, "王大山", start);
+    changes.extend(device.household(VILLAGE_A, &kept, "李小河", start));
+    changes.extend(device.household(VILLAGE_A, &late, "张三", start));
+    push(database.as_ref(), &who, &device.batch(changes));
+    let before_deletes = pull(database.as_ref(), &who, None, 100).cursor;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let first_delete = device.change("households", &gone, "deleted", json!(1), start + 1, None);
+    let delete_batch = device.batch(vec![first_delete]);
+    assert_eq!(statuses(&push(database.as_ref(), &who, &delete_batch)), vec!["applied"]);
+    let delete_change = delete_batch.changes[0].change_id.clone();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let horizon = furrow::hlc::wall_ms();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    // A row deleted after the horizon is kept, as is every live row.
+    let second_delete = device.change("households", &late, "deleted", json!(1), start + 2, None);
+    assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![second_delete]))), vec!["applied"]);
+    let after_deletes = pull(database.as_ref(), &who, Some(&before_deletes), 100).cursor;
+
+    // The library refuses a horizon shorter than max_offline_days, as the command does.
+    let refused = store::write(database.as_ref(), |tx| sync::prune_history(tx, 30, furrow::hlc::wall_ms()));
+    assert_eq!(refused.map(|_| ()).map_err(|error| error.status().as_u16()), Err(400));
+    // 180 days back nothing here is old enough.
+    let nothing = store::write(database.as_ref(), |tx| sync::prune_history(tx, sync::MIN_HISTORY_DAYS, furrow::hlc::wall_ms())).expect("prune");
+    assert_eq!((nothing.rows_purged, nothing.changes_purged, nothing.horizon_seq), (0, 0, 0));
+    assert!(row_exists(database.as_ref(), "households", &gone));
+    assert!(pull(database.as_ref(), &who, Some(&before_deletes), 100).reset.is_none());
+
+    let pruned = store::write(database.as_ref(), |tx| sync::prune_history_before(tx, horizon, furrow::hlc::wall_ms())).expect("prune");
+    assert_eq!((pruned.rows_purged, pruned.changes_purged), (1, 6), "the tombstone with its five fields and its delete");
+    assert!(!row_exists(database.as_ref(), "households", &gone));
+    assert_eq!(store::read(database.as_ref(), |tx| tx.change_log_count(&delete_change)).expect("count"), 0);
+    assert!(row_exists(database.as_ref(), "households", &kept));
+    assert!(row_exists(database.as_ref(), "households", &late), "deleted after the horizon: kept");
+    assert_eq!(store::read(database.as_ref(), |tx| tx.history_horizon()).expect("horizon"), pruned.horizon_seq);
+
+    // A cursor from before the horizon may have missed the purged tombstone: it gets a fresh
+    // snapshot, which holds the live row and the later tombstone but not the purged row.
+    let page = pull(database.as_ref(), &who, Some(&before_deletes), 100);
+    assert_eq!(page.reset.as_ref().map(|reset| reset.reason.as_str()), Some("history_pruned"));
+    let ids: Vec<&str> = page.rows.iter().map(|row| row.id.as_str()).collect();
+    assert!(ids.contains(&kept.as_str()) && ids.contains(&late.as_str()) && !ids.contains(&gone.as_str()), "{ids:?}");
+    // The snapshot's cursor, a cursor from after the deletes and a first pull go on normally.
+    assert!(pull(database.as_ref(), &who, Some(&page.cursor), 100).reset.is_none());
+    assert!(pull(database.as_ref(), &who, Some(&after_deletes), 100).reset.is_none());
+    assert!(pull(database.as_ref(), &who, None, 100).reset.is_none());
+    // A later run with an older horizon does not move the horizon back.
+    let again = store::write(database.as_ref(), |tx| sync::prune_history_before(tx, 0, furrow::hlc::wall_ms())).expect("prune");
+    assert_eq!((again.rows_purged, again.horizon_seq), (0, pruned.horizon_seq));
+    // An edit of the purged row does not bring it back: the server no longer knows the row.
+    let edit = device.change("households", &gone, "head_name", json!("复活"), start + 3, None);
+    assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![edit]))), vec!["rejected/invalid"]);
+    assert!(!row_exists(database.as_ref(), "households", &gone));
+}
+
 /// Runs every check against both backends.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -639,4 +701,5 @@ conformance!(
     concurrent_writers_on_two_instances_leave_no_gaps,
     blob_and_upload_bookkeeping,
     whole_records_are_checked_on_push,
+    pruning_purges_old_tombstones_and_resets_older_cursors,
 );

@@ -280,6 +280,22 @@ pub struct Upload {
     pub offset: i64,
 }
 
+/// One pruning run of the history (sync-design.md section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune {
+    /// Tombstones whose latest change was accepted before this time (Unix ms) were purged.
+    pub horizon_ms: i64,
+    /// The same horizon as a sequence number: a pull cursor below it is answered with
+    /// `reset: history_pruned`.
+    pub horizon_seq: i64,
+    /// Tombstoned rows purged.
+    pub rows_purged: u64,
+    /// Change-log entries of those rows purged.
+    pub changes_purged: u64,
+    /// When the run happened (Unix ms).
+    pub pruned_at: i64,
+}
+
 /// A listing submission as recorded: one per submission key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubmissionRow {
@@ -697,6 +713,53 @@ impl Tx<'_> {
         let mut params = vec![Param::Text(serde_json::Value::String(sha256.to_owned()).to_string())];
         params.extend(scopes.iter().map(Param::from));
         Ok(!self.sql.query(&sql, &params)?.is_empty())
+    }
+
+    // History pruning.
+
+    /// The greatest sequence number of a change accepted before `before` (Unix ms), by the
+    /// change log's server times; 0 when there is none.
+    pub fn last_seq_before(&mut self, before: i64) -> Result<i64> {
+        let rows = self.sql.query("SELECT MAX(server_seq) FROM sync_changes WHERE created_at < $1", &[before.into()])?;
+        Ok(rows.first().map(|row| optional_int(&row[0])).transpose()?.flatten().unwrap_or(0))
+    }
+
+    /// Purges tombstoned rows whose latest change is at or below `horizon_seq`: their change-log
+    /// entries, their fields and their index entries. Returns (rows, change-log entries) purged.
+    pub fn purge_tombstones(&mut self, horizon_seq: i64) -> Result<(u64, u64)> {
+        let purged = "SELECT 1 FROM sync_rows r WHERE r.deleted = 1 AND r.sv <= $1";
+        let changes = self.sql.execute(
+            &format!("DELETE FROM sync_changes WHERE EXISTS ({purged} AND r.tbl = sync_changes.tbl AND r.row_id = sync_changes.row_id)"),
+            &[horizon_seq.into()],
+        )?;
+        self.sql.execute(
+            &format!("DELETE FROM sync_fields WHERE EXISTS ({purged} AND r.tbl = sync_fields.tbl AND r.row_id = sync_fields.row_id)"),
+            &[horizon_seq.into()],
+        )?;
+        let rows = self.sql.execute("DELETE FROM sync_rows WHERE deleted = 1 AND sv <= $1", &[horizon_seq.into()])?;
+        Ok((rows, changes))
+    }
+
+    /// Records a pruning run.
+    pub fn record_prune(&mut self, prune: &Prune) -> Result<()> {
+        self.sql.execute(
+            "INSERT INTO sync_prunes (horizon_ms, horizon_seq, rows_purged, changes_purged, pruned_at) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                prune.horizon_ms.into(),
+                prune.horizon_seq.into(),
+                (prune.rows_purged as i64).into(),
+                (prune.changes_purged as i64).into(),
+                prune.pruned_at.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The history horizon: a cursor below this sequence number may have missed a purged
+    /// tombstone. 0 when nothing was ever pruned.
+    pub fn history_horizon(&mut self) -> Result<i64> {
+        let rows = self.sql.query("SELECT MAX(horizon_seq) FROM sync_prunes", &[])?;
+        Ok(rows.first().map(|row| optional_int(&row[0])).transpose()?.flatten().unwrap_or(0))
     }
 
     // Listing submissions.

@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[Migration] =
             name: "0002_listing_submissions.sql",
             sql: include_str!("../../migrations/postgres/0002_listing_submissions.sql"),
         },
+        Migration {
+            version: 3,
+            name: "0003_history_pruning.sql",
+            sql: include_str!("../../migrations/postgres/0003_history_pruning.sql"),
+        },
     ];
 
 /// The most connections one server instance opens, so several instances stay well below the

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[Migration] =
             name: "0002_listing_submissions.sql",
             sql: include_str!("../../migrations/sqlite/0002_listing_submissions.sql"),
         },
+        Migration {
+            version: 3,
+            name: "0003_history_pruning.sql",
+            sql: include_str!("../../migrations/sqlite/0003_history_pruning.sql"),
+        },
     ];
 
 /// A SQLite database. One connection behind a mutex: SQLite has one writer at a time anyway, and
