@@ -1,7 +1,9 @@
 //! A 5 MB photo uploaded through the fault-injecting proxy while the link drops three times in the
 //! middle of upload bodies (after the first chunk, halfway, and on the last chunk): each drop costs
 //! at most the one chunk that was cut, every resume continues from the server's offset, and the
-//! blob the server stores has the photo's SHA-256. Runs on both server backends.
+//! blob the server stores has the photo's SHA-256. The same upload is also run with the server's
+//! acknowledgement of a chunk lost after it stored it, the last one included. Runs on both server
+//! backends.
 
 use furrow::sync::{self, blobs::CHUNK_BYTES};
 use furrow_sync_tests::proxy::{Fault, FaultProxy};
@@ -12,7 +14,13 @@ const V1: &str = "530102001001";
 const MIB: usize = 1024 * 1024;
 
 /// A real JPEG of 5 to 5.5 MiB: camera-like noise at a high quality, which JPEG cannot squeeze.
-fn noisy_jpeg() -> Vec<u8> {
+/// Made once and shared by the tests of this file.
+fn noisy_jpeg() -> &'static [u8] {
+    static PHOTO: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    PHOTO.get_or_init(make_noisy_jpeg)
+}
+
+fn make_noisy_jpeg() -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(20_260_301);
     let (mut width, mut height) = (1600u32, 1200u32);
     for _ in 0..6 {
@@ -40,7 +48,12 @@ fn held_by_server(server: &TestServer, sha256: &str, size: u64) -> u64 {
     server.query_count("SELECT coalesce(max(upload_offset), 0) FROM uploads") as u64
 }
 
-fn a_5_mb_photo_dropped_three_times_mid_upload_resends_at_most_one_chunk_per_drop(backend: Backend) {
+/// Which chunk (1-based) a fault cuts, and how.
+type Plan = [(u64, Fault); 3];
+
+/// Uploads a 5 MB photo through the proxy while `plan(chunks)` cuts three chunks, one sync
+/// attempt at a time, and checks what each drop cost and what the server stored.
+fn upload_a_5_mb_photo_with_three_drops(backend: Backend, plan: impl Fn(u64) -> Plan) {
     let server = TestServer::start_on(backend);
     server.add_village(V1, "小河村");
     server.add_assistant("lihua", "li-password-1", &[V1]);
@@ -50,24 +63,24 @@ fn a_5_mb_photo_dropped_three_times_mid_upload_resends_at_most_one_chunk_per_dro
     laptop.sync().expect("the first sync on a healthy link");
 
     let jpeg = noisy_jpeg();
-    let picture = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).expect("the photo is a JPEG");
+    let picture = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg).expect("the photo is a JPEG");
     let dir = tempfile::tempdir().unwrap();
     let photo = dir.path().join("walnut-orchard.jpg");
-    std::fs::write(&photo, &jpeg).unwrap();
+    std::fs::write(&photo, jpeg).unwrap();
     let size = jpeg.len() as u64;
     let chunk = CHUNK_BYTES as u64;
     let chunks = size.div_ceil(chunk);
     let sha = sync::add_attachment(&mut laptop.store(), &photo, "image/jpeg").unwrap();
-    assert_eq!(sha, hex::encode(Sha256::digest(&jpeg)));
+    assert_eq!(sha, hex::encode(Sha256::digest(jpeg)));
 
-    // Three drops in the middle of chunk bodies: the second chunk, a chunk halfway and the last
-    // one (which the server checks against the digest). Chunk c is the (c + d)-th PATCH when d
-    // drops came before it.
-    let middle = chunks / 2 + 1;
-    assert!(2 < middle && middle < chunks, "{chunks} chunks");
-    proxy.inject_nth("PATCH", "/blobs/uploads/", 1, Fault::DropMidRequest);
-    proxy.inject_nth("PATCH", "/blobs/uploads/", middle, Fault::DropMidRequest);
-    proxy.inject_nth("PATCH", "/blobs/uploads/", chunks + 1, Fault::DropMidRequest);
+    // Chunk c goes out as the (c + d)-th PATCH when d chunks were cut before it (a chunk whose
+    // answer was lost is not sent again: the server holds it).
+    let plan = plan(chunks);
+    assert!(plan.windows(2).all(|pair| pair[0].0 < pair[1].0) && plan[2].0 <= chunks, "{plan:?} of {chunks} chunks");
+    for (index, (target, fault)) in plan.iter().enumerate() {
+        let cut_before = plan[..index].iter().filter(|(_, fault)| *fault == Fault::DropMidRequest).count() as u64;
+        proxy.inject_nth("PATCH", "/blobs/uploads/", target + cut_before - 1, *fault);
+    }
 
     // One sync attempt at a time, so each drop's cost is measured on its own: of the upload bytes
     // sent in an attempt, all but those the server holds afterwards must be sent again.
@@ -94,26 +107,35 @@ fn a_5_mb_photo_dropped_three_times_mid_upload_resends_at_most_one_chunk_per_dro
             }
             Err(error) => {
                 assert!(error.is_retryable(), "{error}");
-                assert!(lost > 0, "attempt {attempt} failed without cutting an upload body: {error}");
+                let (target, fault) = plan[drops];
+                // The device records each offset the server acknowledged; it resumes from the
+                // server's offset, never from zero.
+                let acknowledged = sync::attachment(&laptop.store(), &sha).unwrap().unwrap().uploaded_bytes;
+                if fault == Fault::DropMidRequest {
+                    assert!(lost > 0, "attempt {attempt} failed without cutting chunk {target}: {error}");
+                    assert_eq!(acknowledged, held, "the device knows what the server holds");
+                } else {
+                    assert_eq!(lost, 0, "attempt {attempt}: the server kept chunk {target} whose answer was lost");
+                    let stored = chunk.min(size - (target - 1) * chunk);
+                    assert_eq!(acknowledged + stored, held, "only the answer of chunk {target} is missing on the device");
+                }
                 drops += 1;
             }
         }
-        // The device resumes from the offset the server acknowledged, never from zero.
-        let attachment = sync::attachment(&laptop.store(), &sha).unwrap().unwrap();
-        assert_eq!(attachment.uploaded_bytes, held, "the device knows what the server holds");
         sent_before = sent;
         held_before = held;
     }
     assert!(finished, "the upload did not finish");
     assert_eq!(drops, 3);
-    assert_eq!(proxy.injected(Fault::DropMidRequest), 3);
+    assert_eq!(proxy.injected_total(), 3);
 
     let uploads = proxy.traffic("/blobs/uploads/");
-    assert!(uploads.request_body_bytes > size, "{uploads:?}");
-    assert!(uploads.request_body_bytes <= size + 3 * chunk, "{uploads:?}");
+    let cut = plan.iter().filter(|(_, fault)| *fault == Fault::DropMidRequest).count() as u64;
+    assert!(uploads.request_body_bytes >= size, "{uploads:?}");
+    assert!(uploads.request_body_bytes <= size + cut * chunk, "{uploads:?}");
     eprintln!(
-        "{}: a {:.2} MB photo ({size} bytes, {chunks} chunks of {} KB) dropped 3 times: {} bytes of upload bodies sent \
-         ({:.3} x the file, {} re-sent), {} bytes on the wire with headers, in {} PATCH/HEAD requests",
+        "{}: a {:.2} MB photo ({size} bytes, {chunks} chunks of {} KB) dropped 3 times ({plan:?}): {} bytes of upload \
+         bodies sent ({:.3} x the file, {} re-sent), {} bytes on the wire with headers, in {} PATCH/HEAD requests",
         backend.name(),
         size as f64 / 1e6,
         chunk / 1024,
@@ -145,4 +167,23 @@ fn a_5_mb_photo_dropped_three_times_mid_upload_resends_at_most_one_chunk_per_dro
     assert_eq!((served.width(), served.height()), (picture.width(), picture.height()));
 }
 
-on_both_backends!(a_5_mb_photo_dropped_three_times_mid_upload_resends_at_most_one_chunk_per_drop);
+fn a_5_mb_photo_dropped_three_times_mid_upload_resends_at_most_one_chunk_per_drop(backend: Backend) {
+    // The second chunk, a chunk halfway and the last one (which the server checks against the
+    // digest), each cut in the middle of its body.
+    upload_a_5_mb_photo_with_three_drops(backend, |chunks| {
+        [(2, Fault::DropMidRequest), (chunks / 2 + 1, Fault::DropMidRequest), (chunks, Fault::DropMidRequest)]
+    });
+}
+
+fn a_5_mb_photo_whose_chunk_answers_are_lost_resends_nothing_the_server_kept(backend: Backend) {
+    // The server stores the third chunk and the last one (finishing the blob) but its answers
+    // are lost; a chunk halfway is cut in the middle of its body.
+    upload_a_5_mb_photo_with_three_drops(backend, |chunks| {
+        [(3, Fault::DropAfterCommit), (chunks / 2 + 1, Fault::DropMidRequest), (chunks, Fault::DropAfterCommit)]
+    });
+}
+
+on_both_backends!(
+    a_5_mb_photo_dropped_three_times_mid_upload_resends_at_most_one_chunk_per_drop,
+    a_5_mb_photo_whose_chunk_answers_are_lost_resends_nothing_the_server_kept,
+);
