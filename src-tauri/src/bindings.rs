@@ -30,6 +30,7 @@ pub fn export(directory: &Path) -> Result<(), ExportError> {
     crate::commands::sync::SyncStatus::export_all(&config)?;
     crate::commands::sync::SyncProgress::export_all(&config)?;
     crate::commands::sync::ConflictView::export_all(&config)?;
+    crate::commands::sync::RecordSync::export_all(&config)?;
     Ok(())
 }
 

@@ -7,6 +7,30 @@ use furrow::schema::{HOUSEHOLDS, INCOME_RECORDS, MEMBERS, VILLAGES, VISITS};
 use furrow::{Result, Store};
 use serde_json::{json, Map, Value};
 
+/// The environment variable naming the demo account the sign-in screen offers (and signs in
+/// with at once): `SERVER_URL USERNAME PASSWORD`, separated by spaces. `scripts/run.sh` sets it
+/// for its local demo server; nothing else does.
+pub const DEMO_SIGN_IN_VARIABLE: &str = "FURROW_DEMO_SIGN_IN";
+
+/// A demo account on a local demo server, offered on the sign-in screen.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
+pub struct DemoAccount {
+    /// The demo server's address.
+    pub server_url: String,
+    /// The demo user name.
+    pub username: String,
+    /// The demo password (a demo account's, printed by the script that made it).
+    pub password: String,
+}
+
+/// The demo account named by [`DEMO_SIGN_IN_VARIABLE`], if it is set and well formed.
+pub fn demo_account() -> Option<DemoAccount> {
+    let value = std::env::var(DEMO_SIGN_IN_VARIABLE).ok()?;
+    let mut parts = value.split_whitespace();
+    let (server_url, username, password) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(DemoAccount { server_url: server_url.to_owned(), username: username.to_owned(), password: password.to_owned() })
+}
+
 /// The mark put in every demo household's notes.
 pub const DEMO_NOTE: &str = "演示数据 Demo data";
 
@@ -46,7 +70,10 @@ pub fn seed(store: &mut Store, households: usize) -> Result<usize> {
             .map(|(code, name, township)| {
                 let changes = object(json!({"code": code, "name": name, "township": township, "county": "演示县",
                     "province": "云南省", "is_poverty_village": true, "has_courier_point": true}));
-                writer.save(&VILLAGES, None, changes).map(|saved| saved.id)
+                // The server's id for the village: syncing merges it into the server's row
+                // instead of adding a second village with the same code.
+                let id = furrow::domain::village::row_id(code);
+                writer.save(&VILLAGES, Some(&id), changes).map(|saved| saved.id)
             })
             .collect()
     })?;

@@ -66,6 +66,7 @@ pub fn run() {
             commands::households::delete_household,
             commands::households::save_member,
             commands::households::record_income,
+            commands::households::correct_income,
             commands::households::list_villages,
             commands::households::save_village,
             commands::training::list_sessions,
@@ -91,6 +92,8 @@ pub fn run() {
             commands::sync::sync_now,
             commands::sync::list_conflicts,
             commands::sync::resolve_conflict,
+            commands::sync::record_sync_states,
+            commands::sync::resend_edit,
         ])
         .run(tauri::generate_context!())
         .expect("the Furrow window could not start");

@@ -428,3 +428,182 @@ fn cold_start_to_an_interactive_roster_of_ten_thousand_households() {
     assert!(cold_start < 60.0, "cold start took {cold_start:.1} s");
     app.quit();
 }
+
+/// The chart's bar of `year`: `(per-capita fen, poverty line fen, above the line)`, or `None`
+/// when the chart has no bar for that year.
+fn chart_bar(app: &App, year: i64) -> Option<(i64, i64, String)> {
+    let bar = app.script(
+        "const bar = document.querySelector(`[data-testid=income-chart] rect[data-year='${arguments[0]}']`);
+         return bar ? [Number(bar.dataset.perCapita), Number(bar.dataset.line), bar.dataset.above] : null;",
+        json!([year]),
+    );
+    let values = bar.as_array()?;
+    Some((values[0].as_i64()?, values[1].as_i64()?, values[2].as_str()?.to_owned()))
+}
+
+#[test]
+fn a_member_with_a_bad_mobile_shows_the_chinese_error_then_new_income_moves_the_chart() {
+    let directory = prepared(20);
+    let app = App::start(directory.path());
+    open_zhao(&app);
+    app.find("[data-testid=income-chart]");
+    // 2024: wage 15,300 + operating 5,100 + transfer 900 yuan among three people.
+    assert_eq!(chart_bar(&app, 2024), Some((710_000, 400_000, "true".into())));
+    let before = app.pending();
+
+    app.click("[data-testid=add-member]");
+    app.type_into("#member-name", "赵小梅");
+    app.choose("#member-relation", "daughter");
+    app.choose("#member-sex", "female");
+    app.set_value("#member-birth_date", "2001-05-04");
+    app.choose("#member-education", "senior_secondary");
+    app.type_into("#member-phone", "1391234");
+    app.click("[data-testid=member-save]");
+    let error = app.wait_text("[data-error-for=member-phone]", |text| !text.is_empty());
+    assert_eq!(error, "手机号应为11位数字，以1开头");
+    assert_eq!(
+        app.script("return document.querySelector('[data-error-for=member-phone]').closest('.field').querySelector('input').id", json!([])),
+        json!("member-phone")
+    );
+    assert_eq!(app.pending(), before, "a refused member is not queued");
+    app.screenshot("member-form-error-zh");
+    app.type_into("#member-phone", "13912345678");
+    // Enter saves the form.
+    app.press_enter("#member-phone");
+    app.wait_until(
+        "the new member in the list",
+        "const list = document.querySelector('[data-testid=member-list]');
+         return !!list && list.textContent.includes('赵小梅') && list.textContent.includes('13912345678');",
+    );
+    assert!(app.try_find("[data-testid=member-form]").is_none());
+    wait_pending(&app, &format!("> {before}"));
+    // The new member is shown as waiting to be sent, and divides the income four ways now.
+    app.wait_until(
+        "the new member's pending badge",
+        "return [...document.querySelectorAll('[data-testid=member-row]')].some(row => row.textContent.includes('赵小梅')
+           && row.querySelector('[data-testid=sync-badge]')?.dataset.state === 'pending')",
+    );
+    app.wait_until("the chart to divide by four", "return document.querySelector(\"rect[data-year='2024']\")?.dataset.perCapita === '532500'");
+
+    // A first income record for 2025 puts a new bar on the chart, below the poverty line.
+    assert_eq!(chart_bar(&app, 2025), None);
+    app.click("[data-testid=add-income]");
+    app.type_into("#income-year", "2025");
+    app.choose("#income-category", "wage");
+    app.type_into("#income-amount", "6000");
+    app.type_into("#income-item", "外出务工");
+    app.screenshot("income-form-zh");
+    app.click("[data-testid=income-save]");
+    app.wait_text("[data-testid=notice]", |text| text == "收入已登记");
+    app.wait_until("the 2025 bar", "return !!document.querySelector(\"rect[data-year='2025']\")");
+    assert_eq!(chart_bar(&app, 2025), Some((150_000, 400_000, "false".into())));
+    app.wait_until("the new record in the list", "return document.querySelector('[data-testid=income-records]').textContent.includes('6,000.00')");
+
+    // A correction replaces the record in the totals; the old record is kept.
+    app.click("[data-testid=correct-income]");
+    app.wait_until("the correction form from the old record", "return document.querySelector('#income-amount').value === '6000.00'");
+    app.type_into("#income-amount", "20000");
+    app.click("[data-testid=income-save]");
+    app.wait_text("[data-testid=notice]", |text| text == "更正已登记");
+    app.wait_until("the corrected 2025 bar", "return document.querySelector(\"rect[data-year='2025']\")?.dataset.perCapita === '500000'");
+    assert_eq!(chart_bar(&app, 2025), Some((500_000, 400_000, "true".into())));
+    app.screenshot("household-income-zh");
+    app.quit();
+
+    let store = Store::open(&OpenOptions::file(directory.path().join(DATABASE_FILE))).unwrap();
+    let zhao = household::search(&store, &furrow::domain::household::RosterQuery { text: Some("赵小村".into()), ..Default::default() }).unwrap();
+    let members = household::members(&store, &zhao[0].id).unwrap();
+    let added = members.iter().find(|member| member.name.as_deref() == Some("赵小梅")).expect("the member is saved");
+    assert_eq!(added.phone.as_deref(), Some("13912345678"));
+    assert_eq!(added.birth_date.as_deref(), Some("2001-05-04"));
+    let in_force: Vec<IncomeRecord> =
+        income::in_force(&store, &zhao[0].id).unwrap().into_iter().filter(|record| record.year == Some(2025)).collect();
+    assert_eq!(in_force.len(), 1);
+    assert_eq!(in_force[0].amount_fen, Some(2_000_000));
+    let corrected = income::get(&store, in_force[0].corrects_id.as_deref().expect("the correction names the record it replaces")).unwrap();
+    assert_eq!(corrected.amount_fen, Some(600_000), "the corrected record is kept beside its correction");
+}
+
+#[test]
+fn a_price_rejected_by_the_server_is_listed_with_its_reason_fixed_and_sent_again() {
+    use furrow::schema::{LISTINGS, PRODUCTS};
+    let server = Server::new();
+    let directory = tempfile::Builder::new().prefix("furrow-e2e-").tempdir().unwrap();
+    let object = |value: serde_json::Value| value.as_object().unwrap().clone();
+    // This device signs in, sends a listing, and goes offline.
+    let listing = {
+        let store = std::sync::Mutex::new(Store::open(&OpenOptions::file(directory.path().join(DATABASE_FILE))).unwrap());
+        let engine = furrow::sync::SyncEngine::new(&server.url()).unwrap();
+        engine.login(&store, "demo", "demo-password-2024", "laptop").unwrap();
+        engine.sync(&store, &|_| {}).unwrap();
+        let mut guard = store.lock().unwrap();
+        let village = furrow::domain::village::list(&guard).unwrap()[0].id.clone().unwrap();
+        let listing = guard
+            .write(|writer| {
+                let product = writer.save(&PRODUCTS, None, object(json!({"village_id": village, "name": "核桃", "category": "nuts"})))?;
+                writer.save(
+                    &LISTINGS,
+                    None,
+                    object(json!({"product_id": product.id, "platform": "taobao", "title": "高山薄皮核桃 500g", "category": "nuts",
+                        "price_fen": 3990, "unit": "jin", "status": "draft"})),
+                )
+            })
+            .unwrap()
+            .id;
+        drop(guard);
+        engine.sync(&store, &|_| {}).unwrap();
+        listing
+    };
+    // Another device changes the price and syncs first.
+    let tablet_dir = tempfile::tempdir().unwrap();
+    let tablet = std::sync::Mutex::new(Store::open(&OpenOptions::file(tablet_dir.path().join(DATABASE_FILE))).unwrap());
+    let tablet_engine = furrow::sync::SyncEngine::new(&server.url()).unwrap();
+    tablet_engine.login(&tablet, "demo", "demo-password-2024", "tablet").unwrap();
+    tablet_engine.sync(&tablet, &|_| {}).unwrap();
+    tablet.lock().unwrap().write(|writer| writer.save(&LISTINGS, Some(&listing), object(json!({"price_fen": 3500})))).unwrap();
+    tablet_engine.sync(&tablet, &|_| {}).unwrap();
+    // Meanwhile, offline, this device changes the price from the old one.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    {
+        let mut store = Store::open(&OpenOptions::file(directory.path().join(DATABASE_FILE))).unwrap();
+        store.write(|writer| writer.save(&LISTINGS, Some(&listing), object(json!({"price_fen": 4200})))).unwrap();
+    }
+    Settings { signed_in: true, server_url: server.url(), username: "demo".into(), ..Settings::default() }.save(directory.path()).unwrap();
+
+    let app = App::start(directory.path());
+    app.find("[data-testid=sync-indicator]");
+    app.wait_text("[data-testid=sync-online]", |text| text.contains("在线"));
+    // The app syncs when it opens; the server refuses the stale price.
+    app.click("[data-testid=sync-button]");
+    app.wait_until(
+        "the sync to finish with a conflict",
+        "return !document.querySelector('[data-testid=sync-button]').disabled && !!document.querySelector('[data-testid=conflicts-link]')",
+    );
+    app.click("[data-testid=conflicts-link]");
+    app.wait_until("one rejected edit", "return document.querySelectorAll('[data-testid=rejected-edit]').length === 1");
+    let shown = app.text("[data-testid=rejected-edit]");
+    assert!(shown.contains("高山薄皮核桃 500g"), "{shown}");
+    assert!(shown.contains("平台已改过此值，您的修改基于旧值"), "{shown}");
+    assert!(shown.contains("¥42.00") && shown.contains("¥35.00"), "{shown}");
+    app.screenshot("rejected-edits-zh");
+    wait_pending(&app, "=== 0");
+    app.click("[data-testid=fix-edit]");
+    app.wait_until("the fix form with the rejected price", "return document.querySelector('#fix-value')?.value === '42.00'");
+    app.type_into("#fix-value", "0");
+    app.press_enter("#fix-value");
+    assert_eq!(app.wait_text("[data-error-for=fix-value]", |text| !text.is_empty()), "价格必须大于0");
+    app.type_into("#fix-value", "39.50");
+    app.press_enter("#fix-value");
+    app.wait_text("[data-testid=resend-notice]", |text| text == "已重新排队，下次同步时发送");
+    app.wait_until("the list to empty", "return document.querySelectorAll('[data-testid=rejected-edit]').length === 0");
+    wait_pending(&app, "> 0");
+    app.click("[data-testid=sync-button]");
+    wait_pending(&app, "=== 0");
+    assert!(app.try_find("[data-testid=conflicts-link]").is_none());
+    app.quit();
+
+    tablet_engine.sync(&tablet, &|_| {}).unwrap();
+    let tablet = tablet.lock().unwrap();
+    let price = furrow::sync::status::read_record(&tablet, "listings", &listing).unwrap().unwrap().fields["price_fen"].clone();
+    assert_eq!(price, json!(3950), "the fixed price reached the other device");
+}

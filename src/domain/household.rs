@@ -427,6 +427,8 @@ pub struct HouseholdView {
     pub members: Vec<Member>,
     /// Income per year against the poverty line, oldest first.
     pub income_by_year: Vec<income::YearIncome>,
+    /// The income records in force (not replaced by a correction), newest first.
+    pub income_records: Vec<income::IncomeRecord>,
     /// Its visits, newest first.
     pub visits: Vec<visit::Visit>,
     /// The training sessions its members attended.
@@ -452,6 +454,7 @@ pub fn view(store: &Store, id: &str) -> Result<HouseholdView> {
     Ok(HouseholdView {
         members: members(store, id)?,
         income_by_year: income::by_year(store, id)?,
+        income_records: income::in_force(store, id)?,
         visits: visit::of_household(store, id)?,
         trainings: training::attended_by_household(store, id)?,
         assessments: training::assessments_of_household(store, id)?,

@@ -37,6 +37,16 @@ pub struct Village {
     pub road_type: Option<RoadType>,
 }
 
+/// The namespace of village row ids. A village's row id is `uuidv5(ROW_NAMESPACE, code)`, the
+/// id the sync server gives the village it registers, so a village created on a device before
+/// the first sync (demo data, a village typed in offline) is the same row as the server's.
+pub const ROW_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6675_7272_6f77_5669_6c6c_6167_6500_0001);
+
+/// The row id of the village with this 12-digit code, the same on every device and server.
+pub fn row_id(code: &str) -> String {
+    uuid::Uuid::new_v5(&ROW_NAMESPACE, code.as_bytes()).to_string()
+}
+
 /// Creates or edits a village.
 pub fn save(store: &mut Store, village: &Village) -> Result<Village> {
     super::save(store, &VILLAGES, village.id.as_deref(), village)

@@ -44,6 +44,13 @@ pub async fn record_income(state: State<'_, AppState>, record: IncomeRecord) -> 
     state.with_store(move |store| income::record(store, &record)).await
 }
 
+/// Records a correction of an income record: a new record that replaces `corrects_id` in every
+/// total (the corrected record stays, as the append-only rule requires).
+#[tauri::command]
+pub async fn correct_income(state: State<'_, AppState>, corrects_id: String, record: IncomeRecord) -> CommandResult<IncomeRecord> {
+    state.with_store(move |store| income::correct(store, &corrects_id, &record)).await
+}
+
 /// Every village, by name.
 #[tauri::command]
 pub async fn list_villages(state: State<'_, AppState>) -> CommandResult<Vec<Village>> {

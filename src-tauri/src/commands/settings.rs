@@ -16,6 +16,8 @@ pub struct SettingsView {
     pub data_dir: String,
     /// The database file in use.
     pub database_file: String,
+    /// The demo account the sign-in screen offers, when the app was started for a demo.
+    pub demo_account: Option<crate::demo::DemoAccount>,
 }
 
 /// The current settings.
@@ -25,6 +27,7 @@ pub async fn get_settings(state: State<'_, AppState>) -> CommandResult<SettingsV
         settings: state.settings(),
         data_dir: state.data_dir.display().to_string(),
         database_file: state.data_dir.join(DATABASE_FILE).display().to_string(),
+        demo_account: crate::demo::demo_account(),
     })
 }
 

@@ -68,6 +68,36 @@ pub struct ConflictView {
     pub reason: Option<String>,
     /// When it was recorded (RFC 3339).
     pub created_at: String,
+    /// A name the user knows the record by (a person's or village's name, a listing's title),
+    /// if it has one.
+    pub record_name: Option<String>,
+    /// The household the record belongs to (the record itself for a household), so the list
+    /// can open its page.
+    pub household_id: Option<String>,
+    /// The value the device holds for the field now, as JSON.
+    pub current_value: Option<String>,
+}
+
+/// The sync state of one field of a record, as the record's badge explains it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct FieldSync {
+    /// The field.
+    pub field: String,
+    /// `pending`, `sent`, `accepted`, `superseded` or `rejected`.
+    pub state: String,
+    /// Why it was rejected (`stale_base`, `server_only`, `forbidden`, `invalid`).
+    pub reason: Option<String>,
+}
+
+/// The sync state of a record: the most pressing state of its fields, and each field's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct RecordSync {
+    /// The record's id.
+    pub id: String,
+    /// `synced`, `pending`, `sent`, `accepted`, `superseded` or `rejected`.
+    pub state: String,
+    /// The fields with something to report.
+    pub fields: Vec<FieldSync>,
 }
 
 fn rfc3339(milliseconds: i64) -> String {
@@ -191,25 +221,99 @@ pub async fn sync_now(app: AppHandle, state: State<'_, AppState>) -> CommandResu
     status_of(&state).await
 }
 
-/// The unresolved conflicts, newest first.
+/// A state's stable name, as the front end's dictionaries know it.
+fn state_name(state: status::SyncState) -> String {
+    serde_json::to_value(state).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The fields a record is known by, in order of preference.
+const NAME_FIELDS: [&str; 4] = ["name", "head_name", "title", "summary"];
+
+/// The unresolved conflicts, newest first, each with the record's name, its household and the
+/// value the device holds now.
 #[tauri::command]
 pub async fn list_conflicts(state: State<'_, AppState>) -> CommandResult<Vec<ConflictView>> {
-    let conflicts = state.with_store(|store| status::conflicts(store, false).map_err(sync_to_core)).await?;
-    Ok(conflicts
-        .into_iter()
-        .map(|conflict| ConflictView {
-            id: conflict.id,
-            table: conflict.table,
-            row_id: conflict.row_id,
-            field: conflict.field,
-            local_value: conflict.local_value.to_string(),
-            remote_value: conflict.remote_value.map(|value| value.to_string()),
-            remote_actor: conflict.remote_actor,
-            kind: conflict.kind,
-            reason: conflict.reason,
-            created_at: rfc3339(conflict.created_at),
+    state
+        .with_store(|store| {
+            let conflicts = status::conflicts(store, false).map_err(sync_to_core)?;
+            let mut views = Vec::with_capacity(conflicts.len());
+            for conflict in conflicts {
+                let row = status::read_record(store, &conflict.table, &conflict.row_id).map_err(sync_to_core)?;
+                let field_value = |name: &str| row.as_ref().and_then(|row| row.fields.get(name)).filter(|value| !value.is_null());
+                let record_name =
+                    NAME_FIELDS.iter().find_map(|name| field_value(name).and_then(|value| value.as_str()).map(str::to_owned));
+                let household_id = match conflict.table.as_str() {
+                    "households" => Some(conflict.row_id.clone()),
+                    _ => field_value("household_id").and_then(|value| value.as_str()).map(str::to_owned),
+                };
+                views.push(ConflictView {
+                    current_value: field_value(&conflict.field).map(|value| value.to_string()),
+                    record_name,
+                    household_id,
+                    id: conflict.id,
+                    table: conflict.table,
+                    row_id: conflict.row_id,
+                    field: conflict.field,
+                    local_value: conflict.local_value.to_string(),
+                    remote_value: conflict.remote_value.map(|value| value.to_string()),
+                    remote_actor: conflict.remote_actor,
+                    kind: conflict.kind,
+                    reason: conflict.reason,
+                    created_at: rfc3339(conflict.created_at),
+                });
+            }
+            Ok(views)
         })
-        .collect())
+        .await
+}
+
+/// The sync state of each of `ids` in `table` (pending, sent, accepted, superseded, rejected
+/// with its reason), for the badges beside records.
+#[tauri::command]
+pub async fn record_sync_states(state: State<'_, AppState>, table: String, ids: Vec<String>) -> CommandResult<Vec<RecordSync>> {
+    state
+        .with_store(move |store| {
+            ids.iter()
+                .map(|id| {
+                    let record = status::record_state(store, &table, id).map_err(sync_to_core)?;
+                    Ok(RecordSync {
+                        id: record.id,
+                        state: state_name(record.state),
+                        fields: record
+                            .fields
+                            .into_iter()
+                            .map(|field| FieldSync { field: field.field, state: state_name(field.state), reason: field.reason })
+                            .collect(),
+                    })
+                })
+                .collect()
+        })
+        .await
+}
+
+/// Fixes a rejected edit and sends it again: writes `value` (the user's corrected value) to the
+/// rejected field as a new edit through the one write path, so it is queued like any edit, then
+/// closes the conflict. A corrected value that fails its checks is refused with the field's
+/// error and the conflict stays open.
+#[tauri::command]
+pub async fn resend_edit(state: State<'_, AppState>, id: i64, value: serde_json::Value) -> CommandResult<()> {
+    state
+        .with_store(move |store| {
+            let conflict = status::conflicts(store, true)
+                .map_err(sync_to_core)?
+                .into_iter()
+                .find(|conflict| conflict.id == id)
+                .ok_or_else(|| furrow::Error::NotFound { table: "sync_conflicts".into(), id: id.to_string() })?;
+            let table = furrow::schema::table(&conflict.table)
+                .filter(|table| table.field(&conflict.field).is_some())
+                .ok_or_else(|| furrow::Error::NotFound { table: conflict.table.clone(), id: conflict.row_id.clone() })?;
+            let mut changes = serde_json::Map::new();
+            changes.insert(conflict.field.clone(), value);
+            store.write(|writer| writer.save(table, Some(&conflict.row_id), changes))?;
+            // The corrected value is queued; the server's value it replaces needs nothing more.
+            status::resolve_conflict(store, id, Resolution::KeepTheirs).map_err(sync_to_core)
+        })
+        .await
 }
 
 /// Settles a conflict: `keep_mine` writes this device's value again, otherwise the server's

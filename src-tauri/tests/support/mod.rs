@@ -210,6 +210,12 @@ impl App {
         }
     }
 
+    /// Presses Enter in the element matching `css`, as a user finishing a form would.
+    pub fn press_enter(&self, css: &str) {
+        let element = self.find(css);
+        self.post(&format!("/element/{element}/value"), json!({"text": "\u{E007}"}));
+    }
+
     /// Sets the value of the input matching `css` and sends the input event a user's edit
     /// sends (for date pickers, whose typed form depends on the locale).
     pub fn set_value(&self, css: &str, value: &str) {

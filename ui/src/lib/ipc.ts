@@ -26,6 +26,7 @@ import type { SettingsView } from "./bindings/SettingsView";
 import type { SyncStatus } from "./bindings/SyncStatus";
 import type { SyncProgress } from "./bindings/SyncProgress";
 import type { ConflictView } from "./bindings/ConflictView";
+import type { RecordSync } from "./bindings/RecordSync";
 
 /** A command's failure, typed: a stable code, messages in both languages, and field errors. */
 export class IpcError extends Error {
@@ -88,6 +89,7 @@ export const api = {
   deleteHousehold: (id: string) => call<null>("delete_household", { id }),
   saveMember: (member: Member) => call<Member>("save_member", { member }),
   recordIncome: (record: IncomeRecord) => call<IncomeRecord>("record_income", { record }),
+  correctIncome: (correctsId: string, record: IncomeRecord) => call<IncomeRecord>("correct_income", { correctsId, record }),
   listVillages: () => call<Village[]>("list_villages"),
   saveVillage: (village: Village) => call<Village>("save_village", { village }),
   listSessions: () => call<TrainingSession[]>("list_sessions"),
@@ -115,6 +117,8 @@ export const api = {
   syncNow: () => call<SyncStatus>("sync_now"),
   listConflicts: () => call<ConflictView[]>("list_conflicts"),
   resolveConflict: (id: number, keepMine: boolean) => call<null>("resolve_conflict", { id, keepMine }),
+  recordSyncStates: (table: string, ids: string[]) => call<RecordSync[]>("record_sync_states", { table, ids }),
+  resendEdit: (id: number, value: unknown) => call<null>("resend_edit", { id, value }),
   onSyncProgress: (handler: (progress: SyncProgress) => void): Promise<UnlistenFn> =>
     listen<SyncProgress>("sync-progress", (event) => handler(event.payload)),
 };

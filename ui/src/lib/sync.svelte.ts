@@ -37,5 +37,9 @@ export async function runSync(): Promise<void> {
     unlisten();
     syncState.syncing = false;
     await refreshSync();
+    // The full bar stays a moment to show the sync ended, then the bar goes until the next one.
+    setTimeout(() => {
+      if (!syncState.syncing) syncState.progress = 0;
+    }, 1500);
   }
 }

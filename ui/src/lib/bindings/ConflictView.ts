@@ -43,4 +43,18 @@ reason: string | null,
 /**
  * When it was recorded (RFC 3339).
  */
-created_at: string, };
+created_at: string, 
+/**
+ * A name the user knows the record by (a person's or village's name, a listing's title),
+ * if it has one.
+ */
+record_name: string | null, 
+/**
+ * The household the record belongs to (the record itself for a household), so the list
+ * can open its page.
+ */
+household_id: string | null, 
+/**
+ * The value the device holds for the field now, as JSON.
+ */
+current_value: string | null, };

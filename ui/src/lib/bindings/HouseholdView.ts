@@ -3,6 +3,7 @@ import type { Assessment } from "./Assessment";
 import type { Attended } from "./Attended";
 import type { Household } from "./Household";
 import type { HouseholdSale } from "./HouseholdSale";
+import type { IncomeRecord } from "./IncomeRecord";
 import type { Listing } from "./Listing";
 import type { Member } from "./Member";
 import type { Product } from "./Product";
@@ -25,6 +26,10 @@ members: Array<Member>,
  * Income per year against the poverty line, oldest first.
  */
 income_by_year: Array<YearIncome>, 
+/**
+ * The income records in force (not replaced by a correction), newest first.
+ */
+income_records: Array<IncomeRecord>, 
 /**
  * Its visits, newest first.
  */
