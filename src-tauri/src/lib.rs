@@ -7,6 +7,7 @@ pub mod bindings;
 pub mod commands;
 pub mod demo;
 pub mod error;
+pub mod housekeeping;
 pub mod state;
 
 use std::path::PathBuf;
@@ -56,6 +57,7 @@ pub fn run() {
                 let mut store = state.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 demo::seed_if_empty(&mut store, count).map_err(|error| error.to_string())?;
             }
+            housekeeping::start(std::sync::Arc::clone(&state.store));
             app.manage(state);
             Ok(())
         })
