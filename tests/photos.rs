@@ -255,8 +255,17 @@ fn photos_are_cropped_square_reordered_and_one_is_the_main_image() {
         let photo = photo::import(&mut studio.fixture.store, &studio.media, &file, PhotoOwner::Listing, &studio.listing, &ImportOptions::default()).unwrap();
         ids.push(photo.id.unwrap());
     }
+    let uncropped = photo::get(&studio.fixture.store, &ids[0]).unwrap().sha256.unwrap();
     let cropped = photo::crop_square(&mut studio.fixture.store, &studio.media, &ids[0], None).unwrap();
     assert_eq!((cropped.width_px, cropped.height_px), (Some(800), Some(800)));
+    let queued = |sha: &str| -> i64 {
+        rusqlite::Connection::open(studio.fixture.path())
+            .unwrap()
+            .query_row("SELECT count(*) FROM attachments WHERE sha256 = ?1", [sha], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(queued(&uncropped), 0, "the picture before the crop is never uploaded");
+    assert_eq!(queued(cropped.sha256.as_deref().unwrap()), 1, "the cropped picture is queued");
     let outside = photo::crop_square(&mut studio.fixture.store, &studio.media, &ids[0], Some((700, 0, 200)));
     assert_eq!(outside.unwrap_err().field_errors()[0].code, "crop_outside");
 
@@ -304,8 +313,15 @@ fn a_photo_picked_in_the_window_imports_from_its_bytes_is_captioned_and_deleted(
     let long = photo::set_caption(&mut studio.fixture.store, &ids[1], Some(&"长".repeat(201))).expect_err("a caption over 200 characters");
     assert_eq!(long.field_errors()[0].field, "caption");
 
-    // Deleting the main image makes the next photo the main image.
+    // Deleting the main image makes the next photo the main image, and its picture leaves the
+    // upload queue.
+    let deleted_sha = first.sha256.clone().unwrap();
     photo::delete(&mut studio.fixture.store, &ids[0]).unwrap();
+    let queued: i64 = rusqlite::Connection::open(studio.fixture.path())
+        .unwrap()
+        .query_row("SELECT count(*) FROM attachments WHERE sha256 = ?1", [&deleted_sha], |row| row.get(0))
+        .unwrap();
+    assert_eq!(queued, 0);
     let left = listing::photos_of(&studio.fixture.store, PhotoOwner::Listing, &studio.listing).unwrap();
     let left_ids: Vec<_> = left.iter().map(|photo| photo.id.clone().unwrap()).collect();
     assert_eq!(left_ids, vec![ids[1].clone(), ids[2].clone()]);

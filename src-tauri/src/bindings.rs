@@ -22,6 +22,10 @@ pub fn export(directory: &Path) -> Result<(), ExportError> {
     village::Village::export_all(&config)?;
     listing::Product::export_all(&config)?;
     listing::Listing::export_all(&config)?;
+    listing::Photo::export_all(&config)?;
+    furrow::domain::listing_rules::RuleCheck::export_all(&config)?;
+    furrow::domain::sale::ListingSale::export_all(&config)?;
+    crate::commands::photos::PhotoView::export_all(&config)?;
     reference::PovertyLine::export_all(&config)?;
     EnumDef::export_all(&config)?;
     crate::error::CommandError::export_all(&config)?;

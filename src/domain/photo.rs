@@ -312,7 +312,22 @@ pub fn crop_square(store: &mut Store, media: &MediaDir, photo_id: &str, square: 
     };
     let saved = listing::save_photo(store, &updated)?;
     record_thumbnail(store, &new_sha, &thumbnail)?;
+    if new_sha != sha256 {
+        forget_unused_upload(store, &sha256)?;
+    }
     Ok(saved)
+}
+
+/// Takes an image off the upload queue when no live photo uses it any more and its upload has
+/// not begun (a photo cropped or deleted before a sync), so a draft's superseded pictures never
+/// cost the connection anything. An upload under way or done is left as it is.
+fn forget_unused_upload(store: &Store, sha256: &str) -> Result<()> {
+    store.conn().execute(
+        "DELETE FROM attachments WHERE sha256 = ?1 AND state = 'pending_upload'
+            AND NOT EXISTS (SELECT 1 FROM photos WHERE sha256 = ?1 AND deleted = 0)",
+        [sha256],
+    )?;
+    Ok(())
 }
 
 /// Puts an owner's photos in the given order (ids first to last), in one transaction.
@@ -339,6 +354,11 @@ pub fn set_main(store: &mut Store, photo_id: &str) -> Result<()> {
         writer.save(&PHOTOS, Some(photo_id), changes.as_object().expect("an object").clone())?;
         Ok(())
     })
+}
+
+/// A photo by id.
+pub fn get(store: &Store, photo_id: &str) -> Result<Photo> {
+    super::get(store, &PHOTOS, photo_id)
 }
 
 /// Sets or clears a photo's caption.
@@ -375,7 +395,8 @@ pub fn delete(store: &mut Store, photo_id: &str) -> Result<()> {
             writer.save(&PHOTOS, Some(next), changes.as_object().expect("an object").clone())?;
         }
         Ok(())
-    })
+    })?;
+    forget_unused_upload(store, photo.sha256.as_deref().unwrap_or_default())
 }
 
 /// The thumbnail of a stored image as a `data:` URL the window can show without any file access,

@@ -1,6 +1,10 @@
-//! 产品与商品 Product and listing commands (basic; listing checks live in the core).
+//! 产品与商品 Product and listing commands: products, listing drafts, the platform rules checked
+//! as the assistant types, submission, and the listing's sales. The rules live in the core.
 
+use furrow::codes::PhotoOwner;
 use furrow::domain::listing::{self, Listing, Product};
+use furrow::domain::listing_rules::{self, RuleCheck};
+use furrow::domain::sale::{self, ListingSale};
 use tauri::State;
 
 use crate::error::CommandResult;
@@ -28,4 +32,38 @@ pub async fn list_listings(state: State<'_, AppState>) -> CommandResult<Vec<List
 #[tauri::command]
 pub async fn save_listing(state: State<'_, AppState>, listing: Listing) -> CommandResult<Listing> {
     state.with_store(move |store| listing::save_listing(store, &listing)).await
+}
+
+/// A listing by id (after a sync, with the platform's verdict).
+#[tauri::command]
+pub async fn get_listing(state: State<'_, AppState>, id: String) -> CommandResult<Listing> {
+    state.with_store(move |store| listing::get_listing(store, &id)).await
+}
+
+/// Every platform rule's state for the listing as the form holds it now (saved or not), with
+/// the photos it already has.
+#[tauri::command]
+pub async fn check_listing_rules(state: State<'_, AppState>, listing: Listing) -> CommandResult<Vec<RuleCheck>> {
+    state
+        .with_store(move |store| {
+            let photos = match &listing.id {
+                Some(id) => listing::photos_of(store, PhotoOwner::Listing, id)?,
+                None => Vec::new(),
+            };
+            Ok(listing_rules::check_rules(store, &listing, &photos))
+        })
+        .await
+}
+
+/// Submits a saved listing to its platform once every rule passes; submitting again is the same
+/// submission.
+#[tauri::command]
+pub async fn submit_listing(state: State<'_, AppState>, id: String) -> CommandResult<Listing> {
+    state.with_store(move |store| listing_rules::submit(store, &id)).await
+}
+
+/// The sales of a listing, newest first.
+#[tauri::command]
+pub async fn listing_sales(state: State<'_, AppState>, listing_id: String) -> CommandResult<Vec<ListingSale>> {
+    state.with_store(move |store| sale::of_listing(store, &listing_id)).await
 }

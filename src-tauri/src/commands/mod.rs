@@ -3,6 +3,7 @@
 
 pub mod households;
 pub mod listings;
+pub mod photos;
 pub mod reference;
 pub mod settings;
 pub mod sync;

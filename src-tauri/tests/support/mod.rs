@@ -366,3 +366,227 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|status| status.lines().find_map(|line| line.strip_prefix("VmRSS:")).map(|value| value.trim().trim_end_matches("kB").trim().parse().unwrap_or(0)))
         .unwrap_or(0)
 }
+
+impl App {
+    /// Gives the file input matching `css` these files, as a user's pick in the file chooser
+    /// would: WebDriver's "send keys" with the paths, one a line.
+    pub fn choose_files(&self, css: &str, paths: &[&Path]) {
+        let element = self.find(css);
+        let text = paths.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join("\n");
+        self.post(&format!("/element/{element}/value"), json!({"text": text}));
+    }
+
+    /// Sends keys to the element matching `css` without clearing it first (`\u{E007}` is Enter,
+    /// `\u{E00C}` Escape).
+    pub fn send_keys(&self, css: &str, keys: &str) {
+        let element = self.find(css);
+        self.post(&format!("/element/{element}/value"), json!({"text": keys}));
+    }
+}
+
+/// A local `furrow-server` for end-to-end tests of the platform's side: its own data directory,
+/// the demo villages and assistant, and an admin token for the platform endpoints.
+pub struct PlatformServer {
+    binary: PathBuf,
+    data_dir: tempfile::TempDir,
+    /// The port it listens on.
+    pub port: u16,
+    /// The token of the `/admin/v1` endpoints.
+    pub admin_token: String,
+    process: Option<Child>,
+}
+
+impl PlatformServer {
+    /// The demo villages the assistant is assigned to.
+    pub const VILLAGES: [(&'static str, &'static str); 2] = [("530724100201", "演示·青山村"), ("530724100202", "演示·石门村")];
+    /// The assistant's user name and password.
+    pub const ACCOUNT: (&'static str, &'static str) = ("demo", "demo-password-2024");
+
+    /// Sets up and starts a server on a free port (building `furrow-server` when it is missing).
+    pub fn new() -> PlatformServer {
+        let binary = Path::new(env!("CARGO_BIN_EXE_furrow-app")).with_file_name("furrow-server");
+        if !binary.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo).args(["build", "-p", "furrow-server"]).status().unwrap();
+            assert!(status.success(), "building furrow-server failed");
+        }
+        let data_dir = tempfile::Builder::new().prefix("furrow-server-e2e-").tempdir().unwrap();
+        let run = |args: &[&str], stdin: Option<&str>| {
+            use std::io::Write;
+            let mut child = Command::new(&binary).args(args).args(["--data-dir", data_dir.path().to_str().unwrap()]).stdin(Stdio::piped()).spawn().unwrap();
+            if let Some(text) = stdin {
+                child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            }
+            assert!(child.wait().unwrap().success(), "furrow-server {args:?} failed");
+        };
+        for (code, name) in Self::VILLAGES {
+            run(&["village", "add", "--code", code, "--name", name], None);
+        }
+        run(
+            &["assistant", "add", "--username", Self::ACCOUNT.0, "--password-stdin", "--village", Self::VILLAGES[0].0, "--village", Self::VILLAGES[1].0],
+            Some(&format!("{}\n", Self::ACCOUNT.1)),
+        );
+        let mut server = PlatformServer { binary, data_dir, port: free_port(), admin_token: format!("admin-{}", fastrand::u64(..)), process: None };
+        server.start();
+        server
+    }
+
+    /// The server's address.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (or restarts) the server on its port.
+    pub fn start(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["serve", "--data-dir", self.data_dir.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--admin-token", &self.admin_token])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.process = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "furrow-server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server (the device is offline until it starts again).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Calls a platform endpoint (`/admin/v1/...`) with the admin token; returns the status
+    /// and the answer's JSON (null when it has none).
+    pub fn admin(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = reqwest::blocking::Client::new()
+            .post(format!("{}{path}", self.url()))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for PlatformServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A TCP relay in front of a server that counts the bytes the device sends and receives, so a
+/// test can measure what a sync costs on the wire. It can be taken down and brought back on the
+/// same port, so the device sees the network go away.
+pub struct CountingRelay {
+    /// The port the device connects to.
+    pub port: u16,
+    upstream: u16,
+    /// Bytes from the device to the server.
+    pub sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Bytes from the server to the device.
+    pub received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    running: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl CountingRelay {
+    /// A relay on a free port to the server on `upstream`, listening.
+    pub fn new(upstream: u16) -> CountingRelay {
+        let mut relay = CountingRelay {
+            port: free_port(),
+            upstream,
+            sent: Default::default(),
+            received: Default::default(),
+            running: None,
+        };
+        relay.start();
+        relay
+    }
+
+    /// The address the device uses.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Listens (again) on the relay's port.
+    pub fn start(&mut self) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let running = Arc::new(AtomicBool::new(true));
+        let (flag, upstream, sent, received) = (Arc::clone(&running), self.upstream, Arc::clone(&self.sent), Arc::clone(&self.received));
+        std::thread::spawn(move || {
+            while flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                        let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream, counter: Arc<std::sync::atomic::AtomicU64>, open: Arc<AtomicBool>| {
+                            std::thread::spawn(move || {
+                                let mut buffer = vec![0u8; 64 * 1024];
+                                from.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                                loop {
+                                    match from.read(&mut buffer) {
+                                        Ok(0) => break,
+                                        Ok(count) => {
+                                            counter.fetch_add(count as u64, Ordering::SeqCst);
+                                            if std::io::Write::write_all(&mut to, &buffer[..count]).is_err() {
+                                                break;
+                                            }
+                                        }
+                                        Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                                            if !open.load(Ordering::SeqCst) {
+                                                break;
+                                            }
+                                        }
+                                        Err(_) => break,
+                                    }
+                                }
+                                let _ = to.shutdown(std::net::Shutdown::Write);
+                            });
+                        };
+                        pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Arc::clone(&sent), Arc::clone(&flag));
+                        pipe(server, client, Arc::clone(&received), Arc::clone(&flag));
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+                    Err(_) => break,
+                }
+            }
+        });
+        self.running = Some(running);
+    }
+
+    /// Stops listening and drops every open connection: the device sees no network.
+    pub fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.store(false, std::sync::atomic::Ordering::SeqCst);
+            // The accept loop and the pipes notice within their polling interval.
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Bytes sent by the device so far.
+    pub fn sent_bytes(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Bytes received by the device so far.
+    pub fn received_bytes(&self) -> u64 {
+        self.received.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingRelay {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}

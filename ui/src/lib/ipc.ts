@@ -19,6 +19,9 @@ import type { Visit } from "./bindings/Visit";
 import type { FollowUp } from "./bindings/FollowUp";
 import type { Product } from "./bindings/Product";
 import type { Listing } from "./bindings/Listing";
+import type { RuleCheck } from "./bindings/RuleCheck";
+import type { ListingSale } from "./bindings/ListingSale";
+import type { PhotoView } from "./bindings/PhotoView";
 import type { EnumDef } from "./bindings/EnumDef";
 import type { PovertyLine } from "./bindings/PovertyLine";
 import type { Settings } from "./bindings/Settings";
@@ -104,6 +107,26 @@ export const api = {
   saveProduct: (product: Product) => call<Product>("save_product", { product }),
   listListings: () => call<Listing[]>("list_listings"),
   saveListing: (listing: Listing) => call<Listing>("save_listing", { listing }),
+  getListing: (id: string) => call<Listing>("get_listing", { id }),
+  checkListingRules: (listing: Listing) => call<RuleCheck[]>("check_listing_rules", { listing }),
+  submitListing: (id: string) => call<Listing>("submit_listing", { id }),
+  listingSales: (listingId: string) => call<ListingSale[]>("listing_sales", { listingId }),
+  listingPhotos: (listingId: string) => call<PhotoView[]>("listing_photos", { listingId }),
+  /** Sends a picked file's bytes as the raw request body (no JSON encoding of megabytes). */
+  importPhoto: async (listingId: string, bytes: Uint8Array, keepLocation: boolean): Promise<PhotoView[]> => {
+    try {
+      return await invoke<PhotoView[]>("import_photo", bytes, {
+        headers: { "x-listing-id": listingId, "x-keep-location": keepLocation ? "1" : "0" },
+      });
+    } catch (reason) {
+      throw toIpcError(reason);
+    }
+  },
+  setPhotoCaption: (photoId: string, caption: string | null) => call<PhotoView[]>("set_photo_caption", { photoId, caption }),
+  cropPhotoSquare: (photoId: string) => call<PhotoView[]>("crop_photo_square", { photoId }),
+  setMainPhoto: (photoId: string) => call<PhotoView[]>("set_main_photo", { photoId }),
+  reorderPhotos: (photoIds: string[]) => call<PhotoView[]>("reorder_photos", { photoIds }),
+  deletePhoto: (photoId: string) => call<PhotoView[]>("delete_photo", { photoId }),
   enumLabels: () => call<EnumDef[]>("enum_labels"),
   povertyLines: () => call<PovertyLine[]>("poverty_lines"),
   getSettings: () => call<SettingsView>("get_settings"),

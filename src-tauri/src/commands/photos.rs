@@ -1,0 +1,159 @@
+//! 照片 Photo commands of the listing studio: import a picked file, caption, crop square,
+//! reorder, set the main image, delete; every command answers with the owner's photo strip
+//! (thumbnails as `data:` URLs and each photo's upload state), so the window never reads files.
+
+use furrow::codes::PhotoOwner;
+use furrow::domain::listing::{self, Photo};
+use furrow::domain::photo::{self, ImportOptions, MediaDir};
+use furrow::Store;
+use serde::Serialize;
+use tauri::State;
+use ts_rs::TS;
+
+use crate::error::{CommandError, CommandResult};
+use crate::state::AppState;
+
+/// The media directory's name inside the data directory.
+pub const MEDIA_DIR: &str = "media";
+
+/// A photo's upload to the platform, as its badge shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct PhotoUpload {
+    /// `pending_upload`, `uploading`, `uploaded` or `failed`; `missing` when the device has no
+    /// record of the image (it was made on another device).
+    pub state: String,
+    /// Bytes the server has acknowledged.
+    pub uploaded_bytes: i64,
+    /// The image's size in bytes.
+    pub size: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// One photo of the strip: its record, its thumbnail and its upload.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+pub struct PhotoView {
+    /// The photo's record.
+    pub photo: Photo,
+    /// The thumbnail as a `data:image/jpeg;base64,...` URL; `None` until it is on this device.
+    pub thumbnail: Option<String>,
+    /// The upload's state.
+    pub upload: PhotoUpload,
+}
+
+fn media(state: &AppState) -> MediaDir {
+    MediaDir::new(state.data_dir.join(MEDIA_DIR))
+}
+
+/// The photo strip of a listing, in order.
+fn strip(store: &Store, media: &MediaDir, listing_id: &str) -> furrow::Result<Vec<PhotoView>> {
+    listing::photos_of(store, PhotoOwner::Listing, listing_id)?
+        .into_iter()
+        .map(|photo| {
+            let sha256 = photo.sha256.clone().unwrap_or_default();
+            let attachment = furrow::sync::blobs::attachment(store, &sha256).map_err(|error| match error {
+                furrow::sync::SyncError::Store(inner) => inner,
+                other => furrow::Error::Io(std::io::Error::other(other.to_string())),
+            })?;
+            let upload = match attachment {
+                Some(found) => PhotoUpload {
+                    state: found.state,
+                    uploaded_bytes: found.uploaded_bytes as i64,
+                    size: found.size as i64,
+                    last_error: found.last_error,
+                },
+                None => PhotoUpload { state: "missing".into(), uploaded_bytes: 0, size: photo.bytes.unwrap_or(0), last_error: None },
+            };
+            Ok(PhotoView { thumbnail: photo::thumbnail_data_url(store, media, &sha256)?, upload, photo })
+        })
+        .collect()
+}
+
+/// The strip of the listing a photo belongs to.
+fn strip_of_photo(store: &Store, media: &MediaDir, photo_id: &str) -> furrow::Result<Vec<PhotoView>> {
+    let owner = photo::get(store, photo_id)?.owner_id.unwrap_or_default();
+    strip(store, media, &owner)
+}
+
+/// Runs a photo change, then answers with the strip of the listing the photo belongs to.
+async fn change(
+    state: &AppState,
+    photo_id: String,
+    work: impl FnOnce(&mut Store, &MediaDir, &str) -> furrow::Result<()> + Send + 'static,
+) -> CommandResult<Vec<PhotoView>> {
+    let media = media(state);
+    state
+        .with_store(move |store| {
+            work(store, &media, &photo_id)?;
+            strip_of_photo(store, &media, &photo_id)
+        })
+        .await
+}
+
+/// The photos of a listing, in order.
+#[tauri::command]
+pub async fn listing_photos(state: State<'_, AppState>, listing_id: String) -> CommandResult<Vec<PhotoView>> {
+    let media = media(&state);
+    state.with_store(move |store| strip(store, &media, &listing_id)).await
+}
+
+/// Imports a photo the user picked: the file's bytes are the request body, the listing's id the
+/// `x-listing-id` header, and `x-keep-location: 1` keeps where it was taken.
+#[tauri::command]
+pub async fn import_photo(state: State<'_, AppState>, request: tauri::ipc::Request<'_>) -> CommandResult<Vec<PhotoView>> {
+    let tauri::ipc::InvokeBody::Raw(bytes) = request.body() else {
+        return Err(CommandError::new("invalid_request", "未收到照片文件", "no photo file was sent"));
+    };
+    let header = |name: &str| request.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let listing_id = header("x-listing-id").filter(|id| !id.is_empty()).ok_or_else(|| {
+        CommandError::new("invalid_request", "请先保存商品草稿再添加照片", "save the listing draft before adding photos")
+    })?;
+    let options = ImportOptions { keep_location: header("x-keep-location").as_deref() == Some("1"), ..ImportOptions::default() };
+    let bytes = bytes.clone();
+    let media = media(&state);
+    state
+        .with_store(move |store| {
+            listing::get_listing(store, &listing_id)?;
+            photo::import_bytes(store, &media, &bytes, PhotoOwner::Listing, &listing_id, &options)?;
+            strip(store, &media, &listing_id)
+        })
+        .await
+}
+
+/// Sets or clears a photo's caption.
+#[tauri::command]
+pub async fn set_photo_caption(state: State<'_, AppState>, photo_id: String, caption: Option<String>) -> CommandResult<Vec<PhotoView>> {
+    change(&state, photo_id, move |store, _, id| photo::set_caption(store, id, caption.as_deref()).map(drop)).await
+}
+
+/// Crops a photo to its centred largest square.
+#[tauri::command]
+pub async fn crop_photo_square(state: State<'_, AppState>, photo_id: String) -> CommandResult<Vec<PhotoView>> {
+    change(&state, photo_id, |store, media, id| photo::crop_square(store, media, id, None).map(drop)).await
+}
+
+/// Makes a photo its listing's main image.
+#[tauri::command]
+pub async fn set_main_photo(state: State<'_, AppState>, photo_id: String) -> CommandResult<Vec<PhotoView>> {
+    change(&state, photo_id, |store, _, id| photo::set_main(store, id)).await
+}
+
+/// Puts a listing's photos in the given order (ids first to last).
+#[tauri::command]
+pub async fn reorder_photos(state: State<'_, AppState>, photo_ids: Vec<String>) -> CommandResult<Vec<PhotoView>> {
+    let first = photo_ids.first().cloned().unwrap_or_default();
+    change(&state, first, move |store, _, _| photo::reorder(store, &photo_ids)).await
+}
+
+/// Deletes a photo; when it was the main image, the next photo becomes the main image.
+#[tauri::command]
+pub async fn delete_photo(state: State<'_, AppState>, photo_id: String) -> CommandResult<Vec<PhotoView>> {
+    let media = media(&state);
+    state
+        .with_store(move |store| {
+            let owner = photo::get(store, &photo_id)?.owner_id.unwrap_or_default();
+            photo::delete(store, &photo_id)?;
+            strip(store, &media, &owner)
+        })
+        .await
+}
