@@ -116,9 +116,21 @@ pub fn prepare(bytes: &[u8]) -> Result<Prepared> {
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut picture = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     picture.apply_orientation(orientation);
+    // A phone photo is scaled down once; the listing image and the thumbnail both start from the
+    // scaled picture, so a 12-megapixel file is resampled once rather than twice.
+    let picture = scaled_to(picture, MAX_EDGE_PX);
     let (jpeg, width, height) = encode_within(&picture, MAX_EDGE_PX, MAX_IMAGE_BYTES)?;
     let (thumbnail, _, _) = encode_within(&picture, THUMBNAIL_EDGE_PX, 64 * 1024)?;
     Ok(Prepared { jpeg, width, height, thumbnail, location: gps_location(bytes) })
+}
+
+/// The picture with its longest edge at most `max_edge` (unchanged when it is smaller).
+fn scaled_to(picture: DynamicImage, max_edge: u32) -> DynamicImage {
+    if picture.width().max(picture.height()) > max_edge {
+        picture.resize(max_edge, max_edge, image::imageops::FilterType::CatmullRom)
+    } else {
+        picture
+    }
 }
 
 /// Scales `picture` to at most `max_edge` and encodes it as a JPEG of at most `max_bytes`,
@@ -297,7 +309,7 @@ pub fn crop_square(store: &mut Store, media: &MediaDir, photo_id: &str, square: 
     if size == 0 || x.saturating_add(size) > picture.width() || y.saturating_add(size) > picture.height() {
         return Err(file_error("crop_outside", "裁剪区域超出图片范围", "the crop lies outside the image"));
     }
-    let cropped = picture.crop_imm(x, y, size, size);
+    let cropped = scaled_to(picture.crop_imm(x, y, size, size), MAX_EDGE_PX);
     let (jpeg, width, height) = encode_within(&cropped, MAX_EDGE_PX, MAX_IMAGE_BYTES)?;
     let (thumbnail, _, _) = encode_within(&cropped, THUMBNAIL_EDGE_PX, 64 * 1024)?;
     let new_sha = media.put(&jpeg)?;
