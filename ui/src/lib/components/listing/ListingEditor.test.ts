@@ -130,6 +130,61 @@ describe("ListingEditor", () => {
   });
 });
 
+describe("ListingEditor after a sync", () => {
+  afterEach(() => {
+    cleanup();
+    clearMocks();
+  });
+
+  it("shows the platform's verdict, the upload states and the sales, and follows the next sync", async () => {
+    locale.language = "zh-CN";
+    let verdict: Partial<Listing> = { moderation_status: "rejected", moderation_reason: "主图含有联系方式", sold_out: false };
+    let uploaded = false;
+    const photo = (id: string, kind: string, size: number) => ({
+      photo: { id, owner_type: "listing", owner_id: "l1", sha256: id.repeat(64).slice(0, 64), bytes: size, width_px: 800, height_px: 800, kind, order_index: 0 },
+      thumbnail: "data:image/jpeg;base64,/9j/",
+      upload: uploaded ? { state: "uploaded", uploaded_bytes: size, size, last_error: null } : { state: "uploading", uploaded_bytes: size / 4, size, last_error: null },
+    });
+    mockIPC((command, args) => {
+      const payload = (args ?? {}) as Record<string, unknown>;
+      if (command === "enum_labels") return [...enums, { name: "moderation_status", values: [{ code: "approved", national: null, zh: "审核通过", en: "Approved" }, { code: "rejected", national: null, zh: "审核未通过", en: "Rejected" }] }, { name: "order_status", values: [{ code: "paid", national: null, zh: "已付款", en: "Paid" }] }];
+      if (command === "check_listing_rules") return rules(payload.listing as Listing);
+      if (command === "get_listing") return { ...draft, id: "l1", title: "核桃", status: "submitted", ...verdict };
+      if (command === "listing_photos") return [photo("a", "main", 400_000), photo("b", "carousel", 200_000)];
+      if (command === "listing_sales")
+        return verdict.moderation_status === "approved"
+          ? [{ sale_id: "s1", order_no: "TB001", order_date: "2026-11-28", status: "paid", qty: 3, gross_fen: 11_970, net_to_seller_fen: 11_000, buyer_region: null, allocated_fen: 10_000 }]
+          : [];
+      if (command === "sync_status") return { online: true, pending: 0, last_sync_at: uploaded ? "2026-11-28T10:00:00Z" : null, signed_in: true, can_sync: true, open_conflicts: 0, last_error: null };
+      throw new Error(`unexpected command ${command}`);
+    });
+    await loadLabels();
+    const { syncState, refreshSync } = await import("../../sync.svelte");
+    await refreshSync();
+    render(ListingEditor, { props: { listing: { ...draft, id: "l1", title: "核桃", status: "submitted" }, product: null, onClose: vi.fn() } });
+    await vi.waitFor(() => expect(screen.getByTestId("moderation-status").textContent).toBe("审核未通过"));
+    expect(screen.getByTestId("moderation-reason").textContent).toBe("原因：主图含有联系方式");
+    const states = () => screen.getAllByTestId("upload-state").map((badge) => badge.textContent);
+    expect(states()).toEqual(["上传中 25%", "上传中 25%"]);
+    expect(screen.getByTestId("listing-sales").textContent).toContain("暂无销售");
+    expect((screen.getByTestId("submit-listing") as HTMLButtonElement).textContent).toBe("已提交");
+
+    // The platform approves it, sells three and marks it sold out; the next sync brings all.
+    verdict = { moderation_status: "approved", moderation_reason: null, platform_item_id: "TB-42", sold_out: true };
+    uploaded = true;
+    await refreshSync();
+    await vi.waitFor(() => expect(screen.getByTestId("moderation-status").textContent).toBe("审核通过"));
+    expect(syncState.status?.last_sync_at).toBe("2026-11-28T10:00:00Z");
+    expect(screen.getByTestId("platform-item-id").textContent).toBe("平台商品编号：TB-42");
+    expect(screen.getByTestId("sold-out").textContent).toBe("已售罄");
+    expect(screen.queryByTestId("moderation-reason")).toBeNull();
+    expect(states()).toEqual(["已上传", "已上传"]);
+    expect(screen.getAllByTestId("sale-row")).toHaveLength(1);
+    expect(screen.getByTestId("sale-row").textContent).toContain("119.70");
+    expect(screen.getByTestId("sales-total").textContent).toBe("合计 3 件，119.70 元");
+  });
+});
+
 describe("RulePanel", () => {
   it("marks each rule passed or failing and counts them", () => {
     locale.language = "zh-CN";
