@@ -140,9 +140,27 @@ fn a_listing_drafted_offline_with_photos_is_fixed_submitted_approved_and_sold() 
     app.choose_files("[data-testid=photo-input]", &[files[0].as_path()]);
     app.wait_until("the first photo", "return document.querySelectorAll('[data-testid=photo-card] img').length === 1");
     let big_in_app = picked.elapsed().as_secs_f64();
+    // Files that cannot be used are refused with their reason in Chinese; nothing is added.
+    let heic = photos_dir.path().join("IMG_0006.HEIC");
+    let mut heic_bytes = vec![0, 0, 0, 0x18];
+    heic_bytes.extend(b"ftypheic\0\0\0\0mif1heic");
+    heic_bytes.extend(vec![0u8; 512]);
+    std::fs::write(&heic, heic_bytes).unwrap();
+    let broken = photos_dir.path().join("broken.jpg");
+    let whole = std::fs::read(&files[1]).unwrap();
+    std::fs::write(&broken, &whole[..whole.len() / 3]).unwrap();
+    app.choose_files("[data-testid=photo-input]", &[heic.as_path(), broken.as_path()]);
+    app.wait_until("two refusals", "return document.querySelectorAll('[data-testid=photo-error]').length === 2");
+    let refusals = content(&app, "[data-testid=photo-strip]");
+    assert!(refusals.contains("IMG_0006.HEIC：暂不支持 HEIC/HEIF 格式"), "{refusals}");
+    assert!(refusals.contains("broken.jpg：图片已损坏或不完整，无法读取"), "{refusals}");
+    assert_eq!(count(&app, "[data-testid=photo-card]"), 1, "a refused file adds nothing");
+    app.script("document.querySelector('[data-testid=photo-strip]').scrollIntoView()", json!([]));
+    app.screenshot("listing-studio-refused-zh");
     let rest: Vec<&Path> = files[1..].iter().map(PathBuf::as_path).collect();
     app.choose_files("[data-testid=photo-input]", &rest);
     app.wait_until("five photos", "return document.querySelectorAll('[data-testid=photo-card] img').length === 5");
+    assert_eq!(count(&app, "[data-testid=photo-error]"), 0, "the refusals are cleared by the next pick");
     assert_eq!(app.text("[data-testid=photo-card]:first-child .size"), "1600×1200", "the 12-megapixel photo is scaled to 1600 px");
     assert_eq!(count(&app, "[data-testid=upload-state][data-state=pending_upload]"), 5);
     assert_eq!(count(&app, "[data-testid=photo-card][data-kind=main]"), 1);
@@ -157,7 +175,10 @@ fn a_listing_drafted_offline_with_photos_is_fixed_submitted_approved_and_sold() 
     assert_eq!(app.text("[data-rule=main_square] .text"), "须有一张正方形（1:1）主图");
     assert_eq!(app.text("[data-rule=production_license] .text"), "加工食品须填写生产许可证（SC）编号");
     assert_eq!(app.script("return document.querySelector('[data-testid=submit-listing]').disabled", json!([])), json!(true));
+    app.script("document.querySelector('.content').scrollTop = 0", json!([]));
     app.screenshot("listing-studio-failing-zh");
+    app.script("document.querySelector('[data-testid=photo-strip]').scrollIntoView()", json!([]));
+    app.screenshot("listing-studio-photos-zh");
 
     // A bad stock figure is shown beside its field.
     app.type_into("#listing-stock", "两百");
