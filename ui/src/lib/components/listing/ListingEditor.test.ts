@@ -130,6 +130,41 @@ describe("ListingEditor", () => {
   });
 });
 
+describe("ListingEditor when the core refuses a submission", () => {
+  afterEach(() => {
+    cleanup();
+    clearMocks();
+  });
+
+  it("shows the failing image rule and keeps the listing a draft", async () => {
+    locale.language = "zh-CN";
+    mockIPC((command, args) => {
+      const payload = (args ?? {}) as Record<string, unknown>;
+      if (command === "enum_labels") return enums;
+      if (command === "check_listing_rules") return rules(payload.listing as Listing);
+      if (command === "save_listing") return { ...(payload.listing as Listing), id: "l1" };
+      if (command === "submit_listing")
+        throw {
+          code: "validation", message: "validation failed: photos: rule_main_square", message_zh: "填写有误：须有一张正方形（1:1）主图", message_en: "Please correct: A square (1:1) main image",
+          fields: [{ field: "photos", code: "rule_main_square", message_zh: "须有一张正方形（1:1）主图", message_en: "A square (1:1) main image" }],
+        };
+      if (command === "sync_status") return { online: false, pending: 1, last_sync_at: null, signed_in: true, can_sync: true, open_conflicts: 0, last_error: null };
+      throw new Error(`unexpected command ${command}`);
+    });
+    await loadLabels();
+    const { container } = render(ListingEditor, {
+      props: { listing: { ...draft, title: "高坡村核桃", price_fen: 3990, stock_qty: 10, shelf_life_days: 180 }, product: null, onClose: vi.fn() },
+    });
+    const submit = screen.getByTestId("submit-listing") as HTMLButtonElement;
+    await vi.waitFor(() => expect(submit.disabled).toBe(false));
+    expect((container.querySelector("#listing-price") as HTMLInputElement).value).toBe("39.90");
+    await fireEvent.click(submit);
+    await vi.waitFor(() => expect(screen.getByTestId("photos-error").textContent).toBe("须有一张正方形（1:1）主图"));
+    expect(screen.getByTestId("listing-status").textContent).toBe("草稿");
+    expect(screen.queryByTestId("studio-notice")).toBeNull();
+  });
+});
+
 describe("ListingEditor after a sync", () => {
   afterEach(() => {
     cleanup();
