@@ -2,10 +2,11 @@
 # Sets everything up and opens Furrow with demo data: installs what is missing, builds the front
 # end, the app and the sync server, starts a local furrow-server on its embedded default (SQLite
 # in ~/.local/share/furrow-server, 127.0.0.1:8470) with a demo account and the demo villages,
-# seeds demo households (clearly marked 演示 / demo) into a separate demo data directory for the
-# app, and opens the window. Sign in with the demo account it prints, or work offline.
+# and opens the window on a separate demo data directory; the app signs in to the demo account,
+# syncs, and adds demo households (clearly marked 演示 / demo) when there are none yet.
 #
-#   FURROW_DATA_DIR   where the app's demo data lives (default: ~/.local/share/furrow-demo)
+#   FURROW_DATA_DIR          where the app's demo data lives (default: ~/.local/share/furrow-demo)
+#   FURROW_SERVER_DATA_DIR   where the local server keeps its data (default: ~/.local/share/furrow-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,7 +17,8 @@ echo "==> building the app and the server"
 cargo build -p furrow-app -p furrow-server --locked
 
 DATA_DIR="${FURROW_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/furrow-demo}"
-mkdir -p "$DATA_DIR"
+SERVER_DATA_DIR="${FURROW_SERVER_DATA_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/furrow-server}"
+mkdir -p "$DATA_DIR" "$SERVER_DATA_DIR"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 
 if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
@@ -30,24 +32,37 @@ if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
   sleep 1
 fi
 
-SERVER="$TARGET_DIR/debug/furrow-server"
+# The server reads FURROW_DATA_DIR too: it is always given its own directory, never the app's.
+server() { env -u FURROW_DATA_DIR "$TARGET_DIR/debug/furrow-server" "$@" --data-dir "$SERVER_DATA_DIR"; }
 DEMO_USER=demo
 DEMO_PASSWORD=demo-password-2024
 DEMO_VILLAGES=(530724100201 530724100202 530724100203)
 DEMO_NAMES=("演示·青山村" "演示·石门村" "演示·核桃坪村")
 for index in 0 1 2; do
-  "$SERVER" village add --code "${DEMO_VILLAGES[$index]}" --name "${DEMO_NAMES[$index]}" >/dev/null
+  server village add --code "${DEMO_VILLAGES[$index]}" --name "${DEMO_NAMES[$index]}" >/dev/null
 done
 # The demo account exists after the first run; adding it again is refused, which is fine.
-printf '%s\n' "$DEMO_PASSWORD" | "$SERVER" assistant add --username "$DEMO_USER" --password-stdin \
+printf '%s\n' "$DEMO_PASSWORD" | server assistant add --username "$DEMO_USER" --password-stdin \
   --village "${DEMO_VILLAGES[@]}" >/dev/null 2>&1 || true
 if ! (exec 3<>/dev/tcp/127.0.0.1/8470) 2>/dev/null; then
-  echo "==> starting the local sync server on http://127.0.0.1:8470"
-  "$SERVER" serve >/dev/null 2>&1 &
+  echo "==> starting the local sync server on http://127.0.0.1:8470 (data and log: $SERVER_DATA_DIR)"
+  env -u FURROW_DATA_DIR "$TARGET_DIR/debug/furrow-server" serve --data-dir "$SERVER_DATA_DIR" >>"$SERVER_DATA_DIR/furrow-server.log" 2>&1 &
   SERVER_PID=$!
   trap 'kill "$SERVER_PID" 2>/dev/null || true; [ -n "${XVFB_PID:-}" ] && kill "$XVFB_PID" 2>/dev/null || true' EXIT
+  # The app signs in as soon as it opens, so the server must be listening first.
+  for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/8470) 2>/dev/null && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "furrow-server did not start; see $SERVER_DATA_DIR/furrow-server.log" >&2; exit 1; }
+    sleep 0.1
+  done
 fi
 echo "==> demo account (demo data): server http://127.0.0.1:8470, user $DEMO_USER, password $DEMO_PASSWORD"
 
-echo "==> opening Furrow (data: $DATA_DIR; 200 demo households on first start, marked 演示)"
-"$TARGET_DIR/debug/furrow-app" --data-dir "$DATA_DIR" --demo-households 200
+# The sign-in screen fills in the demo account and signs in at once; the app then syncs, which
+# brings the demo villages (and any demo households an earlier run sent). When neither the app
+# nor the server has a household yet, the app adds 200 demo households and sends them. Demo
+# villages carry the server's own row ids, so a second run, or a run with a new data directory,
+# never doubles the villages or the households.
+export FURROW_DEMO_SIGN_IN="http://127.0.0.1:8470 $DEMO_USER $DEMO_PASSWORD 200"
+echo "==> opening Furrow (data: $DATA_DIR; 200 demo households, marked 演示, unless the server has them already)"
+"$TARGET_DIR/debug/furrow-app" --data-dir "$DATA_DIR"

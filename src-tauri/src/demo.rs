@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 
 /// The environment variable naming the demo account the sign-in screen offers (and signs in
 /// with at once): `SERVER_URL USERNAME PASSWORD`, separated by spaces. `scripts/run.sh` sets it
-/// for its local demo server; nothing else does.
+/// for its local demo server; nothing else does. A fourth value asks for that many demo
+/// households once the first sync has shown the server has none.
 pub const DEMO_SIGN_IN_VARIABLE: &str = "FURROW_DEMO_SIGN_IN";
 
 /// A demo account on a local demo server, offered on the sign-in screen.
@@ -21,6 +22,8 @@ pub struct DemoAccount {
     pub username: String,
     /// The demo password (a demo account's, printed by the script that made it).
     pub password: String,
+    /// How many demo households to add when neither the device nor the server has any.
+    pub households: u32,
 }
 
 /// The demo account named by [`DEMO_SIGN_IN_VARIABLE`], if it is set and well formed.
@@ -28,7 +31,19 @@ pub fn demo_account() -> Option<DemoAccount> {
     let value = std::env::var(DEMO_SIGN_IN_VARIABLE).ok()?;
     let mut parts = value.split_whitespace();
     let (server_url, username, password) = (parts.next()?, parts.next()?, parts.next()?);
-    Some(DemoAccount { server_url: server_url.to_owned(), username: username.to_owned(), password: password.to_owned() })
+    let households = parts.next().and_then(|count| count.parse().ok()).unwrap_or(0);
+    Some(DemoAccount { server_url: server_url.to_owned(), username: username.to_owned(), password: password.to_owned(), households })
+}
+
+/// Seeds `households` demo households when the store holds no household at all (after a first
+/// sync, that means the server has none either), so a second demo device, or a second start
+/// on a new data directory, does not add the demo households twice. Returns how many it made.
+pub fn seed_if_no_households(store: &mut Store, households: usize) -> Result<usize> {
+    let query = furrow::domain::household::RosterQuery { limit: Some(1), ..Default::default() };
+    if !furrow::domain::household::search(store, &query)?.is_empty() {
+        return Ok(0);
+    }
+    seed(store, households)
 }
 
 /// The mark put in every demo household's notes.
@@ -179,5 +194,22 @@ mod tests {
         let found = household::search(&store, &RosterQuery { text: Some(surname), ..RosterQuery::default() }).unwrap();
         assert!(!found.is_empty());
         assert!(household::view(&store, &all[0].id).unwrap().income_by_year.len() == 3);
+    }
+
+    #[test]
+    fn demo_households_are_added_only_to_a_store_without_households() {
+        let mut store = Store::open_in_memory().unwrap();
+        // Villages alone (as a first sync brings them) still get the demo households, once.
+        store
+            .write(|writer| {
+                let village = object(json!({"code": "530724100201", "name": "演示·青山村"}));
+                writer.save(&VILLAGES, Some(&furrow::domain::village::row_id("530724100201")), village)
+            })
+            .unwrap();
+        assert_eq!(seed_if_no_households(&mut store, 12).unwrap(), 12);
+        assert_eq!(seed_if_no_households(&mut store, 12).unwrap(), 0, "a second time adds nothing");
+        let villages = furrow::domain::village::list(&store).unwrap();
+        assert_eq!(villages.len(), 3, "the demo villages are the existing rows, not second copies");
+        assert!(villages.iter().all(|village| village.id.as_deref() == Some(&furrow::domain::village::row_id(village.code.as_deref().unwrap()))));
     }
 }

@@ -99,6 +99,7 @@ pub fn run() {
             commands::settings::set_language,
             commands::settings::set_server_url,
             commands::settings::export_backup,
+            commands::settings::seed_demo,
             commands::sync::sync_status,
             commands::sync::sign_in,
             commands::sync::work_offline,

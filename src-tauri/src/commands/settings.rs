@@ -31,6 +31,15 @@ pub async fn get_settings(state: State<'_, AppState>) -> CommandResult<SettingsV
     })
 }
 
+/// Adds the demo households the demo account asks for, when the device holds no household
+/// (so the server had none either); returns how many it added. Without a demo account it does
+/// nothing.
+#[tauri::command]
+pub async fn seed_demo(state: State<'_, AppState>) -> CommandResult<usize> {
+    let Some(account) = crate::demo::demo_account().filter(|account| account.households > 0) else { return Ok(0) };
+    state.with_store(move |store| crate::demo::seed_if_no_households(store, account.households as usize)).await
+}
+
 /// Sets the interface language (`zh-CN` or `en`) and keeps it for the next start.
 #[tauri::command]
 pub async fn set_language(state: State<'_, AppState>, language: String) -> CommandResult<Settings> {

@@ -133,6 +133,7 @@ export const api = {
   setLanguage: (language: string) => call<Settings>("set_language", { language }),
   setServerUrl: (serverUrl: string) => call<Settings>("set_server_url", { serverUrl }),
   exportBackup: () => call<string>("export_backup"),
+  seedDemo: () => call<number>("seed_demo"),
   syncStatus: () => call<SyncStatus>("sync_status"),
   signIn: (serverUrl: string, username: string, password: string) =>
     call<Settings>("sign_in", { serverUrl, username, password }),

@@ -9,7 +9,9 @@ export const syncState = $state<{
   syncing: boolean;
   progress: number;
   error: IpcError | null;
-}>({ status: null, syncing: false, progress: 0, error: null });
+  /** Moves whenever data arrives from outside the screen's own edits (a finished sync, demo data); screens showing such data reload. */
+  completed: number;
+}>({ status: null, syncing: false, progress: 0, error: null, completed: 0 });
 
 /** Reads the status again (pending count, reachability, last sync). */
 export async function refreshSync(): Promise<void> {
@@ -31,6 +33,7 @@ export async function runSync(): Promise<void> {
   try {
     syncState.status = await api.syncNow();
     syncState.progress = 1;
+    syncState.completed += 1;
   } catch (error) {
     syncState.error = error as IpcError;
   } finally {

@@ -15,4 +15,8 @@ username: string,
 /**
  * The demo password (a demo account's, printed by the script that made it).
  */
-password: string, };
+password: string, 
+/**
+ * How many demo households to add when neither the device nor the server has any.
+ */
+households: number, };
