@@ -33,3 +33,24 @@ export function nowLocal(): string {
   const sign = offset >= 0 ? "+" : "-";
   return `${today()}T${pad(now.getHours())}:${pad(now.getMinutes())}:00${sign}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
 }
+
+/** A typed date tidied into YYYY-MM-DD: `2001/5/4`, `2001.05.04`, `2001年5月4日` or `20010504`
+ * become `2001-05-04`; other text is returned trimmed, for the core to judge. */
+export function tidyDate(text: string): string {
+  const trimmed = text.trim();
+  const digits = /^(\d{4})(\d{2})(\d{2})$/.exec(trimmed);
+  if (digits) return `${digits[1]}-${digits[2]}-${digits[3]}`;
+  const parts = /^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$/.exec(trimmed);
+  if (parts) return `${parts[1]}-${parts[2].padStart(2, "0")}-${parts[3].padStart(2, "0")}`;
+  return trimmed;
+}
+
+/** A typed time of day tidied into HH:MM (`9:5` → `09:05`, `0930` → `09:30`); other text trimmed. */
+export function tidyTime(text: string): string {
+  const trimmed = text.trim();
+  const digits = /^(\d{2})(\d{2})$/.exec(trimmed);
+  if (digits) return `${digits[1]}:${digits[2]}`;
+  const parts = /^(\d{1,2})\s*[:：点]\s*(\d{1,2})\s*分?$/.exec(trimmed);
+  if (parts) return `${parts[1].padStart(2, "0")}:${parts[2].padStart(2, "0")}`;
+  return trimmed;
+}
