@@ -402,6 +402,7 @@ pub const PHOTOS: TableSpec = TableSpec {
         field("taken_at", FieldType::DateTime),
         field("latitude", LATITUDE),
         field("longitude", LONGITUDE),
+        field("thumb_sha256", FieldType::Sha256),
     ],
     append_only: false,
     platform_only: false,

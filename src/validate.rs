@@ -174,9 +174,7 @@ pub fn check_value(field: &FieldSpec, value: &Value) -> Result<(), FieldError> {
             }
         }
         FieldType::Sha256 => {
-            let ok = value.as_str().map(|text| {
-                text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
-            });
+            let ok = value.as_str().map(is_sha256);
             if ok != Some(true) {
                 return Err(error(name, "invalid_hash", "照片摘要无效", "must be a SHA-256 digest in lowercase hex"));
             }
@@ -368,6 +366,11 @@ fn listing_rules(record: &Map<String, Value>, context: &dyn Context, errors: &mu
             errors.push(error("market_price_fen", "below_price", "市场价不应低于售价", "must not be below the price"));
         }
     }
+}
+
+/// Whether `text` is a SHA-256 digest in lowercase hex.
+pub fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
 #[cfg(test)]

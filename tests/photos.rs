@@ -255,7 +255,9 @@ fn photos_are_cropped_square_reordered_and_one_is_the_main_image() {
         let photo = photo::import(&mut studio.fixture.store, &studio.media, &file, PhotoOwner::Listing, &studio.listing, &ImportOptions::default()).unwrap();
         ids.push(photo.id.unwrap());
     }
-    let uncropped = photo::get(&studio.fixture.store, &ids[0]).unwrap().sha256.unwrap();
+    let before_crop = photo::get(&studio.fixture.store, &ids[0]).unwrap();
+    let uncropped = before_crop.sha256.unwrap();
+    let uncropped_thumbnail = before_crop.thumb_sha256.expect("an imported photo names its thumbnail");
     let cropped = photo::crop_square(&mut studio.fixture.store, &studio.media, &ids[0], None).unwrap();
     assert_eq!((cropped.width_px, cropped.height_px), (Some(800), Some(800)));
     let queued = |sha: &str| -> i64 {
@@ -265,7 +267,12 @@ fn photos_are_cropped_square_reordered_and_one_is_the_main_image() {
             .unwrap()
     };
     assert_eq!(queued(&uncropped), 0, "the picture before the crop is never uploaded");
+    assert_eq!(queued(&uncropped_thumbnail), 0, "nor its thumbnail");
     assert_eq!(queued(cropped.sha256.as_deref().unwrap()), 1, "the cropped picture is queued");
+    let cropped_thumbnail = cropped.thumb_sha256.as_deref().expect("the crop names its new thumbnail");
+    assert_ne!(cropped_thumbnail, uncropped_thumbnail);
+    assert_eq!(queued(cropped_thumbnail), 1, "with its thumbnail, for other devices to show it small");
+    assert!(studio.media.has(cropped_thumbnail));
     let outside = photo::crop_square(&mut studio.fixture.store, &studio.media, &ids[0], Some((700, 0, 200)));
     assert_eq!(outside.unwrap_err().field_errors()[0].code, "crop_outside");
 
@@ -316,12 +323,13 @@ fn a_photo_picked_in_the_window_imports_from_its_bytes_is_captioned_and_deleted(
     // Deleting the main image makes the next photo the main image, and its picture leaves the
     // upload queue.
     let deleted_sha = first.sha256.clone().unwrap();
+    let deleted_thumbnail = first.thumb_sha256.clone().unwrap();
     photo::delete(&mut studio.fixture.store, &ids[0]).unwrap();
     let queued: i64 = rusqlite::Connection::open(studio.fixture.path())
         .unwrap()
-        .query_row("SELECT count(*) FROM attachments WHERE sha256 = ?1", [&deleted_sha], |row| row.get(0))
+        .query_row("SELECT count(*) FROM attachments WHERE sha256 IN (?1, ?2)", [&deleted_sha, &deleted_thumbnail], |row| row.get(0))
         .unwrap();
-    assert_eq!(queued, 0);
+    assert_eq!(queued, 0, "neither the picture nor its thumbnail is uploaded");
     let left = listing::photos_of(&studio.fixture.store, PhotoOwner::Listing, &studio.listing).unwrap();
     let left_ids: Vec<_> = left.iter().map(|photo| photo.id.clone().unwrap()).collect();
     assert_eq!(left_ids, vec![ids[1].clone(), ids[2].clone()]);

@@ -69,6 +69,11 @@ impl Settings {
     }
 }
 
+/// Where photos live: the `media` directory inside the data directory.
+pub fn media_dir(data_dir: &Path) -> furrow::domain::photo::MediaDir {
+    furrow::domain::photo::MediaDir::new(data_dir.join(crate::commands::photos::MEDIA_DIR))
+}
+
 /// Everything the commands share. The store sits behind a mutex because SQLite has one writer;
 /// commands take it on a blocking thread, never on the UI thread.
 pub struct AppState {
@@ -90,7 +95,7 @@ impl AppState {
         let settings = Settings::load(&data_dir);
         // A device that signed in before syncs with the same server after a restart, offline
         // until the server answers; the account lives in the store, not in the settings.
-        let engine = SyncEngine::for_store(&store).ok().map(Arc::new);
+        let engine = SyncEngine::for_store(&store).ok().map(|engine| Arc::new(engine.with_media_dir(media_dir(&data_dir))));
         Ok(AppState {
             store: Arc::new(Mutex::new(store)),
             data_dir,

@@ -150,6 +150,8 @@ pub struct Photo {
     pub latitude: Option<f64>,
     /// Where it was taken (longitude), kept only when the user chose to.
     pub longitude: Option<f64>,
+    /// Its thumbnail's SHA-256, so another device can show it small before fetching the image.
+    pub thumb_sha256: Option<String>,
 }
 
 /// Creates or edits a product.

@@ -47,6 +47,17 @@ impl MediaDir {
         self.root.join(&sha256[..2.min(sha256.len())]).join(format!("{sha256}.jpg"))
     }
 
+    /// Whether a blob's file is on this device.
+    pub fn has(&self, sha256: &str) -> bool {
+        self.path_of(sha256).is_file()
+    }
+
+    /// Where a download of a blob keeps the bytes received so far, so that after a drop it
+    /// continues from there.
+    pub fn partial_path_of(&self, sha256: &str) -> PathBuf {
+        self.root.join("partial").join(format!("{sha256}.part"))
+    }
+
     /// Stores bytes under their SHA-256 (once) and returns the digest.
     pub fn put(&self, bytes: &[u8]) -> Result<String> {
         let sha256 = hex::encode(Sha256::digest(bytes));
@@ -253,6 +264,7 @@ pub fn import_bytes(
         caption: options.caption.clone(),
         latitude: location.map(|(latitude, _)| latitude),
         longitude: location.map(|(_, longitude)| longitude),
+        thumb_sha256: Some(hex::encode(Sha256::digest(&prepared.thumbnail))),
         ..Photo::default()
     };
     // The record is checked before any file is written, so a refused photo leaves nothing behind.
@@ -262,8 +274,9 @@ pub fn import_bytes(
         return Err(Error::Validation(errors));
     }
     let sha256 = media.put(&prepared.jpeg)?;
-    media.put(&prepared.thumbnail)?;
+    let thumbnail_sha = media.put(&prepared.thumbnail)?;
     register_upload(store, media, &sha256)?;
+    register_upload(store, media, &thumbnail_sha)?;
     let saved = listing::save_photo(store, &photo)?;
     record_thumbnail(store, &sha256, &prepared.thumbnail)?;
     Ok(saved)
@@ -287,12 +300,18 @@ fn record_thumbnail(store: &Store, sha256: &str, thumbnail: &[u8]) -> Result<()>
     Ok(())
 }
 
-/// The thumbnail of a stored image, if it was made on this device.
+/// The thumbnail of an image: the one made on this device, else the one its photo record names
+/// (made on another device and downloaded with the sync).
 pub fn thumbnail_of(store: &Store, sha256: &str) -> Result<Option<String>> {
     use rusqlite::OptionalExtension;
     Ok(store
         .conn()
-        .query_row("SELECT thumbnail_sha256 FROM photo_thumbnails WHERE sha256 = ?1", [sha256], |row| row.get(0))
+        .query_row(
+            "SELECT thumbnail_sha256 FROM photo_thumbnails WHERE sha256 = ?1
+             UNION ALL SELECT thumb_sha256 FROM photos WHERE sha256 = ?1 AND thumb_sha256 IS NOT NULL LIMIT 1",
+            [sha256],
+            |row| row.get(0),
+        )
         .optional()?)
 }
 
@@ -301,6 +320,7 @@ pub fn thumbnail_of(store: &Store, sha256: &str) -> Result<Option<String>> {
 pub fn crop_square(store: &mut Store, media: &MediaDir, photo_id: &str, square: Option<(u32, u32, u32)>) -> Result<Photo> {
     let photo: Photo = super::get(store, &PHOTOS, photo_id)?;
     let sha256 = photo.sha256.clone().unwrap_or_default();
+    let old_thumbnail = photo.thumb_sha256.clone().unwrap_or_default();
     let bytes = std::fs::read(media.path_of(&sha256))
         .map_err(|_| file_error("file_missing", "照片文件尚未下载到本机", "the photo's file is not on this device yet"))?;
     let picture = image::load_from_memory(&bytes).map_err(|_| file_error("corrupt_image", "图片已损坏，无法读取", "the image is damaged and cannot be read"))?;
@@ -313,10 +333,12 @@ pub fn crop_square(store: &mut Store, media: &MediaDir, photo_id: &str, square: 
     let (jpeg, width, height) = encode_within(&cropped, MAX_EDGE_PX, MAX_IMAGE_BYTES)?;
     let (thumbnail, _, _) = encode_within(&cropped, THUMBNAIL_EDGE_PX, 64 * 1024)?;
     let new_sha = media.put(&jpeg)?;
-    media.put(&thumbnail)?;
+    let thumbnail_sha = media.put(&thumbnail)?;
     register_upload(store, media, &new_sha)?;
+    register_upload(store, media, &thumbnail_sha)?;
     let updated = Photo {
         sha256: Some(new_sha.clone()),
+        thumb_sha256: Some(thumbnail_sha),
         bytes: Some(jpeg.len() as i64),
         width_px: Some(i64::from(width)),
         height_px: Some(i64::from(height)),
@@ -326,17 +348,18 @@ pub fn crop_square(store: &mut Store, media: &MediaDir, photo_id: &str, square: 
     record_thumbnail(store, &new_sha, &thumbnail)?;
     if new_sha != sha256 {
         forget_unused_upload(store, &sha256)?;
+        forget_unused_upload(store, &old_thumbnail)?;
     }
     Ok(saved)
 }
 
-/// Takes an image off the upload queue when no live photo uses it any more and its upload has
+/// Takes an image (or a thumbnail) off the upload queue when no live photo uses it any more and its upload has
 /// not begun (a photo cropped or deleted before a sync), so a draft's superseded pictures never
 /// cost the connection anything. An upload under way or done is left as it is.
 fn forget_unused_upload(store: &Store, sha256: &str) -> Result<()> {
     store.conn().execute(
         "DELETE FROM attachments WHERE sha256 = ?1 AND state = 'pending_upload'
-            AND NOT EXISTS (SELECT 1 FROM photos WHERE sha256 = ?1 AND deleted = 0)",
+            AND NOT EXISTS (SELECT 1 FROM photos WHERE (sha256 = ?1 OR thumb_sha256 = ?1) AND deleted = 0)",
         [sha256],
     )?;
     Ok(())
@@ -408,7 +431,8 @@ pub fn delete(store: &mut Store, photo_id: &str) -> Result<()> {
         }
         Ok(())
     })?;
-    forget_unused_upload(store, photo.sha256.as_deref().unwrap_or_default())
+    forget_unused_upload(store, photo.sha256.as_deref().unwrap_or_default())?;
+    forget_unused_upload(store, photo.thumb_sha256.as_deref().unwrap_or_default())
 }
 
 /// The thumbnail of a stored image as a `data:` URL the window can show without any file access,

@@ -3,13 +3,14 @@
 //! server acknowledged are kept in `attachments`, so after a drop the upload resumes from the
 //! server's offset and at most one chunk is sent again.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
+use crate::domain::photo::MediaDir;
 use crate::store::Store;
 use crate::sync::engine::{Progress, SyncEngine, SyncReport};
 use crate::sync::error::{SyncError, SyncResult};
@@ -167,6 +168,78 @@ impl SyncEngine {
             progress(&Progress::Uploading { sha256: item.sha256.clone(), sent_bytes: offset, total_bytes: item.size });
         }
         lock(store, |store| finish(store, &item.sha256, item.size))
+    }
+}
+
+impl SyncEngine {
+    /// Fetches the thumbnails of photos made on other devices that this device does not hold
+    /// yet, so every photo can be shown small right after a sync; full images wait until they
+    /// are opened ([`SyncEngine::download_photo`]). A network failure stops the sync for a retry,
+    /// keeping the bytes received; a thumbnail the server does not have (its device has not
+    /// uploaded it yet) or whose bytes do not match its digest is left for the next sync.
+    pub(crate) fn download_thumbnails(&self, store: &Mutex<Store>, progress: &dyn Fn(&Progress), report: &mut SyncReport) -> SyncResult<()> {
+        let Some(media) = self.media_dir() else { return Ok(()) };
+        let wanted: Vec<String> = lock(store, |store| {
+            let mut statement = store.conn.prepare(
+                "SELECT DISTINCT thumb_sha256 FROM photos WHERE deleted = 0 AND thumb_sha256 IS NOT NULL ORDER BY thumb_sha256",
+            )?;
+            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+            Ok::<_, SyncError>(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })?;
+        for sha256 in wanted.into_iter().filter(|sha256| !media.has(sha256)) {
+            match self.download_one(store, media, &sha256, progress) {
+                Ok(()) => report.downloads += 1,
+                Err(SyncError::Transport(error)) if error.status() == Some(404) => {}
+                Err(SyncError::BlobMismatch(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches a photo's full image (or any blob) into the media directory if it is not there,
+    /// continuing a download a drop interrupted from the bytes already received, and checking the
+    /// bytes against the digest before the image is kept. Returns the image's file.
+    pub fn download_photo(&self, store: &Mutex<Store>, sha256: &str, progress: &dyn Fn(&Progress)) -> SyncResult<std::path::PathBuf> {
+        let media = self.media_dir().ok_or_else(|| SyncError::Store(crate::Error::Io(std::io::Error::other("no media directory"))))?;
+        if !media.has(sha256) {
+            self.download_one(store, media, sha256, progress)?;
+        }
+        Ok(media.path_of(sha256))
+    }
+
+    fn download_one(&self, store: &Mutex<Store>, media: &MediaDir, sha256: &str, progress: &dyn Fn(&Progress)) -> SyncResult<()> {
+        if !crate::validate::is_sha256(sha256) {
+            return Err(SyncError::BlobMismatch(sha256.to_owned()));
+        }
+        let partial = media.partial_path_of(sha256);
+        std::fs::create_dir_all(partial.parent().expect("a partial file has a parent")).map_err(crate::Error::Io)?;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&partial).map_err(crate::Error::Io)?;
+        let offset = file.metadata().map_err(crate::Error::Io)?.len();
+        let fetched = self.authorised_call(store, |transport, meta| {
+            // A retry after a 401 starts where the bytes on disk end.
+            let offset = file.metadata().map(|metadata| metadata.len()).unwrap_or(offset);
+            transport.download_blob(sha256, offset, &mut &file, meta)
+        });
+        file.flush().map_err(crate::Error::Io)?;
+        let received = file.metadata().map_err(crate::Error::Io)?.len();
+        progress(&Progress::Downloading { sha256: sha256.to_owned(), received_bytes: received });
+        match fetched {
+            Ok(_) => {}
+            // Everything had arrived before: the range starts at the end of the blob.
+            Err(SyncError::Transport(error)) if error.status() == Some(416) && received > 0 => {}
+            Err(error) => return Err(error),
+        }
+        drop(file);
+        let bytes = std::fs::read(&partial).map_err(crate::Error::Io)?;
+        if hex::encode(Sha256::digest(&bytes)) != sha256 {
+            // Damaged on the way or on the server: start again from nothing next time.
+            let _ = std::fs::remove_file(&partial);
+            return Err(SyncError::BlobMismatch(sha256.to_owned()));
+        }
+        media.put(&bytes)?;
+        let _ = std::fs::remove_file(&partial);
+        Ok(())
     }
 }
 

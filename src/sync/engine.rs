@@ -99,6 +99,8 @@ pub struct SyncReport {
     pub retries: u64,
     /// Attachments uploaded.
     pub uploads: u64,
+    /// Thumbnails and photos downloaded.
+    pub downloads: u64,
 }
 
 /// A progress event for the desktop app.
@@ -107,6 +109,13 @@ pub struct SyncReport {
 pub enum Progress {
     /// A sync started.
     Started,
+    /// Downloading a photo or a thumbnail made on another device.
+    Downloading {
+        /// The blob's SHA-256.
+        sha256: String,
+        /// Bytes on the device so far.
+        received_bytes: u64,
+    },
     /// Uploading a photo.
     Uploading {
         /// The blob's SHA-256.
@@ -184,6 +193,7 @@ pub struct SyncEngine {
     options: SyncOptions,
     session: String,
     requests: AtomicU64,
+    media: Option<crate::domain::photo::MediaDir>,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -220,7 +230,20 @@ impl SyncEngine {
             options,
             session: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
             requests: AtomicU64::new(0),
+            media: None,
         }
+    }
+
+    /// The same engine keeping photos in `media`: each sync then fetches the thumbnails of photos
+    /// made on other devices, and [`SyncEngine::download_photo`] fetches a full image on demand.
+    pub fn with_media_dir(mut self, media: crate::domain::photo::MediaDir) -> Self {
+        self.media = Some(media);
+        self
+    }
+
+    /// Where the engine keeps photos, if it was given a place.
+    pub fn media_dir(&self) -> Option<&crate::domain::photo::MediaDir> {
+        self.media.as_ref()
     }
 
     /// The same engine with other options.
@@ -371,7 +394,7 @@ impl SyncEngine {
                 break;
             }
         }
-        Ok(())
+        self.download_thumbnails(store, progress, report)
     }
 
     fn push_all(&self, store: &Mutex<Store>, client_id: &str, progress: &dyn Fn(&Progress), report: &mut SyncReport) -> SyncResult<()> {

@@ -74,6 +74,9 @@ pub enum SyncError {
     /// The server asked for a fresh snapshot twice in one sync, which would loop.
     #[error("the server asked for a fresh copy again ({0}); sync stopped to avoid a loop")]
     ResetLoop(String),
+    /// A downloaded photo's bytes do not match its digest; it is fetched again later.
+    #[error("the downloaded photo {0} does not match its digest; it will be fetched again")]
+    BlobMismatch(String),
     /// The sync was stopped on request.
     #[error("sync stopped")]
     Stopped,
@@ -106,6 +109,7 @@ impl SyncError {
             SyncError::Transport(_) => "offline",
             SyncError::Protocol(_) => "protocol",
             SyncError::ResetLoop(_) => "reset_loop",
+            SyncError::BlobMismatch(_) => "blob_mismatch",
             SyncError::Stopped => "stopped",
             SyncError::Store(error) => error.code(),
         }
@@ -114,7 +118,7 @@ impl SyncError {
     /// Whether trying again later, without the user doing anything, can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            SyncError::Transport(_) | SyncError::Protocol(_) | SyncError::ResetLoop(_) => true,
+            SyncError::Transport(_) | SyncError::Protocol(_) | SyncError::ResetLoop(_) | SyncError::BlobMismatch(_) => true,
             SyncError::Store(crate::Error::Sqlite(_)) => true,
             _ => false,
         }
@@ -130,6 +134,7 @@ impl SyncError {
             SyncError::UpdateRequired(_) => "当前版本过旧，请升级田垄；未同步的修改都已保留".to_owned(),
             SyncError::Transport(_) => "网络不通或服务器暂时不可用，稍后会自动重试".to_owned(),
             SyncError::Protocol(_) | SyncError::ResetLoop(_) => "服务器应答异常，稍后会自动重试".to_owned(),
+            SyncError::BlobMismatch(_) => "照片下载后校验不符，稍后会重新下载".to_owned(),
             SyncError::Stopped => "同步已停止".to_owned(),
             SyncError::Store(error) => error.message_zh(),
         }

@@ -280,6 +280,10 @@ impl Transport for FakeServer {
     fn upload_chunk(&self, _location: &str, _offset: u64, _chunk: &[u8], _meta: &RequestMeta) -> Result<u64, TransportError> {
         Err(Self::status(404, "not_found", None))
     }
+
+    fn download_blob(&self, _sha256: &str, _offset: u64, _sink: &mut dyn std::io::Write, _meta: &RequestMeta) -> Result<u64, TransportError> {
+        Err(Self::status(404, "not_found", None))
+    }
 }
 
 const VILLAGE: &str = "530102001001";

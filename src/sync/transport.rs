@@ -42,6 +42,10 @@ pub trait Transport: Send + Sync {
     fn upload_offset(&self, location: &str, meta: &RequestMeta) -> Result<u64, TransportError>;
     /// `PATCH /blobs/uploads/{id}`: sends a chunk at `offset`; returns the new offset.
     fn upload_chunk(&self, location: &str, offset: u64, chunk: &[u8], meta: &RequestMeta) -> Result<u64, TransportError>;
+    /// `GET /blobs/{sha256}` from byte `offset` on (a `Range` request when `offset > 0`): writes
+    /// the bytes into `sink` as they arrive, so that after a drop the bytes received are kept.
+    /// Returns the bytes written.
+    fn download_blob(&self, sha256: &str, offset: u64, sink: &mut dyn std::io::Write, meta: &RequestMeta) -> Result<u64, TransportError>;
 }
 
 /// The HTTP transport (reqwest, blocking: the engine runs on a background thread).
@@ -221,5 +225,17 @@ impl Transport for HttpTransport {
             .body(chunk.to_vec());
         let response = checked(self.with_meta(builder, meta).send().map_err(network)?)?;
         offset_header(&response)
+    }
+
+    fn download_blob(&self, sha256: &str, offset: u64, sink: &mut dyn std::io::Write, meta: &RequestMeta) -> Result<u64, TransportError> {
+        let mut builder = self.client.get(self.url(&format!("/blobs/{sha256}")));
+        if offset > 0 {
+            builder = builder.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let mut response = checked(self.with_meta(builder, meta).send().map_err(network)?)?;
+        if offset > 0 && response.status().as_u16() != 206 {
+            return Err(TransportError::Decode("the server ignored the range of a resumed download".into()));
+        }
+        response.copy_to(sink).map_err(network)
     }
 }

@@ -42,7 +42,21 @@ pub struct PhotoView {
 }
 
 fn media(state: &AppState) -> MediaDir {
-    MediaDir::new(state.data_dir.join(MEDIA_DIR))
+    crate::state::media_dir(&state.data_dir)
+}
+
+/// Fetches a photo's full image when it was made on another device and only its thumbnail is
+/// here (an edit such as a crop needs the image itself); nothing to do when it is here already
+/// or the device has never signed in.
+async fn fetch_image(state: &AppState, photo_id: &str) -> CommandResult<()> {
+    let id = photo_id.to_owned();
+    let sha256 = state.with_store(move |store| photo::get(store, &id).map(|photo| photo.sha256.unwrap_or_default())).await?;
+    let (Some(engine), false) = (state.engine(), media(state).has(&sha256)) else { return Ok(()) };
+    let store = std::sync::Arc::clone(&state.store);
+    tauri::async_runtime::spawn_blocking(move || engine.download_photo(&store, &sha256, &|_| {}).map(drop))
+        .await
+        .map_err(|error| CommandError::new("internal", format!("后台任务失败：{error}"), format!("background task failed: {error}")))??;
+    Ok(())
 }
 
 /// The photo strip of a listing, in order.
@@ -129,6 +143,7 @@ pub async fn set_photo_caption(state: State<'_, AppState>, photo_id: String, cap
 /// Crops a photo to its centred largest square.
 #[tauri::command]
 pub async fn crop_photo_square(state: State<'_, AppState>, photo_id: String) -> CommandResult<Vec<PhotoView>> {
+    fetch_image(&state, &photo_id).await?;
     change(&state, photo_id, |store, media, id| photo::crop_square(store, media, id, None).map(drop)).await
 }
 

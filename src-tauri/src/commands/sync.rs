@@ -171,8 +171,9 @@ pub async fn sign_in(state: State<'_, AppState>, server_url: String, username: S
     let store = Arc::clone(&state.store);
     let user = username.trim().to_owned();
     let url = server_url.clone();
+    let media = crate::state::media_dir(&state.data_dir);
     let engine = tauri::async_runtime::spawn_blocking(move || -> Result<SyncEngine, furrow::sync::SyncError> {
-        let engine = SyncEngine::new(&url)?;
+        let engine = SyncEngine::new(&url)?.with_media_dir(media);
         engine.login(&store, &user, &password, "田垄桌面版 Furrow desktop")?;
         Ok(engine)
     })

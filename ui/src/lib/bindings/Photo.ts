@@ -65,4 +65,8 @@ latitude?: number | null,
 /**
  * Where it was taken (longitude), kept only when the user chose to.
  */
-longitude?: number | null, };
+longitude?: number | null, 
+/**
+ * Its thumbnail's SHA-256, so another device can show it small before fetching the image.
+ */
+thumb_sha256?: string | null, };
