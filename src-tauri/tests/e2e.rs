@@ -622,3 +622,44 @@ fn a_price_rejected_by_the_server_is_listed_with_its_reason_fixed_and_sent_again
     let price = furrow::sync::status::read_record(&tablet, "listings", &listing).unwrap().unwrap().fields["price_fen"].clone();
     assert_eq!(price, json!(3950), "the fixed price reached the other device");
 }
+
+#[test]
+fn settings_show_the_data_location_keep_the_server_address_sign_in_there_and_export_a_backup() {
+    let server = Server::new();
+    let directory = prepared(20);
+    let app = App::start(directory.path());
+    app.click("[data-nav=settings]");
+    assert_eq!(app.text("[data-testid=data-dir]"), directory.path().display().to_string());
+    app.wait_text("[data-testid=account]", |text| text == "未登录（离线工作）");
+
+    app.type_into("#settings-server", "ftp://127.0.0.1");
+    app.click("[data-testid=save-server]");
+    assert_eq!(app.wait_text("[data-error-for=settings-server]", |text| !text.is_empty()), "地址应以 http:// 或 https:// 开头");
+    app.type_into("#settings-server", &server.url());
+    app.press_enter("#settings-server");
+    app.wait_text("[data-testid=server-notice]", |text| text == "已保存");
+    assert!(app.try_find("[data-error-for=settings-server]").is_none());
+    assert_eq!(Settings::load(directory.path()).server_url, server.url());
+
+    // With the password, the same form signs in to that server; the indicator then reaches it.
+    app.type_into("#settings-username", "demo");
+    app.type_into("#settings-password", "demo-password-2024");
+    app.click("[data-testid=save-server]");
+    app.wait_text("[data-testid=server-notice]", |text| text.starts_with("已登录"));
+    app.wait_text("[data-testid=account]", |text| text == "demo");
+    app.wait_text("[data-testid=sync-online]", |text| text.contains("在线"));
+    let settings = Settings::load(directory.path());
+    assert_eq!((settings.username.as_str(), settings.server_url.as_str()), ("demo", server.url().as_str()));
+
+    app.click("[data-testid=backup]");
+    let notice = app.wait_text("[data-testid=backup-notice]", |text| text.starts_with("备份已保存到："));
+    app.screenshot("settings-backup-zh");
+    app.quit();
+    let path = notice.trim_start_matches("备份已保存到：").trim().to_owned();
+    assert!(path.starts_with(&directory.path().display().to_string()), "{path}");
+    // The backup is a whole store: it opens and holds the households.
+    let backup = Store::open(&OpenOptions::file(&path)).unwrap();
+    let found = household::search(&backup, &furrow::domain::household::RosterQuery { text: Some("赵小村".into()), ..Default::default() }).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(household::members(&backup, &found[0].id).unwrap().len(), 3);
+}
