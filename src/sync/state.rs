@@ -23,6 +23,9 @@ pub const USERNAME: &str = "username";
 pub const SCOPES: &str = "scopes";
 /// Key of the opaque pull cursor; absent before the first snapshot and after a reset.
 pub const PULL_CURSOR: &str = "pull_cursor";
+/// Key set while a snapshot the server asked for (a reset) is under way; its rows are noted in
+/// `sync_snapshot_seen` so that the rows it no longer holds can be dropped when it ends.
+pub const SNAPSHOT_SWEEP: &str = "snapshot_sweep";
 /// Key of the greatest outbox `seq` the server has confirmed applying.
 pub const LAST_ACKED_SEQ: &str = "last_acked_seq";
 /// Key of the clock correction against the server, in milliseconds.

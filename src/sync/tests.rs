@@ -647,6 +647,61 @@ fn a_reset_resnapshots_and_keeps_the_outbox() {
 }
 
 #[test]
+fn a_row_purged_on_the_server_while_away_is_dropped_when_the_fresh_snapshot_ends() {
+    let server = FakeServer::new();
+    let writer = Device::new(&server);
+    let village_id = village(&writer);
+    let kept = household(&writer, &village_id, "褚一");
+    let purged = household(&writer, &village_id, "褚二");
+    writer.sync().unwrap();
+    let laptop = Device::new(&server);
+    laptop.sync().unwrap();
+    let unsent = household(&laptop, &village_id, "褚三");
+    assert!(laptop.store().conn.query_row("SELECT count(*) FROM households", [], |row| row.get::<_, i64>(0)).unwrap() == 3);
+
+    // The server purged the second household's history; its fresh snapshot comes in two pages
+    // without it.
+    let mut snapshot = server.page(None, 1000);
+    snapshot.rows.retain(|row| row.id != purged);
+    snapshot.reset = Some(crate::sync::wire::Reset { reason: "history_pruned".into() });
+    let mut first = snapshot.clone();
+    let second_rows = first.rows.split_off(1);
+    first.has_more = true;
+    first.cursor = first.rows[0].sv.to_string();
+    let second = crate::sync::wire::PullResponse { reset: None, rows: second_rows, ..snapshot };
+
+    let outcome = pull::apply_page(&mut laptop.store(), &first, None).unwrap();
+    assert_eq!(outcome.rows_dropped, 0, "nothing is dropped before the snapshot ends");
+    assert_eq!(laptop.field(&schema::HOUSEHOLDS, &purged, "head_name"), json!("褚二"));
+    let outcome = pull::apply_page(&mut laptop.store(), &second, None).unwrap();
+    assert_eq!(outcome.rows_dropped, 1);
+    let left: Vec<String> = {
+        let store = laptop.store();
+        let mut statement = store.conn.prepare("SELECT id FROM households ORDER BY id").unwrap();
+        let ids = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+        ids
+    };
+    let mut expected = vec![kept.clone(), unsent.clone()];
+    expected.sort();
+    assert_eq!(left, expected, "the purged household is gone; the unsynced one is kept");
+    let clocks: i64 = laptop
+        .store()
+        .conn
+        .query_row("SELECT count(*) FROM sync_field_clock WHERE row_id = ?1", [&purged], |row| row.get(0))
+        .unwrap();
+    assert_eq!(clocks, 0, "with its field clocks");
+    let found = crate::domain::household::search(
+        &laptop.store(),
+        &crate::domain::household::RosterQuery { text: Some("褚二".into()), ..Default::default() },
+    )
+    .unwrap();
+    assert!(found.is_empty(), "and it is no longer found");
+    assert!(laptop.pending() > 0, "the unsynced household is still queued");
+    laptop.sync().unwrap();
+    assert!(server.value("households", &unsent, "head_name").is_some());
+}
+
+#[test]
 fn a_page_is_applied_with_its_cursor_and_replaying_it_changes_nothing() {
     let server = FakeServer::new();
     let writer = Device::new(&server);

@@ -1,6 +1,7 @@
 //! A device offline past the history horizon: the operator pruned old tombstones meanwhile, so
 //! its pull gets `reset: history_pruned` and a fresh snapshot; it keeps its outbox through the
-//! reset and pushes it, and a row deleted while it was away does not come back.
+//! reset and pushes it, and a row deleted while it was away does not come back, on the server,
+//! on other devices or on the laptop itself.
 
 use std::sync::Mutex;
 
@@ -90,6 +91,10 @@ fn a_device_offline_past_the_horizon_re_snapshots_keeps_its_outbox_and_no_delete
     assert_eq!(refused.len(), 1, "{conflicts:?}");
     assert_eq!((refused[0].field.as_str(), refused[0].kind.as_str()), ("notes", "rejected"));
     assert_eq!(refused[0].local_value, json!("离线时写的笔记"));
+    // Nor on the laptop itself: the snapshot that followed the reset did not bring it, and the
+    // laptop had nothing unsent of it, so the row is dropped there too.
+    assert_eq!(laptop.field(&schema::HOUSEHOLDS, &gone, "head_name"), None, "the laptop no longer shows the purged household");
+    assert_eq!(laptop.field(&schema::HOUSEHOLDS, &kept, "head_name"), Some(json!("李四")));
     assert_eq!(server.query_count("SELECT count(*) FROM sync_prunes"), 1);
 }
 
