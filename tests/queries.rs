@@ -273,3 +273,23 @@ fn checking_in_the_same_person_twice_or_on_two_devices_makes_one_row() {
     }
     assert_eq!(attendance_ids[0], attendance_ids[1], "both devices made the same attendance row");
 }
+
+#[test]
+fn the_plain_roster_lists_new_households_before_the_search_index_catches_up() {
+    let mut fixture = Fixture::new();
+    let village = fixture.village("522633101001", "高坡村");
+    for name in ["王小梅", "李大山", "张桂英"] {
+        household::save(&mut fixture.store, &common::household_draft(&village, name)).unwrap();
+    }
+    let waiting = fixture.store.search_pending().unwrap();
+    assert!(waiting >= 3, "the new households wait for their search documents ({waiting})");
+    let mut all = search(&fixture, RosterQuery::default());
+    all.sort();
+    assert_eq!(all, vec!["张桂英", "李大山", "王小梅"]);
+    let filtered = search(&fixture, RosterQuery { poverty_status: Some(PovertyStatus::NotExited), ..RosterQuery::default() });
+    assert_eq!(filtered.len(), 3);
+    assert_eq!(fixture.store.search_pending().unwrap(), waiting, "the plain roster leaves the index alone");
+    // A text search brings the index up to date first, so it finds what was just added.
+    assert_eq!(search(&fixture, text("桂英")), vec!["张桂英"]);
+    assert_eq!(fixture.store.search_pending().unwrap(), 0);
+}

@@ -404,6 +404,9 @@ fn cold_start_to_an_interactive_roster_of_ten_thousand_households() {
     let seed_seconds = seeding.elapsed().as_secs_f64();
     let started = Instant::now();
     let app = App::start(directory.path());
+    let window_seconds = started.elapsed().as_secs_f64();
+    app.find("[data-testid=roster-row]");
+    let first_rows = started.elapsed().as_secs_f64();
     app.wait_until(
         "10,000 households in the roster",
         "return document.querySelector('[data-testid=roster-count]')?.dataset.count === '10001' && !!document.querySelector('[data-testid=roster-row]')",
@@ -415,6 +418,13 @@ fn cold_start_to_an_interactive_roster_of_ten_thousand_households() {
     let search_seconds = searching.elapsed().as_secs_f64();
     app.type_into("[data-testid=roster-search]", "");
     app.wait_until("the whole roster again", "return document.querySelector('[data-testid=roster-count]').dataset.count === '10001'");
+    // A second search, once the index has caught up with the import: a member's name.
+    let searching = Instant::now();
+    app.type_into("[data-testid=roster-search]", "钱桂花");
+    app.wait_until("the member's household", "return document.querySelectorAll('[data-testid=roster-row]').length === 1");
+    let second_search_seconds = searching.elapsed().as_secs_f64();
+    app.type_into("[data-testid=roster-search]", "");
+    app.wait_until("the whole roster again", "return document.querySelector('[data-testid=roster-count]').dataset.count === '10001'");
     let scrolling = Instant::now();
     app.script("const list = document.querySelector('[data-testid=roster-list]'); list.scrollTop = list.scrollHeight;", json!([]));
     app.wait_until("the last row", "return [...document.querySelectorAll('[data-testid=roster-row]')].some(row => row.textContent.includes('YS10000'))");
@@ -423,8 +433,11 @@ fn cold_start_to_an_interactive_roster_of_ten_thousand_households() {
     let processes = app.processes();
     let mut lines = vec![
         format!("seed 10,000 demo households (+30,000 members): {seed_seconds:.1} s"),
-        format!("cold start to interactive roster of 10,001 households: {cold_start:.2} s"),
-        format!("search as you type (赵小村) over 10,001 households: {:.0} ms", search_seconds * 1000.0),
+        format!("cold start: window and WebDriver session ready: {window_seconds:.2} s"),
+        format!("cold start to the first roster rows (interactive): {first_rows:.2} s"),
+        format!("cold start to the whole roster of 10,001 households loaded: {cold_start:.2} s"),
+        format!("first search as you type (赵小村), which brings the search index up to date with the import: {:.0} ms", search_seconds * 1000.0),
+        format!("next search as you type (钱桂花, a member) over 10,001 households: {:.0} ms", second_search_seconds * 1000.0),
         format!("scroll to the last row: {:.0} ms, rows in the DOM: {rendered}", scroll_seconds * 1000.0),
     ];
     let mut total = 0;

@@ -306,7 +306,12 @@ pub struct RosterEntry {
 /// Searches the roster. Text of three or more characters uses the trigram index; shorter text
 /// (a two-character Chinese name is common) scans the compact search documents.
 pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
-    flush_search_index(store.conn())?;
+    // Only a text search reads the search documents; the plain or filtered roster reads the
+    // households themselves, so opening the roster after a large import does not wait for the
+    // whole index to be rebuilt.
+    if query.text.as_deref().is_some_and(|text| !text.trim().is_empty()) {
+        flush_search_index(store.conn())?;
+    }
     let mut clauses = vec!["h.deleted = 0".to_owned()];
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     let mut from = "households h".to_owned();
