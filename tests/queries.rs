@@ -293,3 +293,55 @@ fn the_plain_roster_lists_new_households_before_the_search_index_catches_up() {
     assert_eq!(search(&fixture, text("桂英")), vec!["张桂英"]);
     assert_eq!(fixture.store.search_pending().unwrap(), 0);
 }
+
+#[test]
+fn a_text_search_while_the_index_is_rebuilt_reads_the_households_and_finds_the_same() {
+    use furrow::domain::household::SEARCH_FLUSH_AT_MOST;
+    let mut fixture = Fixture::new();
+    let village = fixture.village("522633101001", "高坡村");
+    let households = SEARCH_FLUSH_AT_MOST as usize + 200;
+    fixture
+        .store
+        .write(|writer| {
+            for index in 0..households {
+                let mut fields = serde_json::Map::new();
+                fields.insert("village_id".into(), json!(village));
+                fields.insert("head_name".into(), json!(format!("{}{}", ["王", "李", "张"][index % 3], index)));
+                fields.insert("phone".into(), json!(format!("139{:08}", index)));
+                fields.insert("attribute".into(), json!("general"));
+                fields.insert("poverty_status".into(), json!("not_exited"));
+                let id = writer.save(&schema::HOUSEHOLDS, None, fields)?.id;
+                if index == 777 {
+                    let mut member = serde_json::Map::new();
+                    member.insert("household_id".into(), json!(id));
+                    member.insert("name".into(), json!("欧阳春花"));
+                    member.insert("sex".into(), json!("female"));
+                    member.insert("relation".into(), json!("daughter"));
+                    writer.save(&schema::MEMBERS, None, member)?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let waiting = fixture.store.search_pending().unwrap();
+    assert!(waiting > SEARCH_FLUSH_AT_MOST, "{waiting} households wait for their search documents");
+    let queries = ["春花", "欧阳春花", "00000777", "李1", "高坡"];
+    let mut while_waiting = Vec::new();
+    for query in queries {
+        let mut found = search(&fixture, RosterQuery { limit: Some(10_000), ..text(query) });
+        found.sort();
+        while_waiting.push(found);
+    }
+    assert_eq!(fixture.store.search_pending().unwrap(), waiting, "the searches did not wait for the rebuild");
+    assert_eq!(while_waiting[0], vec!["王777"], "a member's given name");
+    assert_eq!(while_waiting[1], vec!["王777"], "a member's full name");
+    assert_eq!(while_waiting[2], vec!["王777"], "a phone fragment");
+    assert_eq!(while_waiting[4].len(), households, "the village's name");
+
+    fixture.store.flush_search_index().unwrap();
+    for (query, before) in queries.iter().zip(&while_waiting) {
+        let mut found = search(&fixture, RosterQuery { limit: Some(10_000), ..text(query) });
+        found.sort();
+        assert_eq!(&found, before, "{query}: the index finds what the scan found");
+    }
+}

@@ -240,6 +240,10 @@ pub fn search_pending(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT count(*) FROM household_search_pending", [], |row| row.get(0))?)
 }
 
+/// The most waiting search documents a text search rewrites before it runs; with more waiting,
+/// it reads the households themselves (see [`search`]).
+pub const SEARCH_FLUSH_AT_MOST: i64 = 1000;
+
 /// Every distinct one- and two-character piece of the words in `text` (lowercased).
 fn short_grams(text: &str) -> std::collections::BTreeSet<String> {
     let mut grams = std::collections::BTreeSet::new();
@@ -308,9 +312,17 @@ pub struct RosterEntry {
 pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
     // Only a text search reads the search documents; the plain or filtered roster reads the
     // households themselves, so opening the roster after a large import does not wait for the
-    // whole index to be rebuilt.
+    // whole index to be rebuilt. A text search brings a few waiting documents up to date first;
+    // while many wait (the index is being rebuilt in the background after an import or a first
+    // sync), it reads the households and members themselves instead: slower, never stale, and
+    // never waiting for the whole rebuild.
+    let mut scan = false;
     if query.text.as_deref().is_some_and(|text| !text.trim().is_empty()) {
-        flush_search_index(store.conn())?;
+        if search_pending(store.conn())? <= SEARCH_FLUSH_AT_MOST {
+            flush_search_index(store.conn())?;
+        } else {
+            scan = true;
+        }
     }
     let mut clauses = vec!["h.deleted = 0".to_owned()];
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
@@ -321,7 +333,16 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
     // order, which an index also yields.
     let mut sort_key = "NULL";
     if let Some(text) = query.text.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
-        if text.chars().count() >= 3 {
+        if scan {
+            from = "households h LEFT JOIN villages sv ON sv.id = h.village_id".to_owned();
+            clauses.push(format!(
+                "instr(lower(concat_ws(' ', h.register_no, h.head_name, h.phone, h.group_name, sv.name, sv.code,
+                    (SELECT group_concat(concat_ws(' ', m.name, m.phone), ' ') FROM members m
+                      WHERE m.household_id = h.id AND m.deleted = 0))), lower(?{})) > 0",
+                args.len() + 1
+            ));
+            args.push(Box::new(text.to_owned()));
+        } else if text.chars().count() >= 3 {
             // Long numbers (register numbers, phones) share their leading digits with every other
             // household, so matching all their trigrams walks long lists; their last six
             // characters are distinctive, and the whole text is then checked on the few matches.
