@@ -100,6 +100,14 @@ fn a_household_with_a_bad_phone_shows_the_chinese_error_beside_the_field_then_sa
     app.wait_text("[data-testid=household-name]", |text| text == "测试户主");
     assert!(app.try_find("[data-error-for]").is_none());
     app.wait_until("the pending count to rise", &format!("return Number(document.querySelector('[data-testid=pending-count]').textContent) > {before}"));
+    // The roster marks the new household as waiting to be sent.
+    app.click("[data-nav=roster]");
+    app.type_into("[data-testid=roster-search]", "测试户主");
+    app.wait_until("one roster row", "return document.querySelectorAll('[data-testid=roster-row]').length === 1");
+    app.wait_until(
+        "the row's pending mark",
+        "return document.querySelector('[data-testid=roster-row] [data-testid=row-sync]')?.dataset.state === 'pending'",
+    );
     app.quit();
 }
 
