@@ -66,6 +66,7 @@ const reasonKeys: Record<string, MessageKey> = {
   server_only: "sync.reason_server_only",
   forbidden: "sync.reason_forbidden",
   invalid: "sync.reason_invalid",
+  invalid_record: "sync.reason_invalid_record",
 };
 
 /** The label of a record kind (a synced table). */
