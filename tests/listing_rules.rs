@@ -157,3 +157,44 @@ fn a_listing_shows_its_sales_newest_first_with_what_reached_households() {
     assert_eq!(sales[0].allocated_fen, 0);
     assert_eq!(furrow::domain::sale::totals_of_listing(&fixture.store, &id).unwrap(), (3, 11_970), "the refund is not counted");
 }
+
+#[test]
+fn a_form_read_before_the_platforms_verdict_neither_clears_nor_forges_it() {
+    use furrow::hlc::{pack, wall_ms, NodeId, Stamp};
+    use furrow::record::RemoteField;
+    use serde_json::json;
+
+    let (mut fixture, draft) = setup(ProductCategory::Nuts);
+    let id = draft.id.clone().unwrap();
+    // The form was opened on the draft; meanwhile a sync brings the platform's verdict.
+    let verdict = Stamp { hlc: pack(wall_ms() + 1_000, 0), node: NodeId([0x5E; 16]) };
+    let fields = [("moderation_status", json!("approved")), ("platform_item_id", json!("TB-2001")), ("sold_out", json!(true))]
+        .into_iter()
+        .map(|(field, value)| RemoteField { field: field.into(), value, stamp: verdict })
+        .collect::<Vec<_>>();
+    fixture.store.write(|writer| writer.apply_remote(&furrow::schema::LISTINGS, &id, &fields)).unwrap();
+    let queued = fixture.count("SELECT count(*) FROM sync_outbox");
+
+    let mut form = draft.clone();
+    form.title = Some("高山薄皮核桃".into());
+    let saved = listing::save_listing(&mut fixture.store, &form).expect("the edit saves");
+    assert_eq!(saved.title.as_deref(), Some("高山薄皮核桃"));
+    assert_eq!(saved.moderation_status, Some(furrow::codes::ModerationStatus::Approved), "the verdict is kept");
+    assert_eq!(saved.platform_item_id.as_deref(), Some("TB-2001"));
+    assert_eq!(saved.sold_out, Some(true));
+
+    // A form cannot forge a verdict either: the platform's fields are never written from it.
+    let mut forged = saved.clone();
+    forged.moderation_status = Some(furrow::codes::ModerationStatus::Rejected);
+    forged.platform_item_id = Some("FAKE".into());
+    let kept = listing::save_listing(&mut fixture.store, &forged).expect("the save goes through");
+    assert_eq!(kept.moderation_status, Some(furrow::codes::ModerationStatus::Approved));
+    assert_eq!(kept.platform_item_id.as_deref(), Some("TB-2001"));
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM sync_outbox WHERE field IN ('moderation_status', 'platform_item_id', 'sold_out')"),
+        0,
+        "no platform field is ever queued from the device"
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM sync_outbox"), queued, "the new title replaced the unsent one, nothing else was queued");
+    assert_eq!(fixture.count("SELECT count(*) FROM sync_outbox WHERE field = 'title' AND value = '\"高山薄皮核桃\"'"), 1);
+}

@@ -181,24 +181,15 @@ pub fn products_of_household(store: &Store, household_id: &str) -> Result<Vec<Pr
     super::list(store, &PRODUCTS, "producer_household_id = ?1", &[&household_id])
 }
 
-/// Creates or edits a listing. The platform's fields are kept as they are.
+/// Creates or edits a listing. The platform's fields are never written from a form (see
+/// [`super::changes_of`]); the submission key is set by [`super::listing_rules::submit`] only, so a
+/// form neither sets nor clears it.
 pub fn save_listing(store: &mut Store, listing: &Listing) -> Result<Listing> {
     let mut draft = listing.clone();
-    if let Some(id) = &listing.id {
-        if let Ok(current) = get_listing(store, id) {
-            draft.moderation_status = current.moderation_status;
-            draft.moderation_reason = current.moderation_reason;
-            draft.platform_item_id = current.platform_item_id;
-            draft.sold_out = current.sold_out;
-            draft.submission_key = current.submission_key;
-        }
-    } else {
-        draft.moderation_status = None;
-        draft.moderation_reason = None;
-        draft.platform_item_id = None;
-        draft.sold_out = None;
-        draft.submission_key = None;
-    }
+    draft.submission_key = match &listing.id {
+        Some(id) => get_listing(store, id).ok().and_then(|current| current.submission_key),
+        None => None,
+    };
     super::save(store, &LISTINGS, draft.id.as_deref(), &draft)
 }
 

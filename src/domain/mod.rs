@@ -22,13 +22,15 @@ use crate::record::{self, Saved};
 use crate::schema::TableSpec;
 use crate::store::Store;
 
-/// Turns a typed record into the field changes the write path takes: every domain field, with
-/// the bookkeeping fields (`id`, `scope_id`, `deleted`) and any computed ones left out.
+/// Turns a typed record into the field changes the write path takes: every domain field the
+/// device writes, with the bookkeeping fields (`id`, `scope_id`, `deleted`), computed ones and the
+/// platform's own fields (moderation, sold out: the server sets them and they only flow back)
+/// left out, so a form read before the platform's verdict arrived can never clear it.
 pub(crate) fn changes_of<T: Serialize>(table: &TableSpec, record: &T) -> Result<Map<String, Value>> {
     let Value::Object(mut object) = serde_json::to_value(record)? else {
         unreachable!("domain records serialize to objects")
     };
-    object.retain(|name, _| table.field(name).is_some());
+    object.retain(|name, _| table.field(name).is_some_and(|field| field.policy != crate::schema::Policy::ServerOnly));
     Ok(object)
 }
 
