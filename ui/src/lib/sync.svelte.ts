@@ -24,6 +24,8 @@ export async function refreshSync(): Promise<void> {
 
 /** Runs a sync, following its progress events. */
 export async function runSync(): Promise<void> {
+  // One sync at a time: a click while the opening sync runs waits for that one's figures.
+  if (syncState.syncing) return;
   syncState.syncing = true;
   syncState.progress = 0;
   syncState.error = null;
