@@ -46,6 +46,9 @@ pub enum FieldType {
     TimeOfDay,
     /// A mainland mobile number: 11 digits starting with 1.
     Phone,
+    /// A resident identity card number (GB 11643): 6-digit region, 8-digit birth date, 3-digit
+    /// sequence and a check character (a digit or X).
+    IdCard,
     /// A 12-digit administrative division code (统计用区划代码).
     AdminCode,
     /// A lowercase hexadecimal SHA-256 digest.
@@ -219,6 +222,7 @@ pub const MEMBERS: TableSpec = TableSpec {
         field("phone", FieldType::Phone),
         field("has_smartphone", FieldType::Bool),
         field("ecommerce_role", FieldType::Enum(codes::EcommerceRole::DEF)),
+        field("id_card_no", FieldType::IdCard),
     ],
     append_only: false,
     platform_only: false,

@@ -35,6 +35,29 @@ pub fn is_mobile_number(phone: &str) -> bool {
     bytes.len() == 11 && bytes[0] == b'1' && (b'3'..=b'9').contains(&bytes[1]) && bytes.iter().all(u8::is_ascii_digit)
 }
 
+/// Whether `text` is a resident identity card number (GB 11643-1999): 17 digits, of which the
+/// 7th to 14th are a real birth date, and the ISO 7064 MOD 11-2 check character (a digit or X).
+pub fn is_id_card_number(text: &str) -> bool {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const CHECK: &[u8; 11] = b"10X98765432";
+    let bytes = text.as_bytes();
+    if bytes.len() != 18 || !bytes[..17].iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    if id_card_birth_date(text).is_none() {
+        return false;
+    }
+    let sum: u32 = bytes[..17].iter().zip(WEIGHTS).map(|(digit, weight)| u32::from(digit - b'0') * weight).sum();
+    bytes[17].to_ascii_uppercase() == CHECK[(sum % 11) as usize]
+}
+
+/// The birth date inside an identity card number, as `YYYY-MM-DD`, if it is a real date.
+pub fn id_card_birth_date(text: &str) -> Option<String> {
+    let digits = text.get(6..14)?;
+    let date = chrono::NaiveDate::parse_from_str(digits, "%Y%m%d").ok()?;
+    (1900..=2100).contains(&chrono::Datelike::year(&date)).then(|| date.format("%Y-%m-%d").to_string())
+}
+
 fn error(field: &str, code: &str, zh: impl Into<String>, en: impl Into<String>) -> FieldError {
     FieldError::new(field, code, zh, en)
 }
@@ -162,6 +185,16 @@ pub fn check_value(field: &FieldSpec, value: &Value) -> Result<(), FieldError> {
                 ));
             }
         }
+        FieldType::IdCard => {
+            if !value.as_str().is_some_and(is_id_card_number) {
+                return Err(error(
+                    name,
+                    "invalid_id_card",
+                    "身份证号应为18位：17位数字加1位校验码（数字或X），请核对",
+                    "must be an 18-character ID number: 17 digits and a check character (a digit or X) that matches them",
+                ));
+            }
+        }
         FieldType::AdminCode => {
             let ok = value.as_str().map(|text| text.len() == 12 && text.bytes().all(|byte| byte.is_ascii_digit()));
             if ok != Some(true) {
@@ -265,6 +298,20 @@ fn text<'a>(record: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 fn domain_rules(table: &TableSpec, record: &Map<String, Value>, context: &dyn Context, errors: &mut Vec<FieldError>) {
     match table.name {
         "income_records" => income_rules(record, errors),
+        "members" => {
+            let born = text(record, "birth_date");
+            let in_card = text(record, "id_card_no").and_then(id_card_birth_date);
+            if let (Some(born), Some(in_card)) = (born, in_card) {
+                if born != in_card {
+                    errors.push(error(
+                        "id_card_no",
+                        "id_card_birth_mismatch",
+                        format!("身份证号中的出生日期（{in_card}）与填写的出生日期不一致"),
+                        format!("holds the birth date {in_card}, not the birth date given"),
+                    ));
+                }
+            }
+        }
         "visits" => {
             let visited = text(record, "visited_at").and_then(|moment| moment.get(..10)).and_then(parse_date);
             let next = text(record, "next_visit_date").and_then(parse_date);

@@ -150,6 +150,41 @@ fn members_income_training_visits_and_listings_refuse_bad_input() {
         let member = Member { household_id: Some(household_id.clone()), name: Some("王强".into()), birth_date: Some("1990/01/01".into()), ..Member::default() };
         household::save_member(store, &member).map(drop)
     });
+    // Identity card numbers: a wrong check character, a length, a date that does not exist, and a
+    // number whose birth date differs from the one given are refused; a good one (with a lower-case
+    // x as typed) is kept.
+    for (label, number, code) in [
+        ("id card check character", "110105194912310021", "invalid_id_card"),
+        ("id card length", "11010519491231002", "invalid_id_card"),
+        ("id card impossible date", "110105194902300025", "invalid_id_card"),
+        ("id card letters", "11010519491231002A", "invalid_id_card"),
+    ] {
+        check_refused(fixture, label, &[("id_card_no", code)], |store| {
+            let member = Member { household_id: Some(household_id.clone()), name: Some("王强".into()), id_card_no: Some(number.into()), ..Member::default() };
+            household::save_member(store, &member).map(drop)
+        });
+    }
+    check_refused(fixture, "id card against birth date", &[("id_card_no", "id_card_birth_mismatch")], |store| {
+        let member = Member {
+            household_id: Some(household_id.clone()),
+            name: Some("王强".into()),
+            birth_date: Some("1950-01-01".into()),
+            id_card_no: Some("11010519491231002X".into()),
+            ..Member::default()
+        };
+        household::save_member(store, &member).map(drop)
+    });
+    let kept = household::save_member(
+        &mut fixture.store,
+        &Member {
+            household_id: Some(household_id.clone()),
+            name: Some("王强".into()),
+            birth_date: Some("1949-12-31".into()),
+            id_card_no: Some("11010519491231002x".into()),
+            ..Member::default()
+        },
+    );
+    assert!(kept.is_ok(), "a valid number is kept: {kept:?}");
 
     let income = IncomeRecord {
         household_id: Some(household_id.clone()),

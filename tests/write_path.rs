@@ -80,12 +80,21 @@ fn sample(ty: &FieldType, salt: i64, refs: &BTreeMap<&str, String>) -> Option<Va
         FieldType::DateTime => json!(format!("2024-06-{:02}T09:00:00+08:00", 1 + salt)),
         FieldType::TimeOfDay => json!(format!("{:02}:30", 8 + salt)),
         FieldType::Phone => json!(format!("1380013800{}", salt % 10)),
+        FieldType::IdCard => json!(id_card(&format!("202406{:02}", 10 + salt))),
         FieldType::AdminCode => json!(format!("52263310100{}", salt % 10)),
         FieldType::Sha256 => json!(format!("{:064x}", salt + 1)),
         FieldType::Enum(def) => json!(def.values[(salt as usize) % def.values.len()].code),
         FieldType::EnumList(def) => json!([def.values[(salt as usize) % def.values.len()].code]),
         FieldType::Ref(table) => json!(refs.get(table)?.clone()),
     })
+}
+
+/// A valid identity card number for a birth date `YYYYMMDD` (the same date as `Date` samples).
+fn id_card(born: &str) -> String {
+    let body = format!("522633{born}001");
+    let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = body.bytes().zip(weights).map(|(digit, weight)| u32::from(digit - b'0') * weight).sum();
+    format!("{body}{}", "10X98765432".as_bytes()[(sum % 11) as usize] as char)
 }
 
 /// A record of `table` with every field set, valid for the domain rules.

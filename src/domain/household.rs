@@ -106,6 +106,8 @@ pub struct Member {
     pub has_smartphone: Option<bool>,
     /// 电商角色 E-commerce role.
     pub ecommerce_role: Option<EcommerceRole>,
+    /// Resident identity card number (居民身份证号码), 18 characters.
+    pub id_card_no: Option<String>,
 }
 
 /// Creates or edits a household.

@@ -66,4 +66,8 @@ has_smartphone?: boolean | null,
 /**
  * 电商角色 E-commerce role.
  */
-ecommerce_role?: EcommerceRole | null, };
+ecommerce_role?: EcommerceRole | null, 
+/**
+ * Resident identity card number (居民身份证号码), 18 characters.
+ */
+id_card_no?: string | null, };

@@ -74,6 +74,36 @@ describe("MemberForm", () => {
     expect(container.querySelectorAll("[data-error-for]").length).toBe(0);
   });
 
+  it("sends the ID card number as the card prints it and shows the core's refusal beside it", async () => {
+    mockIPC((command, args) => {
+      if (command === "enum_labels") return enumFixture;
+      if (command === "save_member") {
+        const member = (args as { member: Record<string, unknown> }).member;
+        saved.push(member);
+        if (member.id_card_no !== "11010519491231002X") {
+          throw {
+            code: "validation", message: "validation failed", message_zh: "填写有误", message_en: "Please correct",
+            fields: [{ field: "id_card_no", code: "invalid_id_card", message_zh: "身份证号应为18位：17位数字加1位校验码（数字或X），请核对", message_en: "must be an 18-character ID number" }],
+          };
+        }
+        return { ...member, id: "m2" };
+      }
+      throw new Error(`unexpected command ${command}`);
+    });
+    const onSaved = vi.fn();
+    const { container } = render(MemberForm, { props: { member: { name: "王强" }, householdId: "h1", onSaved, onCancel: vi.fn() } });
+    const card = container.querySelector("#member-id_card_no") as HTMLInputElement;
+    await fireEvent.input(card, { target: { value: "110105194912310021" } });
+    await fireEvent.click(screen.getByTestId("member-save"));
+    await vi.waitFor(() =>
+      expect(container.querySelector('[data-error-for="member-id_card_no"]')?.textContent).toBe("身份证号应为18位：17位数字加1位校验码（数字或X），请核对"),
+    );
+    await fireEvent.input(card, { target: { value: " 11010519491231002x " } });
+    await fireEvent.click(screen.getByTestId("member-save"));
+    await vi.waitFor(() => expect(onSaved).toHaveBeenCalledOnce());
+    expect(saved[1]).toMatchObject({ id_card_no: "11010519491231002X" });
+  });
+
   it("shows the errors in English when English is chosen", async () => {
     locale.language = "en";
     const { container } = render(MemberForm, { props: { member: { name: "Zhao", phone: "1" }, householdId: "h1", onSaved: vi.fn(), onCancel: vi.fn() } });
