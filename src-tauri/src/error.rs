@@ -26,6 +26,11 @@ pub struct CommandError {
 }
 
 impl CommandError {
+    /// A background task that panicked or was cancelled before it could answer.
+    pub fn background(error: impl std::fmt::Display) -> Self {
+        CommandError::new("internal", format!("后台任务失败：{error}"), format!("background task failed: {error}"))
+    }
+
     /// An error raised by the shell itself rather than the core.
     pub fn new(code: &str, message_zh: impl Into<String>, message_en: impl Into<String>) -> Self {
         let message_en = message_en.into();

@@ -118,7 +118,7 @@ impl AppState {
             work(&mut store).map_err(CommandError::from)
         })
         .await
-        .map_err(|error| CommandError::new("internal", format!("后台任务失败：{error}"), format!("background task failed: {error}")))?
+        .map_err(CommandError::background)?
     }
 
     /// The sync engine, if the device has signed in.

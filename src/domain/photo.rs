@@ -284,10 +284,7 @@ pub fn import_bytes(
 
 /// Queues a stored image for resumable upload to the platform.
 fn register_upload(store: &mut Store, media: &MediaDir, sha256: &str) -> Result<()> {
-    crate::sync::blobs::add_attachment(store, &media.path_of(sha256), "image/jpeg").map_err(|error| match error {
-        crate::sync::error::SyncError::Store(inner) => inner,
-        other => Error::Io(std::io::Error::other(other.to_string())),
-    })?;
+    crate::sync::blobs::add_attachment(store, &media.path_of(sha256), "image/jpeg").map_err(crate::sync::SyncError::into_store_error)?;
     Ok(())
 }
 

@@ -55,7 +55,7 @@ async fn fetch_image(state: &AppState, photo_id: &str) -> CommandResult<()> {
     let store = std::sync::Arc::clone(&state.store);
     tauri::async_runtime::spawn_blocking(move || engine.download_photo(&store, &sha256, &|_| {}).map(drop))
         .await
-        .map_err(|error| CommandError::new("internal", format!("后台任务失败：{error}"), format!("background task failed: {error}")))??;
+        .map_err(CommandError::background)??;
     Ok(())
 }
 
@@ -65,10 +65,7 @@ fn strip(store: &Store, media: &MediaDir, listing_id: &str) -> furrow::Result<Ve
         .into_iter()
         .map(|photo| {
             let sha256 = photo.sha256.clone().unwrap_or_default();
-            let attachment = furrow::sync::blobs::attachment(store, &sha256).map_err(|error| match error {
-                furrow::sync::SyncError::Store(inner) => inner,
-                other => furrow::Error::Io(std::io::Error::other(other.to_string())),
-            })?;
+            let attachment = furrow::sync::blobs::attachment(store, &sha256).map_err(furrow::sync::SyncError::into_store_error)?;
             let upload = match attachment {
                 Some(found) => PhotoUpload {
                     state: found.state,

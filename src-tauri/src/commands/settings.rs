@@ -82,6 +82,6 @@ pub async fn export_backup(state: State<'_, AppState>) -> CommandResult<String> 
         Ok(())
     })
     .await
-    .map_err(|error| CommandError::new("internal", format!("后台任务失败：{error}"), format!("background task failed: {error}")))??;
+    .map_err(CommandError::background)??;
     Ok(target.display().to_string())
 }

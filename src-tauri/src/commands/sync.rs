@@ -114,13 +114,9 @@ fn reachable(server_url: &str) -> bool {
     addresses.any(|address| TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok())
 }
 
-fn background_failure(error: impl std::fmt::Display) -> CommandError {
-    CommandError::new("internal", format!("后台任务失败：{error}"), format!("background task failed: {error}"))
-}
-
 async fn status_of(state: &AppState) -> CommandResult<SyncStatus> {
     let settings = state.settings();
-    let summary = state.with_store(|store| status::summary(store).map_err(sync_to_core)).await?;
+    let summary = state.with_store(|store| status::summary(store).map_err(furrow::sync::SyncError::into_store_error)).await?;
     let server_url = summary.account.as_ref().map(|account| account.server_url.clone()).unwrap_or(settings.server_url);
     let online = tauri::async_runtime::spawn_blocking(move || reachable(&server_url)).await.unwrap_or(false);
     Ok(SyncStatus {
@@ -135,13 +131,6 @@ async fn status_of(state: &AppState) -> CommandResult<SyncStatus> {
 }
 
 /// The store's own errors inside a sync error, for `with_store`.
-fn sync_to_core(error: furrow::sync::SyncError) -> furrow::Error {
-    match error {
-        furrow::sync::SyncError::Store(inner) => inner,
-        other => furrow::Error::Io(std::io::Error::other(other.to_string())),
-    }
-}
-
 /// The sync indicator's figures.
 #[tauri::command]
 pub async fn sync_status(state: State<'_, AppState>) -> CommandResult<SyncStatus> {
@@ -178,7 +167,7 @@ pub async fn sign_in(state: State<'_, AppState>, server_url: String, username: S
         Ok(engine)
     })
     .await
-    .map_err(background_failure)??;
+    .map_err(CommandError::background)??;
     let previous = state.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).replace(Arc::new(engine));
     if let Some(previous) = previous {
         tauri::async_runtime::spawn_blocking(move || drop(previous));
@@ -217,7 +206,7 @@ pub async fn sync_now(app: AppHandle, state: State<'_, AppState>) -> CommandResu
         })
     })
     .await
-    .map_err(background_failure)??;
+    .map_err(CommandError::background)??;
     state.update_settings(|settings| settings.last_sync_at = Some(chrono::Utc::now().to_rfc3339()))?;
     status_of(&state).await
 }
@@ -236,10 +225,10 @@ const NAME_FIELDS: [&str; 4] = ["name", "head_name", "title", "summary"];
 pub async fn list_conflicts(state: State<'_, AppState>) -> CommandResult<Vec<ConflictView>> {
     state
         .with_store(|store| {
-            let conflicts = status::conflicts(store, false).map_err(sync_to_core)?;
+            let conflicts = status::conflicts(store, false).map_err(furrow::sync::SyncError::into_store_error)?;
             let mut views = Vec::with_capacity(conflicts.len());
             for conflict in conflicts {
-                let row = status::read_record(store, &conflict.table, &conflict.row_id).map_err(sync_to_core)?;
+                let row = status::read_record(store, &conflict.table, &conflict.row_id).map_err(furrow::sync::SyncError::into_store_error)?;
                 let field_value = |name: &str| row.as_ref().and_then(|row| row.fields.get(name)).filter(|value| !value.is_null());
                 let record_name =
                     NAME_FIELDS.iter().find_map(|name| field_value(name).and_then(|value| value.as_str()).map(str::to_owned));
@@ -276,7 +265,7 @@ pub async fn record_sync_states(state: State<'_, AppState>, table: String, ids: 
         .with_store(move |store| {
             ids.iter()
                 .map(|id| {
-                    let record = status::record_state(store, &table, id).map_err(sync_to_core)?;
+                    let record = status::record_state(store, &table, id).map_err(furrow::sync::SyncError::into_store_error)?;
                     Ok(RecordSync {
                         id: record.id,
                         state: state_name(record.state),
@@ -301,7 +290,7 @@ pub async fn resend_edit(state: State<'_, AppState>, id: i64, value: serde_json:
     state
         .with_store(move |store| {
             let conflict = status::conflicts(store, true)
-                .map_err(sync_to_core)?
+                .map_err(furrow::sync::SyncError::into_store_error)?
                 .into_iter()
                 .find(|conflict| conflict.id == id)
                 .ok_or_else(|| furrow::Error::NotFound { table: "sync_conflicts".into(), id: id.to_string() })?;
@@ -312,7 +301,7 @@ pub async fn resend_edit(state: State<'_, AppState>, id: i64, value: serde_json:
             changes.insert(conflict.field.clone(), value);
             store.write(|writer| writer.save(table, Some(&conflict.row_id), changes))?;
             // The corrected value is queued; the server's value it replaces needs nothing more.
-            status::resolve_conflict(store, id, Resolution::KeepTheirs).map_err(sync_to_core)
+            status::resolve_conflict(store, id, Resolution::KeepTheirs).map_err(furrow::sync::SyncError::into_store_error)
         })
         .await
 }
@@ -322,5 +311,5 @@ pub async fn resend_edit(state: State<'_, AppState>, id: i64, value: serde_json:
 #[tauri::command]
 pub async fn resolve_conflict(state: State<'_, AppState>, id: i64, keep_mine: bool) -> CommandResult<()> {
     let resolution = if keep_mine { Resolution::KeepMine } else { Resolution::KeepTheirs };
-    state.with_store(move |store| status::resolve_conflict(store, id, resolution).map_err(sync_to_core)).await
+    state.with_store(move |store| status::resolve_conflict(store, id, resolution).map_err(furrow::sync::SyncError::into_store_error)).await
 }

@@ -26,3 +26,22 @@ export function clean(value: string | null | undefined): string | null {
   const text = (value ?? "").trim();
   return text === "" ? null : text;
 }
+
+/**
+ * A form's submit handler that runs one save at a time: a second Enter or click while the first
+ * save is under way does nothing, so a record is never made twice. The browser's own submit is
+ * always prevented.
+ */
+export function oneAtATime<E extends Event>(handler: (event: E) => Promise<void>): (event: E) => Promise<void> {
+  let running = false;
+  return async (event: E) => {
+    event.preventDefault();
+    if (running) return;
+    running = true;
+    try {
+      await handler(event);
+    } finally {
+      running = false;
+    }
+  };
+}

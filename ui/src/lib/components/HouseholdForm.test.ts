@@ -78,6 +78,36 @@ describe("HouseholdForm", () => {
     );
   });
 
+  it("saves once when Enter is pressed again while the first save is under way", async () => {
+    let calls = 0;
+    let finish: (value: unknown) => void = () => {};
+    mockIPC((command, args) => {
+      if (command === "enum_labels") return enumFixture;
+      if (command === "save_household") {
+        calls += 1;
+        const household = (args as { household: Record<string, unknown> }).household;
+        return new Promise((resolve) => {
+          finish = () => resolve({ ...household, id: "h9" });
+        });
+      }
+      throw new Error(`unexpected command ${command}`);
+    });
+    const onSaved = vi.fn();
+    const { container } = render(HouseholdForm, {
+      props: { household: { head_name: "王建国", village_id: "v1", attribute: "general", poverty_status: "not_exited" }, villages, onSaved, onCancel: vi.fn() },
+    });
+    const picker = container.querySelector("#household-village_id")!;
+    await fireEvent.keyDown(picker, { key: "Enter" });
+    await fireEvent.keyDown(picker, { key: "Enter" });
+    await fireEvent.click(screen.getByTestId("household-save"));
+    await vi.waitFor(() => expect(calls).toBe(1));
+    expect((screen.getByTestId("household-save") as HTMLButtonElement).disabled).toBe(true);
+    finish(undefined);
+    await vi.waitFor(() => expect(onSaved).toHaveBeenCalledOnce());
+    expect(calls).toBe(1);
+    expect((screen.getByTestId("household-save") as HTMLButtonElement).disabled).toBe(false);
+  });
+
   it("cancels on Escape", async () => {
     const onCancel = vi.fn();
     const { container } = render(HouseholdForm, { props: { household: {}, villages, onSaved: vi.fn(), onCancel } });
