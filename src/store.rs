@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 9, name: "0009_photo_thumbnail_sync.sql", sql: include_str!("../migrations/0009_photo_thumbnail_sync.sql") },
     Migration { version: 10, name: "0010_snapshot_sweep.sql", sql: include_str!("../migrations/0010_snapshot_sweep.sql") },
     Migration { version: 11, name: "0011_member_id_card.sql", sql: include_str!("../migrations/0011_member_id_card.sql") },
+    Migration { version: 12, name: "0012_restore_resend.sql", sql: include_str!("../migrations/0012_restore_resend.sql") },
 ];
 
 /// Where and how to open a store.

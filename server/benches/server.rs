@@ -43,6 +43,7 @@ fn changes_for(node: &NodeId, first_seq: i64, households: usize, hlc: i64) -> (V
                 value,
                 hlc: hlc + index as i64,
                 base_hlc: None,
+                node: None,
             });
         }
     }

@@ -39,6 +39,16 @@ enum Command {
     /// Purge tombstoned rows and their change history older than a horizon of at least 180
     /// days; devices whose pull cursor is older then re-snapshot (reset: history_pruned).
     Prune(PruneArgs),
+    /// Give the history a fresh random epoch. Run it after restoring the database from a
+    /// backup, before serving it: every device then re-snapshots (reset: server_restored) and
+    /// re-sends what the restored database lacks.
+    NewEpoch(NewEpochArgs),
+}
+
+#[derive(Args, Debug)]
+struct NewEpochArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
 }
 
 #[derive(Args, Debug)]
@@ -218,7 +228,19 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Assistant { command } => assistant(command),
         Command::Prune(args) => prune(args),
+        Command::NewEpoch(args) => new_epoch(args),
     }
+}
+
+fn new_epoch(args: NewEpochArgs) -> Result<(), Error> {
+    let database = open(&args.storage)?;
+    let now = furrow::hlc::wall_ms();
+    let epoch = store::write(database.as_ref(), |tx| sync::new_epoch(tx, now))?;
+    println!(
+        "the history now has epoch {epoch}; every device will take a fresh snapshot at its next pull \
+         (server_restored) and re-send what this database lacks"
+    );
+    Ok(())
 }
 
 fn prune(args: PruneArgs) -> Result<(), Error> {

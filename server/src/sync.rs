@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::http::StatusCode;
 use base64::Engine;
 use furrow::hlc;
+use furrow::sync::page::{page_fields, Positions};
 use furrow::schema::{self, FieldType, Policy, ScopeRule, TableSpec};
 use furrow::sync::wire::{Change, ChangeResult, CurrentValue, PullResponse, PulledRow, PushRequest, PushResponse, Reset, SCHEMA_VERSION};
 use furrow::validate;
@@ -95,6 +96,9 @@ pub fn check_push(request: &PushRequest) -> Result<()> {
         if !is_uuid(&change.row_id) {
             return Err(invalid_change(index, change, "invalid_change", "row_id must be a UUID".into()));
         }
+        if change.node.as_deref().is_some_and(|node| decode_node(node).is_none()) {
+            return Err(invalid_change(index, change, "invalid_change", "node must be base64 of a 16-byte node id".into()));
+        }
         let Some(table) = schema::table(&change.tbl) else {
             return Err(invalid_change(index, change, "unknown_table", format!("there is no synced table {:?}", change.tbl)));
         };
@@ -147,6 +151,18 @@ fn deleted_flag(value: &Value) -> Option<bool> {
 /// The wire form of a node id.
 pub fn node_base64(node: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(node)
+}
+
+/// The 16 bytes of a node id in its wire form (standard base64), if it is one.
+fn decode_node(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(text).ok().filter(|bytes| bytes.len() == 16)
+}
+
+/// The node a change is merged and stored under: the writer it names when a device re-sends a
+/// field another device wrote (to a server restored from a backup), otherwise the sending
+/// device's own. [`check_push`] has checked the named node.
+fn writer_node(change: &Change, sender: &[u8]) -> Vec<u8> {
+    change.node.as_deref().and_then(decode_node).unwrap_or_else(|| sender.to_vec())
 }
 
 fn current(stored: &StoredField) -> CurrentValue {
@@ -299,7 +315,7 @@ fn merge_batch(
         let outcome = if change.seq <= last_applied {
             // Already applied in an earlier batch whose stored response has expired: report what
             // the server holds without writing anything.
-            already_applied(tx, change, context.node)?
+            already_applied(tx, change, &writer_node(change, context.node))?
         } else if let Some(errors) = refused.rows.get(&key) {
             match refused.kept.get(&index) {
                 Some(kept) => kept.clone(),
@@ -481,7 +497,8 @@ fn merge_field(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change, wro
         return Ok(problem);
     }
     let stored = tx.field(table.name, &change.row_id, &change.field)?;
-    let incoming = (change.hlc, context.node);
+    let node = writer_node(change, context.node);
+    let incoming = (change.hlc, node.as_slice());
     if let Some(stored) = &stored {
         if (stored.hlc, stored.node.as_slice()) == incoming {
             // The same change delivered again: already in place.
@@ -511,7 +528,7 @@ fn merge_field(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change, wro
         &change.row_id,
         &change.field,
         row.as_ref(),
-        StoredField { value, hlc: change.hlc, node: context.node.to_vec(), server_seq: 0, actor: caller.actor() },
+        StoredField { value, hlc: change.hlc, node, server_seq: 0, actor: caller.actor() },
     )?;
     tx.log_change(&ChangeLogEntry {
         server_seq: seq,
@@ -596,35 +613,70 @@ pub fn write_field(tx: &mut Tx<'_>, tbl: &str, row_id: &str, field: &str, row: O
     Ok(seq)
 }
 
-/// A decoded pull cursor.
+/// A decoded pull cursor: the two positions of a pull ([`Positions`]), the scope set and schema
+/// version it was made for, and the epoch of the history it points into.
+///
+/// The wire form is `c2:REACHED:COMPLETE:SCOPE_HASH:SCHEMA_VERSION:EPOCH`, base64url. A cursor of
+/// the first format (`c1:SEQ:SCOPE_HASH:SCHEMA_VERSION`) meant that the device was complete up
+/// to where the pages had reached, so it decodes as both positions at `SEQ`, with no epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     /// Rows with a later change than this were not yet sent.
     pub seq: i64,
+    /// The device holds every change up to this sequence number; a row on the next page carries
+    /// every field changed after it.
+    pub complete: i64,
     /// The hash of the scope set the cursor was made for.
     pub scope_hash: String,
     /// The schema version the cursor was made for.
     pub schema_version: i64,
+    /// The epoch of the history the cursor points into; `None` in a first-format cursor.
+    pub epoch: Option<String>,
 }
 
 impl Cursor {
-    /// The opaque wire form.
-    pub fn encode(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("c1:{}:{}:{}", self.seq, self.scope_hash, self.schema_version))
+    /// The pull's positions.
+    pub fn positions(&self) -> Positions {
+        Positions { reached: self.seq, complete: self.complete }
     }
 
-    /// Decodes a cursor from its wire form.
+    /// The opaque wire form.
+    pub fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            "c2:{}:{}:{}:{}:{}",
+            self.seq,
+            self.complete,
+            self.scope_hash,
+            self.schema_version,
+            self.epoch.as_deref().unwrap_or_default()
+        ))
+    }
+
+    /// Decodes a cursor from its wire form, either format.
     pub fn decode(text: &str) -> Result<Self> {
         let bad = || Error::bad_request("invalid_cursor", "the cursor is not one this server issued; pull without a cursor");
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
         let parts: Vec<&str> = text.split(':').collect();
+        let number = |part: &str| part.parse::<i64>().ok().filter(|value| *value >= 0).ok_or_else(bad);
         match parts.as_slice() {
-            ["c1", seq, hash, version] => Ok(Self {
-                seq: seq.parse().map_err(|_| bad())?,
-                scope_hash: (*hash).to_owned(),
-                schema_version: version.parse().map_err(|_| bad())?,
-            }),
+            ["c1", seq, hash, version] => {
+                let seq = number(seq)?;
+                Ok(Self { seq, complete: seq, scope_hash: (*hash).to_owned(), schema_version: number(version)?, epoch: None })
+            }
+            ["c2", seq, complete, hash, version, epoch] => {
+                let (seq, complete) = (number(seq)?, number(complete)?);
+                if complete > seq {
+                    return Err(bad());
+                }
+                Ok(Self {
+                    seq,
+                    complete,
+                    scope_hash: (*hash).to_owned(),
+                    schema_version: number(version)?,
+                    epoch: (!epoch.is_empty()).then(|| (*epoch).to_owned()),
+                })
+            }
             _ => Err(bad()),
         }
     }
@@ -636,40 +688,73 @@ pub fn scope_hash(scopes: &[String]) -> String {
     hex::encode(&digest[..8])
 }
 
+/// The reset reason of a pull whose cursor points into a history this server does not hold: one
+/// of another epoch (the database was restored from a backup and given a new epoch), or one
+/// ahead of the server's sequence (the server lost acknowledged changes). The device takes a
+/// fresh snapshot and then re-sends every field it holds that the server lacks or holds older.
+pub const SERVER_RESTORED: &str = furrow::sync::wire::SERVER_RESTORED;
+
+/// Gives the history a fresh random epoch: what `furrow-server new-epoch` does, and what an
+/// operator runs after restoring the database from a backup, before serving it. Every cursor a
+/// device holds names the old epoch, so its next pull answers `reset: server_restored`: the
+/// device takes a fresh snapshot, keeps every row, and re-sends every field it holds that the
+/// restored database lacks or holds older. Without a new epoch, a device whose cursor is behind
+/// the restored counter would trust sequence numbers that now name other changes. Returns the
+/// new epoch.
+pub fn new_epoch(tx: &mut Tx<'_>, now: i64) -> Result<String> {
+    let previous = tx.epoch()?;
+    let epoch = loop {
+        // Sixteen hex digits, the form the migrations give the first epoch.
+        let candidate = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        if candidate != previous {
+            break candidate;
+        }
+    };
+    tx.set_epoch(&epoch, now)?;
+    Ok(epoch)
+}
+
+/// The reset reason of a pull whose cursor is of the first format, which did not carry the
+/// point up to which its device is complete (see [`Cursor`]).
+pub const CURSOR_FORMAT: &str = "cursor_format";
+
 /// One pull page (sync-design.md section 4). Without a cursor the page starts a snapshot: every
 /// row in scope, each with all its fields, in server order; later pages are incremental. Rows
 /// are paged by their latest server sequence number, which is unique per row, so a row changed
-/// while a client pages simply comes again later and no change is ever skipped.
+/// while a client pages simply comes again later and no change is ever skipped. Which fields a
+/// row carries is [`page_fields`]: every field changed after the point where the pull began, so
+/// the union of the pages is always complete, whatever the page size.
 pub fn pull(tx: &mut Tx<'_>, caller: &Caller, cursor: Option<&str>, limit: i64, schema_version: i64, now: i64) -> Result<PullResponse> {
     check_schema_version(schema_version)?;
     let limit = limit.clamp(1, MAX_PULL_LIMIT);
     let hash = scope_hash(&caller.scopes);
+    let epoch = tx.epoch()?;
     let decoded = cursor.filter(|text| !text.is_empty()).map(Cursor::decode).transpose()?;
-    let (after, reset) = match decoded {
-        None => (0, None),
-        Some(cursor) if cursor.scope_hash != hash => (0, Some(Reset { reason: "scope_changed".into() })),
-        Some(cursor) if cursor.schema_version != schema_version => (0, Some(Reset { reason: "schema".into() })),
-        Some(cursor) => {
-            if cursor.seq > tx.current_seq()? {
-                return Err(Error::bad_request("invalid_cursor", "the cursor is ahead of this server's history; pull without a cursor"));
-            }
-            if cursor.seq < tx.history_horizon()? {
-                // Tombstones the client has not seen may have been purged: it starts again from
-                // a snapshot, and keeps and pushes its outbox as after any reset.
-                (0, Some(Reset { reason: HISTORY_PRUNED.into() }))
-            } else {
-                (cursor.seq, None)
-            }
-        }
+    let reset = |reason: &str| (Positions::SNAPSHOT, Some(Reset { reason: reason.into() }));
+    let (start, reset) = match decoded {
+        None => (Positions::SNAPSHOT, None),
+        // A first-format cursor cannot say how complete its device is: the server that issued
+        // it sent rows first met on a later page without the fields changed earlier in the same
+        // pull. A fresh snapshot both continues safely and repairs any row received partially.
+        Some(cursor) if cursor.epoch.is_none() => reset(CURSOR_FORMAT),
+        Some(cursor) if cursor.epoch.as_ref().is_some_and(|other| *other != epoch) => reset(SERVER_RESTORED),
+        Some(cursor) if cursor.seq > tx.current_seq()? => reset(SERVER_RESTORED),
+        Some(cursor) if cursor.scope_hash != hash => reset("scope_changed"),
+        Some(cursor) if cursor.schema_version != schema_version => reset("schema"),
+        // Tombstones the client has not seen may have been purged: it starts again from a
+        // snapshot, and keeps and pushes its outbox as after any reset.
+        Some(cursor) if cursor.complete < tx.history_horizon()? => reset(HISTORY_PRUNED),
+        Some(cursor) => (cursor.positions(), None),
     };
     // One row more than the page tells whether more follow.
-    let mut rows = tx.changed_rows(&caller.scopes, after, limit + 1)?;
+    let mut rows = tx.changed_rows(&caller.scopes, start.reached, limit + 1)?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let last_seq = rows.last().map(|row| row.meta.sv).unwrap_or(after);
-    let rows = rows.into_iter().map(|row| pulled_row(row, after)).collect();
+    let next = start.after_page(rows.last().map(|row| row.meta.sv), has_more);
+    let rows = rows.into_iter().map(|row| pulled_row(row, start.complete)).collect();
     Ok(PullResponse {
-        cursor: Cursor { seq: last_seq, scope_hash: hash, schema_version }.encode(),
+        cursor: Cursor { seq: next.reached, complete: next.complete, scope_hash: hash, schema_version, epoch: Some(epoch) }
+            .encode(),
         has_more,
         server_time: now,
         reset,
@@ -677,16 +762,14 @@ pub fn pull(tx: &mut Tx<'_>, caller: &Caller, cursor: Option<&str>, limit: i64, 
     })
 }
 
-/// The wire form of a row: the fields changed after the cursor, or every field when the row's
-/// scope changed after it (the row is new to this client).
-fn pulled_row(row: ChangedRow, after: i64) -> PulledRow {
-    let entered = row.fields.iter().any(|(name, stored)| name == SCOPE_FIELD && stored.server_seq > after);
-    let mut fields = BTreeMap::new();
-    for (name, stored) in row.fields {
-        if entered || stored.server_seq > after {
-            fields.insert(name, (stored.value, stored.hlc, node_base64(&stored.node)));
-        }
-    }
+/// The wire form of a row: the fields [`page_fields`] chooses for a pull complete up to
+/// `complete`.
+fn pulled_row(row: ChangedRow, complete: i64) -> PulledRow {
+    let versions = row.fields.into_iter().map(|(name, stored)| (name, stored.server_seq, stored)).collect();
+    let fields = page_fields(versions, complete)
+        .into_iter()
+        .map(|(name, stored)| (name, (stored.value, stored.hlc, node_base64(&stored.node))))
+        .collect();
     PulledRow { tbl: row.tbl, id: row.row_id, scope_id: row.meta.scope_id, sv: row.meta.sv, fields }
 }
 
@@ -776,10 +859,22 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {
-        let cursor = Cursor { seq: 98_812, scope_hash: scope_hash(&["520402101201".into()]), schema_version: 1 };
+        let cursor = Cursor {
+            seq: 98_812,
+            complete: 90_000,
+            scope_hash: scope_hash(&["520402101201".into()]),
+            schema_version: 1,
+            epoch: Some("0123456789abcdef".into()),
+        };
         assert_eq!(Cursor::decode(&cursor.encode()).ok(), Some(cursor));
-        for bad in ["", "abc", "YzE6eDp5OjE", "c1:1:2:3"] {
-            assert!(Cursor::decode(bad).is_err(), "{bad}");
+        let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+        // A cursor of the first format meant both positions at its one sequence number.
+        let old = Cursor::decode(&encode("c1:42:abcd:1")).expect("a first-format cursor decodes");
+        assert_eq!(old.positions(), Positions::single(42));
+        assert_eq!(old.epoch, None);
+        let garbage = [encode("c2:5:6:abcd:1:e"), encode("c2:-1:0:abcd:1:e"), encode("c2:5:1:abcd:1"), encode("c1:x:abcd:1")];
+        for bad in ["", "abc", "YzE6eDp5OjE", "c1:1:2:3"].iter().map(|text| text.to_string()).chain(garbage) {
+            assert!(Cursor::decode(&bad).is_err(), "{bad}");
         }
     }
 

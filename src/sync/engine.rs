@@ -20,7 +20,7 @@ use crate::sync::outbox::{self, BatchLimits};
 use crate::sync::pull;
 use crate::sync::state::{self, Account};
 use crate::sync::transport::{HttpTransport, RequestMeta, Transport};
-use crate::sync::wire::{LoginRequest, RefreshRequest};
+use crate::sync::wire::{LoginRequest, RefreshRequest, SERVER_RESTORED};
 
 /// How failed syncs are retried: exponential backoff with jitter, on the engine's own timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -462,7 +462,25 @@ impl SyncEngine {
         loop {
             let cursor = locked(store, |store| pull::cursor(store))?;
             let limit = self.options.pull_limit;
-            let page = self.authorised_call(store, |transport, meta| transport.pull(cursor.as_deref(), limit, meta))?;
+            let page = match self.authorised_call(store, |transport, meta| transport.pull(cursor.as_deref(), limit, meta)) {
+                Ok(page) => page,
+                // A server that refuses the cursor it issued itself has lost its history; retrying
+                // the same cursor would fail forever. The device starts over from a snapshot that
+                // drops nothing and re-sends what the server lacks, as after server_restored.
+                Err(SyncError::Transport(error))
+                    if cursor.is_some() && error.status() == Some(400) && error.code() == Some("invalid_cursor") =>
+                {
+                    resets += 1;
+                    if resets > 1 {
+                        return Err(SyncError::ResetLoop(SERVER_RESTORED.to_owned()));
+                    }
+                    report.resets += 1;
+                    progress(&Progress::Reset { reason: SERVER_RESTORED.to_owned() });
+                    locked(store, pull::restart_after_restore)?;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let received_at = hlc::wall_ms();
             let mut scopes = None;
             if let Some(reset) = &page.reset {

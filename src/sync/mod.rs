@@ -9,6 +9,7 @@ pub mod blobs;
 pub mod engine;
 pub mod error;
 pub mod outbox;
+pub mod page;
 pub mod pull;
 pub mod state;
 pub mod status;

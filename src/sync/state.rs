@@ -26,6 +26,11 @@ pub const PULL_CURSOR: &str = "pull_cursor";
 /// Key set while a snapshot the server asked for (a reset) is under way; its rows are noted in
 /// `sync_snapshot_seen` so that the rows it no longer holds can be dropped when it ends.
 pub const SNAPSHOT_SWEEP: &str = "snapshot_sweep";
+/// Key set while a snapshot after `reset: server_restored` is under way (it outlives a further
+/// reset in the middle, since the server still lacks what the device holds): the stamps the
+/// snapshot brings are noted in `sync_snapshot_fields`, and when it ends the device re-sends what
+/// the server lacks instead of dropping the rows the snapshot did not bring.
+pub const SNAPSHOT_RESEND: &str = "snapshot_resend";
 /// Key of the greatest outbox `seq` the server has confirmed applying.
 pub const LAST_ACKED_SEQ: &str = "last_acked_seq";
 /// Key of the clock correction against the server, in milliseconds.

@@ -15,6 +15,7 @@ use super::wire::*;
 use super::*;
 use crate::hlc::{self, NodeId, Stamp};
 use crate::schema::{self, Policy};
+use crate::sync::page::{page_fields, Positions};
 use crate::store::Store;
 
 /// A fault the fake server injects into the next request of a kind.
@@ -168,22 +169,24 @@ impl FakeServer {
         let now = self.now();
         let mut inner = self.inner();
         let reset = std::mem::take(&mut inner.reset_next_pull);
-        let after: i64 = if reset { 0 } else { cursor.and_then(|cursor| cursor.parse().ok()).unwrap_or(0) };
-        let mut rows: BTreeMap<(String, String), (i64, BTreeMap<String, PulledField>)> = BTreeMap::new();
+        // The cursor is `REACHED:COMPLETE`, the two positions of a pull (sync::page).
+        let start = match cursor.and_then(|cursor| cursor.split_once(':')).filter(|_| !reset) {
+            Some((reached, complete)) => Positions { reached: reached.parse().unwrap(), complete: complete.parse().unwrap() },
+            None => Positions::SNAPSHOT,
+        };
+        let mut rows: BTreeMap<(String, String), (i64, Vec<(String, i64, PulledField)>)> = BTreeMap::new();
         for ((tbl, id, field), (value, stamp, seq)) in &inner.fields {
-            if *seq <= after {
-                continue;
-            }
             let node = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, stamp.node.0);
             let entry = rows.entry((tbl.clone(), id.clone())).or_default();
             entry.0 = entry.0.max(*seq);
-            entry.1.insert(field.clone(), (value.clone(), stamp.hlc, node));
+            entry.1.push((field.clone(), *seq, (value.clone(), stamp.hlc, node)));
         }
-        let mut ordered: Vec<_> = rows.into_iter().collect();
+        let mut ordered: Vec<_> = rows.into_iter().filter(|(_, (sv, _))| *sv > start.reached).collect();
         ordered.sort_by_key(|(_, (sv, _))| *sv);
         let has_more = ordered.len() > limit;
         ordered.truncate(limit);
-        let cursor = ordered.last().map(|(_, (sv, _))| *sv).unwrap_or(after.max(if has_more { 0 } else { inner.seq }));
+        let next = start.after_page(ordered.last().map(|(_, (sv, _))| *sv), has_more);
+        let cursor = format!("{}:{}", next.reached, next.complete);
         let rows = ordered
             .into_iter()
             .map(|((tbl, id), (sv, fields))| PulledRow {
@@ -191,11 +194,11 @@ impl FakeServer {
                 tbl,
                 id,
                 sv,
-                fields,
+                fields: page_fields(fields, start.complete).into_iter().collect(),
             })
             .collect();
         PullResponse {
-            cursor: cursor.to_string(),
+            cursor,
             has_more,
             server_time: now,
             reset: reset.then(|| Reset { reason: "history_pruned".into() }),
@@ -667,7 +670,7 @@ fn a_row_purged_on_the_server_while_away_is_dropped_when_the_fresh_snapshot_ends
     let mut first = snapshot.clone();
     let second_rows = first.rows.split_off(1);
     first.has_more = true;
-    first.cursor = first.rows[0].sv.to_string();
+    first.cursor = format!("{}:0", first.rows[0].sv);
     let second = crate::sync::wire::PullResponse { reset: None, rows: second_rows, ..snapshot };
 
     let outcome = pull::apply_page(&mut laptop.store(), &first, None).unwrap();

@@ -66,6 +66,13 @@ pub struct Change {
     pub hlc: i64,
     /// The HLC of the value the user edited from; `None` on create.
     pub base_hlc: Option<i64>,
+    /// The writer of a re-sent field when it is not the sending device: base64 of its 16-byte
+    /// node id. A device re-sends, with their original stamps, the fields a restored server
+    /// lacks ([`SERVER_RESTORED`]), some of which other devices wrote; the server then merges and
+    /// stores the field under this node instead of the sender's. Absent for the device's own
+    /// edits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `POST /sync/v1/push` body.
@@ -148,9 +155,16 @@ pub struct PulledRow {
 /// Why the client must re-snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reset {
-    /// `scope_changed`, `history_pruned` or `schema`.
+    /// `scope_changed`, `history_pruned`, `schema` or [`SERVER_RESTORED`].
     pub reason: String,
 }
+
+/// The reset reason of a pull whose cursor points into a history the server no longer holds:
+/// its database was restored from a backup (and given a new epoch), or it lost acknowledged
+/// changes. The device takes the fresh snapshot without dropping any row it did not bring, and
+/// then re-sends every field it holds that the snapshot lacked or brought with an older stamp,
+/// keeping each field's original stamp.
+pub const SERVER_RESTORED: &str = "server_restored";
 
 /// `GET /sync/v1/pull` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,8 @@
 //! The sync benchmark (sync-design.md section 12), printing figures: a new device's initial sync
-//! of 100k rows (rows per second, and the device's peak memory, measured in a child process so
-//! the server's memory is not counted), a push of 10k field changes with a connection dropped
+//! of 100k rows of a history where a tenth of the rows were edited after every row was created,
+//! so those rows are first met on later pages (rows per second, and the device's peak memory,
+//! measured in a child process so the server's memory is not counted; the child then checks a
+//! sample of the rows field by field against the server's copy), a push of 10k field changes with a connection dropped
 //! after the server committed (batches sent and re-sent), and the bytes per field change on the
 //! wire, with and without compression of the push body.
 //!
@@ -42,8 +44,9 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// The child process: a new device signs in and makes its first sync; prints its figures.
-fn device_main(url: &str, username: &str, password: &str) {
+/// The child process: a new device signs in and makes its first sync; prints its figures, then
+/// the number of sampled rows it checked against the server's database and how many differ.
+fn device_main(url: &str, username: &str, password: &str, server_data: &str) {
     let mut device = Device::new(url);
     device.engine = SyncEngine::new(url).expect("an engine").with_options(SyncOptions::default());
     device.login(username, password);
@@ -52,7 +55,55 @@ fn device_main(url: &str, username: &str, password: &str) {
     let report = device.sync().expect("the initial sync");
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
-    println!("{} {} {:.3} {} {:.3} {:.3}", report.rows, report.pages, seconds, peak_resident_kib(), cpu, report.apply_micros as f64 / 1e6);
+    let peak = peak_resident_kib();
+    let (checked, incomplete) = check_sample(&device, std::path::Path::new(server_data));
+    println!(
+        "{} {} {:.3} {} {:.3} {:.3} {checked} {incomplete}",
+        report.rows,
+        report.pages,
+        seconds,
+        peak,
+        cpu,
+        report.apply_micros as f64 / 1e6
+    );
+}
+
+/// Compares every 97th household of the server's copy with the device's, field by field (value
+/// and clock); returns the rows checked and the rows that differ.
+fn check_sample(device: &Device, server_data: &std::path::Path) -> (usize, usize) {
+    let server = rusqlite::Connection::open_with_flags(
+        furrow_server::sqlite_path(server_data),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("the server's database opens read-only");
+    let ids: Vec<String> = {
+        let mut statement = server
+            .prepare("SELECT row_id FROM sync_rows WHERE tbl = 'households' ORDER BY sv")
+            .expect("the rows read");
+        let rows = statement.query_map([], |row| row.get::<_, String>(0)).expect("the rows read");
+        rows.filter_map(Result::ok).step_by(97).collect()
+    };
+    let mut incomplete = 0;
+    let mut statement = server
+        .prepare("SELECT field, value, hlc FROM sync_fields WHERE tbl = 'households' AND row_id = ?1 ORDER BY field")
+        .expect("the fields read");
+    for id in &ids {
+        let fields: Vec<(String, String, i64)> = statement
+            .query_map([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .expect("the fields read")
+            .filter_map(Result::ok)
+            .collect();
+        let whole = fields.iter().all(|(field, value, hlc)| {
+            let expected: Value = serde_json::from_str(value).unwrap_or(Value::Null);
+            let held = device.field(&schema::HOUSEHOLDS, id, field);
+            let clock = furrow::sync::field_clock(&device.store(), "households", id, field).ok().flatten();
+            held == Some(expected) && clock.is_some_and(|clock| clock.hlc == *hlc)
+        });
+        if !whole {
+            incomplete += 1;
+        }
+    }
+    (ids.len(), incomplete)
 }
 
 /// Writes `rows` households straight into the server's storage, as the platform's own data.
@@ -88,6 +139,25 @@ fn seed_server(server: &TestServer, village_id: &str, rows: usize) {
         .expect("the seed is written");
         written += chunk;
     }
+    // A tenth of the rows are edited after every row was created, so each of them has its latest
+    // change at the end of the history and is first met on a late page of the first sync, while
+    // its other fields were written long before that page's cursor.
+    furrow_server::store::write(database.as_ref(), |tx| {
+        let ids: Vec<String> = tx.changed_rows(&[VILLAGE.to_owned()], 0, rows as i64)?.into_iter().map(|row| row.row_id).collect();
+        for (index, id) in ids.iter().enumerate().filter(|(index, _)| index % 10 == 3) {
+            let meta = tx.row("households", id)?;
+            let stored = StoredField {
+                value: json!(format!("走访后补记 {index}")),
+                hlc: base + (rows + index) as i64,
+                node: node.clone(),
+                server_seq: 0,
+                actor: "platform".into(),
+            };
+            furrow_server::sync::write_field(tx, "households", id, "notes", meta.as_ref(), stored)?;
+        }
+        Ok(())
+    })
+    .expect("the edits are written");
 }
 
 fn push_figures(server: &TestServer, village_id: &str, compress: bool) {
@@ -142,7 +212,7 @@ fn push_figures(server: &TestServer, village_id: &str, compress: bool) {
 fn main() {
     let arguments: Vec<String> = std::env::args().collect();
     if arguments.get(1).map(String::as_str) == Some("--device") {
-        device_main(&arguments[2], &arguments[3], &arguments[4]);
+        device_main(&arguments[2], &arguments[3], &arguments[4], &arguments[5]);
         return;
     }
     // `cargo bench` passes `--bench`; any other argument is a filter we do not use.
@@ -156,7 +226,7 @@ fn main() {
     println!("seeded {rows} households on the server in {:.1} s", started.elapsed().as_secs_f64());
 
     let output = Command::new(std::env::current_exe().expect("this program"))
-        .args(["--device", &server.url, "bench", "bench-password"])
+        .args(["--device", &server.url, "bench", "bench-password", &server.data_dir().to_string_lossy()])
         .output()
         .expect("the device process runs");
     assert!(output.status.success(), "the device failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -170,6 +240,9 @@ fn main() {
         figures[4].parse().unwrap(),
         figures[5].parse().unwrap(),
     );
+    let (checked, incomplete): (usize, usize) = (figures[6].parse().unwrap(), figures[7].parse().unwrap());
+    println!("checked {checked} sampled rows of the first sync field by field against the server: {incomplete} incomplete");
+    assert_eq!(incomplete, 0, "the first sync stored rows without some of their fields");
     println!(
         "initial sync of {synced} rows in {pages} pages: {seconds:.2} s wall, {:.0} rows/s end to end; storing the pages took {apply:.2} s, {:.0} rows/s applied (target >= 50000 rows/s); device CPU {cpu:.2} s, {:.0} rows per device CPU second; device peak memory {:.1} MB (target < 150 MB)",
         synced / seconds,

@@ -145,17 +145,54 @@ impl TestServer {
     pub fn start_on(backend: Backend) -> TestServer {
         let data_dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
         let database = (backend == Backend::Postgres).then(|| Arc::new(FreshDatabase::create()));
-        TestServer::launch(backend, data_dir, database)
+        TestServer::launch(backend, data_dir, database, None)
     }
 
     /// Starts a second instance of this server on another port, sharing its database and its
     /// blob directory, as several stateless instances share one PostgreSQL database behind a
     /// load balancer. The database is dropped when the last instance stops.
     pub fn start_another_instance(&self) -> TestServer {
-        TestServer::launch(self.backend, Arc::clone(&self.data_dir), self.database.clone())
+        TestServer::launch(self.backend, Arc::clone(&self.data_dir), self.database.clone(), None)
     }
 
-    fn launch(backend: Backend, data_dir: Arc<tempfile::TempDir>, database: Option<Arc<FreshDatabase>>) -> TestServer {
+    /// Stops the server and keeps what it runs on, for a server started again at the same address.
+    fn stop(self) -> (Backend, Arc<tempfile::TempDir>, Option<Arc<FreshDatabase>>, std::net::SocketAddr) {
+        let kept = (self.backend, Arc::clone(&self.data_dir), self.database.clone(), self.address);
+        drop(self);
+        kept
+    }
+
+    /// Stops the server, copies its database as it is on disk (the SQLite files, or a PostgreSQL
+    /// copy made with `CREATE DATABASE … TEMPLATE`, which needs the server's connections gone),
+    /// and starts it again at the same address over the same data, so devices keep their URL.
+    /// The copy is what a backup holds, or what a power cut leaves of a server that did not wait
+    /// for the disk.
+    pub fn copy_database(self) -> (TestServer, DatabaseCopy) {
+        let (backend, data_dir, database, address) = self.stop();
+        let copy = match &database {
+            None => DatabaseCopy::of_files(data_dir.path()),
+            Some(fresh) => DatabaseCopy::of_postgres(fresh),
+        };
+        (TestServer::launch(backend, data_dir, database, Some(address)), copy)
+    }
+
+    /// Stops the server, puts `copy` back in place of its database, and starts a server on it at
+    /// the same address: the server has gone back to the moment of the copy. The blobs stay.
+    pub fn restore_database(self, copy: &DatabaseCopy) -> TestServer {
+        let (backend, data_dir, database, address) = self.stop();
+        match &database {
+            None => copy.put_files_back(data_dir.path()),
+            Some(fresh) => copy.put_postgres_back(fresh),
+        }
+        TestServer::launch(backend, data_dir, database, Some(address))
+    }
+
+    fn launch(
+        backend: Backend,
+        data_dir: Arc<tempfile::TempDir>,
+        database: Option<Arc<FreshDatabase>>,
+        address: Option<std::net::SocketAddr>,
+    ) -> TestServer {
         let storage = match &database {
             None => furrow_server::Storage::Sqlite { data_dir: data_dir.path().to_owned() },
             Some(fresh) => furrow_server::Storage::Postgres { url: fresh.url.clone(), schema: None },
@@ -173,7 +210,21 @@ impl TestServer {
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+                let wanted = address.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+                // A server started again at its old address may find the port still held for a
+                // moment by the one that just stopped.
+                let mut attempts = 0;
+                let listener = loop {
+                    match tokio::net::TcpListener::bind(wanted).await {
+                        Ok(listener) => break listener,
+                        Err(error) if attempts < 100 => {
+                            attempts += 1;
+                            eprintln!("binding {wanted} again: {error}");
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(error) => panic!("the port {wanted} stays taken: {error}"),
+                    }
+                };
                 address_sender.send(listener.local_addr().expect("an address")).expect("the test waits");
                 tokio::select! {
                     result = furrow_server::serve(listener, state) => result.expect("the server runs"),
@@ -306,6 +357,84 @@ impl Drop for TestServer {
     }
 }
 
+/// A test server's database as it was at one moment, made by [`TestServer::copy_database`] and
+/// put back by [`TestServer::restore_database`]: the SQLite files (with the WAL, if any), or a
+/// PostgreSQL database copied from the server's own, dropped with this value.
+pub struct DatabaseCopy {
+    files: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+/// The SQLite files of a server's database: the file and its WAL and shared-memory files.
+fn sqlite_files(data_dir: &Path) -> Vec<PathBuf> {
+    let database = furrow_server::sqlite_path(data_dir);
+    let name = database.file_name().expect("a file name").to_string_lossy().into_owned();
+    ["", "-wal", "-shm"].iter().map(|suffix| database.with_file_name(format!("{name}{suffix}"))).collect()
+}
+
+impl DatabaseCopy {
+    fn of_files(data_dir: &Path) -> DatabaseCopy {
+        let copy = tempfile::tempdir().expect("a temporary directory");
+        for file in sqlite_files(data_dir).into_iter().filter(|file| file.exists()) {
+            std::fs::copy(&file, copy.path().join(file.file_name().expect("a file name"))).expect("the database file is copied");
+        }
+        DatabaseCopy { files: Some(copy), postgres: None }
+    }
+
+    fn put_files_back(&self, data_dir: &Path) {
+        let copy = self.files.as_ref().expect("a copy of SQLite files");
+        for file in sqlite_files(data_dir) {
+            if file.exists() {
+                std::fs::remove_file(&file).expect("the database file is removed");
+            }
+            let saved = copy.path().join(file.file_name().expect("a file name"));
+            if saved.exists() {
+                std::fs::copy(&saved, &file).expect("the database file is put back");
+            }
+        }
+    }
+
+    /// Runs SQL on the PostgreSQL server that needs the server's last connections to its
+    /// database gone; a stopped pool closes them on a thread of its own, so this waits for them.
+    fn run_when_unused(maintenance_url: &str, sql: &str) {
+        let mut client = postgres::Client::connect(maintenance_url, postgres::NoTls).expect("PostgreSQL answers");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match client.batch_execute(sql) {
+                Ok(()) => return,
+                Err(error) if error.code() == Some(&postgres::error::SqlState::OBJECT_IN_USE) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(error) => panic!("{sql}: {error}"),
+            }
+        }
+    }
+
+    fn of_postgres(fresh: &FreshDatabase) -> DatabaseCopy {
+        let name = format!("{}_copy_{}", fresh.name, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        DatabaseCopy::run_when_unused(&fresh.maintenance_url, &format!("CREATE DATABASE {name} TEMPLATE {}", fresh.name));
+        DatabaseCopy { files: None, postgres: Some((name, fresh.maintenance_url.clone())) }
+    }
+
+    fn put_postgres_back(&self, fresh: &FreshDatabase) {
+        let (copy, _) = self.postgres.as_ref().expect("a copy of a PostgreSQL database");
+        // Each its own statement: neither may run inside a transaction block, which a string of
+        // several statements is.
+        DatabaseCopy::run_when_unused(&fresh.maintenance_url, &format!("DROP DATABASE {} WITH (FORCE)", fresh.name));
+        DatabaseCopy::run_when_unused(&fresh.maintenance_url, &format!("CREATE DATABASE {} TEMPLATE {copy}", fresh.name));
+    }
+}
+
+impl Drop for DatabaseCopy {
+    fn drop(&mut self) {
+        if let Some((name, maintenance_url)) = self.postgres.take() {
+            if let Ok(mut client) = postgres::Client::connect(&maintenance_url, postgres::NoTls) {
+                let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
 /// Options for test devices: small pull pages so paging is exercised, and quick retries.
 pub fn test_options() -> SyncOptions {
     SyncOptions {
@@ -343,9 +472,15 @@ impl Device {
     /// Devices made from one transport share its connection pool (building an HTTP client
     /// costs more than a whole sync of a small world).
     pub fn in_memory(transport: &HttpTransport) -> Device {
+        Device::in_memory_with(transport, test_options())
+    }
+
+    /// An in-memory device with other engine options (another pull page size, other batch
+    /// limits).
+    pub fn in_memory_with(transport: &HttpTransport, options: SyncOptions) -> Device {
         let store = Store::open_in_memory().expect("the device store opens");
         let url = transport.base_url().to_owned();
-        let engine = SyncEngine::with_transport(Box::new(transport.clone()), &url, test_options());
+        let engine = SyncEngine::with_transport(Box::new(transport.clone()), &url, options);
         Device { store: Mutex::new(store), engine, path: PathBuf::new(), url, dir: None }
     }
 

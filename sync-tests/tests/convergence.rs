@@ -1,21 +1,28 @@
 //! The randomized convergence test of sync-design.md section 9, against the real server through
 //! the fault-injecting proxy. Each seed builds a small world (one assistant with two laptops, a
 //! second assistant in another village, the platform moderating listings), makes random edits,
-//! deletes, clock jumps and syncs while the link drops and duplicates requests, then heals the
-//! link and checks the invariants. It runs on both server backends. The seed and backend of a
+//! deletes, moves between villages, clock jumps and syncs while the link drops and duplicates
+//! requests, with other devices editing and syncing between the pages of a pull, then heals the
+//! link and checks the invariants. Each seed draws the devices' pull page size from
+//! [`PAGE_SIZES`], so first syncs and catch-ups span many pages of a history edited after
+//! creation. It runs on both server backends. The seed and backend of a
 //! failing run are printed; `FURROW_SEED=N` reruns one seed and `FURROW_SEEDS=N` runs N seeds on
 //! each backend (by default 200 on SQLite and POSTGRES_SEEDS on PostgreSQL, within CI's time).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use furrow::schema::{self, TableSpec};
-use furrow::sync::{self, HttpTransport, SyncState};
+use furrow::sync::{self, HttpTransport, Progress, SyncOptions, SyncState};
 use furrow_sync_tests::proxy::FaultProxy;
-use furrow_sync_tests::{cursor_seq, household_fields, new_listing, on_both_backends, Backend, Device, TestServer};
+use furrow_sync_tests::{cursor_seq, household_fields, new_listing, on_both_backends, test_options, Backend, Device, TestServer};
 use serde_json::{json, Value};
 
 const DAY: i64 = 24 * 3600 * 1000;
+
+/// The pull page sizes a seed draws from: one row a page up to the device's default.
+const PAGE_SIZES: [usize; 6] = [1, 2, 3, 7, 50, 1000];
 
 /// The HTTP clients of one worker: through its proxy, and straight to the server.
 struct Links {
@@ -38,7 +45,8 @@ struct World<'a> {
     devices: Vec<Device>,
     /// The assistant of each device: 0 is A (two laptops), 1 is B.
     owner: Vec<usize>,
-    villages: [String; 2],
+    /// The village row ids: A works in 0 and 2, B in 1.
+    villages: [String; 3],
     logins: [(String, String); 2],
     households: Vec<(usize, String)>,
     listings: Vec<(usize, String)>,
@@ -72,6 +80,45 @@ impl World<'_> {
         self.check_cursor(device);
     }
 
+    /// A sync of `device` during whose pull another device edits a household and syncs after
+    /// each page that has more after it, so rows change between and during the pages of a pull.
+    fn sync_with_edits_during_pull(&mut self, device: usize, rng: &mut fastrand::Rng) {
+        let other = (device + 1 + rng.usize(..2)) % self.devices.len();
+        let assistant = self.owner[other];
+        let candidates: Vec<String> =
+            self.households.iter().filter(|(owner, _)| *owner == assistant).map(|(_, id)| id.clone()).collect();
+        let edits = RefCell::new(Vec::new());
+        let inner = RefCell::new(fastrand::Rng::with_seed(rng.u64(..)));
+        {
+            let devices = &self.devices;
+            let progress = |event: &Progress| {
+                let Progress::Pulled { has_more: true, pages, .. } = event else { return };
+                let mut inner = inner.borrow_mut();
+                let live: Vec<&String> = candidates
+                    .iter()
+                    .filter(|id| devices[other].field(&schema::HOUSEHOLDS, id, "deleted") == Some(Value::Bool(false)))
+                    .collect();
+                let Some(id) = live.get(inner.usize(..live.len().max(1))) else { return };
+                let notes = format!("翻页第{pages}页时 设备{other}");
+                if devices[other].save(&schema::HOUSEHOLDS, Some(id), json!({ "notes": notes })).is_ok() {
+                    edits.borrow_mut().push(Write {
+                        device: other,
+                        table: &schema::HOUSEHOLDS,
+                        row: (*id).clone(),
+                        field: "notes".into(),
+                        value: json!(notes),
+                    });
+                    let _ = devices[other].sync();
+                }
+            };
+            let target = &self.devices[device];
+            let _ = target.engine.sync(&target.store, &progress);
+        }
+        self.writes.extend(edits.into_inner());
+        self.check_cursor(device);
+        self.check_cursor(other);
+    }
+
     fn check_cursor(&mut self, device: usize) {
         if let Some(rusqlite::types::Value::Text(cursor)) = self.devices[device].store().state("pull_cursor").unwrap() {
             let seq = cursor_seq(&cursor).expect("a cursor this server issued");
@@ -83,17 +130,20 @@ impl World<'_> {
 
 fn run_seed(server: &TestServer, proxy: &FaultProxy, links: &Links, seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let codes = [format!("53{:010}", seed * 2), format!("53{:010}", seed * 2 + 1)];
-    let villages = [server.add_village(&codes[0], "甲村"), server.add_village(&codes[1], "乙村")];
+    let page_size = PAGE_SIZES[rng.usize(..PAGE_SIZES.len())];
+    let options = SyncOptions { pull_limit: page_size, ..test_options() };
+    let codes = [format!("53{:010}", seed * 3), format!("53{:010}", seed * 3 + 1), format!("53{:010}", seed * 3 + 2)];
+    let villages =
+        [server.add_village(&codes[0], "甲村"), server.add_village(&codes[1], "乙村"), server.add_village(&codes[2], "丙村")];
     let logins = [(format!("assistant-a{seed}"), "password-a".to_owned()), (format!("assistant-b{seed}"), "password-b".to_owned())];
-    server.add_assistant(&logins[0].0, &logins[0].1, &[codes[0].as_str()]);
+    server.add_assistant(&logins[0].0, &logins[0].1, &[codes[0].as_str(), codes[2].as_str()]);
     server.add_assistant(&logins[1].0, &logins[1].1, &[codes[1].as_str()]);
     proxy.heal();
     let owner = vec![0, 0, 1];
     let devices: Vec<Device> = owner
         .iter()
         .map(|assistant: &usize| {
-            let device = Device::in_memory(&links.proxied);
+            let device = Device::in_memory_with(&links.proxied, options);
             device.login(&logins[*assistant].0, &logins[*assistant].1);
             device.sync().expect("the first sync on a healthy link");
             device
@@ -117,9 +167,10 @@ fn run_seed(server: &TestServer, proxy: &FaultProxy, links: &Links, seed: u64) {
     for step in 0..steps {
         let device = rng.usize(..world.devices.len());
         let assistant = world.owner[device];
-        match rng.u8(..100) {
+        match rng.u8(..110) {
             0..=19 => {
-                let village = world.villages[assistant].clone();
+                // A's households go to either of its villages.
+                let village = world.villages[if assistant == 0 && rng.bool() { 2 } else { assistant }].clone();
                 if let Some(id) = world.save(device, &schema::HOUSEHOLDS, None, household_fields(&village, &format!("户主{step}"))) {
                     world.households.push((assistant, id));
                 }
@@ -165,6 +216,17 @@ fn run_seed(server: &TestServer, proxy: &FaultProxy, links: &Links, seed: u64) {
                 let offset = [-3 * DAY, -3_600_000, 0, 2 * 3_600_000, 3 * DAY][rng.usize(..5)];
                 sync::set_clock_offset(&mut world.devices[device].store(), offset).unwrap();
             }
+            72..=79 if assistant == 0 => {
+                // A household of A moves to A's other village, and so to another scope.
+                let live = world.live(device, &schema::HOUSEHOLDS, &world.households);
+                if let Some(id) = live.get(rng.usize(..live.len().max(1))).cloned() {
+                    let current = world.devices[device].field(&schema::HOUSEHOLDS, &id, "village_id");
+                    let target = if current == Some(json!(world.villages[0])) { 2 } else { 0 };
+                    let village = world.villages[target].clone();
+                    world.save(device, &schema::HOUSEHOLDS, Some(&id), json!({ "village_id": village }));
+                }
+            }
+            80..=89 => world.sync_with_edits_during_pull(device, &mut rng),
             _ => world.sync(device),
         }
     }
@@ -187,7 +249,7 @@ fn run_seed(server: &TestServer, proxy: &FaultProxy, links: &Links, seed: u64) {
     // the same field clocks.
     let fresh: Vec<Device> = (0..2)
         .map(|assistant| {
-            let device = Device::in_memory(&links.direct);
+            let device = Device::in_memory_with(&links.direct, options);
             device.login(&world.logins[assistant].0, &world.logins[assistant].1);
             device.sync().expect("a fresh device's first sync");
             device

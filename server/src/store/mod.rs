@@ -740,6 +740,19 @@ impl Tx<'_> {
         Ok((rows, changes))
     }
 
+    /// The name of this server's history (its epoch), carried in every pull cursor.
+    pub fn epoch(&mut self) -> Result<String> {
+        let rows = self.sql.query("SELECT epoch FROM sync_epoch WHERE id = 1", &[])?;
+        rows.first().ok_or_else(|| Error::Storage("sync_epoch is empty".into()))?[0].text()
+    }
+
+    /// Gives the history a new epoch (after a restore from a backup): every cursor issued before
+    /// names the old one, so its device re-sends what this history lacks.
+    pub fn set_epoch(&mut self, epoch: &str, now: i64) -> Result<()> {
+        self.sql.execute("UPDATE sync_epoch SET epoch = $1, started_at = $2 WHERE id = 1", &[epoch.into(), now.into()])?;
+        Ok(())
+    }
+
     /// Records a pruning run.
     pub fn record_prune(&mut self, prune: &Prune) -> Result<()> {
         self.sql.execute(

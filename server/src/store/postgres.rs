@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] =
             name: "0003_history_pruning.sql",
             sql: include_str!("../../migrations/postgres/0003_history_pruning.sql"),
         },
+        Migration {
+            version: 4,
+            name: "0004_history_epoch.sql",
+            sql: include_str!("../../migrations/postgres/0004_history_epoch.sql"),
+        },
     ];
 
 /// The most connections one server instance opens, so several instances stay well below the
@@ -99,6 +104,8 @@ impl PostgresDatabase {
         {
             let mut lease = database.take()?;
             let connection = lease.client.as_mut().ok_or_else(|| Error::Storage("the lease lost its connection".into()))?;
+            let fsync: String = connection.client.query_one("SELECT current_setting('fsync')", &[])?.get(0);
+            check_fsync(&fsync)?;
             database.migrate(connection)?;
         }
         Ok(database)
@@ -111,9 +118,16 @@ impl PostgresDatabase {
 
     fn connect(&self) -> Result<Client> {
         let mut client = Client::connect(&self.url, NoTls)?;
+        // A commit must be on disk before the push is answered: a device deletes its outbox
+        // entries once a push is acknowledged, so a commit lost in a crash would exist nowhere.
+        // The setting is made for this session, so a server, database or role default of `off`
+        // (or one in the connection URL) cannot weaken it; `remote_apply`, which also waits for
+        // standbys to apply the commit, is stronger and kept.
+        let mut setup = String::from(DURABLE_COMMITS);
         if let Some(schema) = &self.schema {
-            client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"))?;
+            setup.push_str(&format!("; CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"));
         }
+        client.batch_execute(&setup)?;
         Ok(client)
     }
 
@@ -181,6 +195,26 @@ impl Drop for PostgresDatabase {
             }
         }
     }
+}
+
+/// Makes the session's commits wait for the disk: `synchronous_commit` is set to `on` unless it
+/// is already `remote_apply`, the one stronger level.
+const DURABLE_COMMITS: &str = "SELECT set_config('synchronous_commit', \
+     CASE current_setting('synchronous_commit') WHEN 'remote_apply' THEN 'remote_apply' ELSE 'on' END, false)";
+
+/// Refuses a PostgreSQL server that runs with `fsync = off`: its commits never reach the disk
+/// for certain, so a power cut can lose or corrupt changes the server already acknowledged, and
+/// no session setting can make up for it.
+pub fn check_fsync(setting: &str) -> Result<()> {
+    if setting.eq_ignore_ascii_case("off") {
+        return Err(Error::Storage(
+            "the PostgreSQL server runs with fsync = off, so a power cut can lose or corrupt changes it has already \
+             acknowledged to devices, which then no longer hold them; set fsync = on in postgresql.conf and reload \
+             the server before starting furrow-server"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 fn finish(client: &mut Client, outcome: Result<()>) -> Result<()> {
@@ -287,5 +321,18 @@ impl Sql for PostgresSql<'_> {
             out.push(values);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_without_fsync_is_refused_with_a_clear_message() {
+        assert!(check_fsync("on").is_ok());
+        let refused = check_fsync("off").expect_err("fsync = off is refused");
+        assert!(refused.to_string().contains("fsync = off"), "{refused}");
+        assert!(check_fsync("OFF").is_err());
     }
 }

@@ -142,6 +142,7 @@ impl Device {
             value,
             hlc,
             base_hlc,
+            node: None,
         }
     }
 
