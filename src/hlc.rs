@@ -46,6 +46,13 @@ pub struct Stamp {
     pub node: NodeId,
 }
 
+impl Stamp {
+    /// The least stamp there is, hlc 0 from the all-zero node: no write at all. A pulled row's
+    /// `deleted` flag carries it when the row was never deleted nor restored, so every real
+    /// deletion or restoration beats it; a device keeps no clock for it.
+    pub const NONE: Stamp = Stamp { hlc: 0, node: NodeId([0; 16]) };
+}
+
 /// A device's clock state: the last HLC it issued or saw, and its correction against the
 /// server's time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

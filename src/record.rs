@@ -410,7 +410,10 @@ impl<'a> Writer<'a> {
             columns.push(change.field.as_str());
             args.push(remote_sql_value(table, &change.field, &change.value));
             values.push((change.field.as_str(), &change.value));
-            clocks.push(change);
+            // A never-deleted row's `deleted` flag comes with no real clock (Stamp::NONE).
+            if change.stamp != Stamp::NONE {
+                clocks.push(change);
+            }
         }
         if values.is_empty() {
             return Ok(0);
@@ -424,6 +427,10 @@ impl<'a> Writer<'a> {
         let placeholders: Vec<String> = (1..=args.len()).map(|index| format!("?{index}")).collect();
         let sql = format!("INSERT INTO {} ({}) VALUES ({})", table.name, columns.join(", "), placeholders.join(", "));
         self.tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(args))?;
+        if clocks.is_empty() {
+            self.mark_dirty_remote(table, row.id, &values)?;
+            return Ok(values.len());
+        }
 
         let tuples: Vec<String> =
             (0..clocks.len()).map(|index| format!("(?1, ?2, ?{}, ?{}, ?{})", index * 3 + 3, index * 3 + 4, index * 3 + 5)).collect();
@@ -487,6 +494,11 @@ impl<'a> Writer<'a> {
     }
 
     fn set_clock(&self, table: &str, id: &str, field: &str, stamp: Stamp) -> Result<()> {
+        if stamp == Stamp::NONE {
+            // "Never written" (a pulled row's `deleted` flag when it was never deleted) is what
+            // having no clock already means.
+            return Ok(());
+        }
         self.tx
             .prepare_cached(
                 "INSERT INTO sync_field_clock (tbl, row_id, field, hlc, node) VALUES (?1, ?2, ?3, ?4, ?5)

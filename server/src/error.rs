@@ -23,6 +23,17 @@ pub enum Error {
         /// Extra headers (e.g. `Upload-Offset` on an offset mismatch).
         headers: Vec<(&'static str, String)>,
     },
+    /// 409 `seq_reused`: a push carried a new change under a sequence number the server had
+    /// already applied from that client (the device's database was restored from an old copy).
+    /// Nothing of the batch is applied; the answer names the client's last applied `seq`, above
+    /// which the device renumbers its changes.
+    #[error("seq_reused: {message}")]
+    SeqReused {
+        /// A message for people.
+        message: String,
+        /// The greatest `seq` of the client the server has applied.
+        last_applied_seq: i64,
+    },
     /// A row that must be unique already exists (a user name, a village code).
     #[error("already exists: {0}")]
     Duplicate(String),
@@ -87,7 +98,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Api { status, .. } => *status,
-            Self::Duplicate(_) => StatusCode::CONFLICT,
+            Self::Duplicate(_) | Self::SeqReused { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,16 +109,23 @@ impl IntoResponse for Error {
         let status = self.status();
         let (body, headers) = match self {
             Self::Api { code, message, server_time, headers, .. } => {
-                (ErrorBody { error: code.to_owned(), message, server_time }, headers)
+                (ErrorBody { error: code.to_owned(), message, server_time, last_applied_seq: None }, headers)
             }
+            Self::SeqReused { message, last_applied_seq } => (
+                ErrorBody { error: "seq_reused".into(), message, server_time: None, last_applied_seq: Some(last_applied_seq) },
+                Vec::new(),
+            ),
             Self::Duplicate(what) => {
-                (ErrorBody { error: "conflict".into(), message: format!("{what} already exists"), server_time: None }, Vec::new())
+                (ErrorBody { error: "conflict".into(), message: format!("{what} already exists"), server_time: None, last_applied_seq: None }, Vec::new())
             }
             other => {
                 // The cause stays in the server's log; the client learns only that it was not its fault.
                 tracing::error!(error = %other, "request failed");
                 (
-                    ErrorBody { error: "internal".into(), message: "the server could not complete the request".into(), server_time: None },
+                    ErrorBody { error: "internal".into(), message: "the server could not complete the request".into(),
+                        server_time: None,
+                        last_applied_seq: None,
+                    },
                     Vec::new(),
                 )
             }

@@ -131,7 +131,7 @@ enum AssistantCommand {
     Add {
         #[command(flatten)]
         storage: StorageArgs,
-        /// The login name.
+        /// The login name: 3 to 64 letters, digits, '.', '_', '-' or '@'.
         #[arg(long)]
         username: String,
         /// Read the password from standard input (its first line).

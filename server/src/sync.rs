@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::http::StatusCode;
 use base64::Engine;
 use furrow::hlc;
-use furrow::sync::page::{page_fields, Positions};
+use furrow::sync::page::{page_fields, sent_whole, Positions};
 use furrow::schema::{self, FieldType, Policy, ScopeRule, TableSpec};
 use furrow::sync::wire::{Change, ChangeResult, CurrentValue, PullResponse, PulledRow, PushRequest, PushResponse, Reset, SCHEMA_VERSION};
 use furrow::validate;
@@ -249,8 +249,20 @@ pub fn push(tx: &mut Tx<'_>, caller: &Caller, clock: &ServerClock, request: &Pus
             return Err(Error::forbidden("this client id is registered to another account"));
         }
     }
-    if let Some(body) = tx.batch(&request.client_id, &request.batch_id)? {
-        return Ok(PushOutcome { body, replayed: true, max_hlc: 0 });
+    let digest = request_digest(request)?;
+    if let Some(stored) = tx.stored_batch(&request.client_id, &request.batch_id)? {
+        // A batch stored before digests were kept has none and replays as it always did.
+        if stored.request_hash.as_deref().is_some_and(|hash| hash != digest) {
+            return Err(Error::api(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                format!(
+                    "batch {} was already answered for other changes; a batch id names one body only. Send these changes under a new batch id.",
+                    request.batch_id
+                ),
+            ));
+        }
+        return Ok(PushOutcome { body: stored.response, replayed: true, max_hlc: 0 });
     }
     if let Some(change) = request.changes.iter().find(|change| hlc::physical_ms(change.hlc) > now + MAX_CLOCK_AHEAD_MS) {
         return Err(Error::Api {
@@ -267,6 +279,15 @@ pub fn push(tx: &mut Tx<'_>, caller: &Caller, clock: &ServerClock, request: &Pus
     }
     let node = client_node(&request.client_id)?;
     let last_applied = owner.map(|(_, seq)| seq).unwrap_or(0);
+    if let Some(change) = reused_seq(tx, request, last_applied, &node)? {
+        return Err(Error::SeqReused {
+            message: format!(
+                "change {} reuses seq {}, which this server already applied from this device for another change (was the device's data restored from an old copy?); renumber unsent changes above last_applied_seq {last_applied} and send them under a new batch id",
+                change.change_id, change.seq
+            ),
+            last_applied_seq: last_applied,
+        });
+    }
     let context = MergeContext { caller, node: &node, client_id: &request.client_id, now };
     let mut refused = Refusals::default();
     let pass = loop {
@@ -295,8 +316,38 @@ pub fn push(tx: &mut Tx<'_>, caller: &Caller, clock: &ServerClock, request: &Pus
     let response =
         PushResponse { batch_id: request.batch_id.clone(), last_applied_seq: greatest_seq, server_time: now, results };
     let body = serde_json::to_string(&response).map_err(|error| Error::Storage(format!("response encoding: {error}")))?;
-    tx.put_batch(&request.client_id, &request.batch_id, &body, now)?;
+    tx.put_batch_with_digest(&request.client_id, &request.batch_id, &digest, &body, now)?;
     Ok(PushOutcome { body, replayed: false, max_hlc })
+}
+
+/// The digest kept with a batch's stored answer: the SHA-256 (hex) of its changes serialised as
+/// JSON from the parsed body, so the same changes give the same digest however the body was
+/// spaced or compressed. The same batch id with another digest is refused.
+pub fn request_digest(request: &PushRequest) -> Result<String> {
+    let bytes = serde_json::to_vec(&request.changes).map_err(|error| Error::Storage(format!("request encoding: {error}")))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// The first change of a batch that re-uses a sequence number the server has already applied
+/// from this client for a change it does not hold: its change id is not in the change log, and
+/// the stored field's stamp is neither its own nor newer. Answering such a change `superseded`
+/// would hand the device a value older than its own edit as the winner, and the change would be
+/// lost. A re-send of an old change whose stored answer has expired is never one: its stamp is
+/// stored, or a newer one superseded it, or its id is in the log. Changes come in increasing seq,
+/// so only the batch's head is looked at.
+fn reused_seq<'r>(tx: &mut Tx<'_>, request: &'r PushRequest, last_applied: i64, sender: &[u8]) -> Result<Option<&'r Change>> {
+    for change in request.changes.iter().take_while(|change| change.seq <= last_applied) {
+        let node = writer_node(change, sender);
+        let stored = tx.field(&change.tbl, &change.row_id, &change.field)?;
+        if stored.is_some_and(|stored| (stored.hlc, stored.node.as_slice()) >= (change.hlc, node.as_slice())) {
+            continue;
+        }
+        if tx.change_logged(&change.tbl, &change.row_id, &change.field, &change.change_id)? {
+            continue;
+        }
+        return Ok(Some(change));
+    }
+    Ok(None)
 }
 
 /// One pass over a batch's changes in seq order; the changes of `refused` rows are answered
@@ -764,12 +815,22 @@ pub fn pull(tx: &mut Tx<'_>, caller: &Caller, cursor: Option<&str>, limit: i64, 
 
 /// The wire form of a row: the fields [`page_fields`] chooses for a pull complete up to
 /// `complete`.
+///
+/// A row sent whole always says whether it is deleted, as [`PulledRow`] promises: a row never
+/// deleted nor restored has no stored `deleted` field, so it carries `0` with the least stamp
+/// ([`furrow::hlc::Stamp::NONE`]), which every real deletion beats and devices keep no clock
+/// for.
 fn pulled_row(row: ChangedRow, complete: i64) -> PulledRow {
+    let whole = sent_whole(row.fields.iter().map(|(name, stored)| (name.as_str(), stored.server_seq)), complete);
     let versions = row.fields.into_iter().map(|(name, stored)| (name, stored.server_seq, stored)).collect();
-    let fields = page_fields(versions, complete)
+    let mut fields: BTreeMap<String, furrow::sync::wire::PulledField> = page_fields(versions, complete)
         .into_iter()
         .map(|(name, stored)| (name, (stored.value, stored.hlc, node_base64(&stored.node))))
         .collect();
+    if whole {
+        let never = furrow::hlc::Stamp::NONE;
+        fields.entry(DELETED_FIELD.to_owned()).or_insert_with(|| (Value::from(0), never.hlc, node_base64(&never.node.0)));
+    }
     PulledRow { tbl: row.tbl, id: row.row_id, scope_id: row.meta.scope_id, sv: row.meta.sv, fields }
 }
 

@@ -79,6 +79,15 @@ fn manage_accounts(storage: &[&str]) {
     fails_with_usage(&with(&["prune", "--older-than-days", "half a year"]), None, "invalid value");
     let out = succeeds(&with(&["prune", "--older-than-days", "180"]), None);
     assert!(out.contains("pruned 0 deleted rows") && out.contains("180 days"), "{out}");
+    // After a restore from a backup the operator gives the history a new epoch; each run names
+    // a fresh one.
+    let epoch_of = |out: &str| out.split("epoch ").nth(1).and_then(|rest| rest.split(';').next()).map(str::to_owned);
+    let first = succeeds(&with(&["new-epoch"]), None);
+    let second = succeeds(&with(&["new-epoch"]), None);
+    let (first, second) = (epoch_of(&first).expect(&first), epoch_of(&second).expect(&second));
+    assert_eq!(first.len(), 16, "{first}");
+    assert_ne!(first, second);
+    fails_with_usage(&with(&["new-epoch", "--now"]), None, "--now");
 }
 
 #[test]

@@ -606,6 +606,46 @@ fn pruning_purges_old_tombstones_and_resets_older_cursors(kind: Kind) {
 }
 
 /// Runs every check against both backends.
+/// A device re-sending fields to a restored server names their writer when it is another device:
+/// the server merges and stores them under that node, so the field comes back exactly as it was,
+/// and the writer's own copy of the same stamp is then a no-op. A node that is not base64 of 16
+/// bytes refuses the batch.
+fn a_resent_field_keeps_its_writers_node(kind: Kind) {
+    let backend = Backend::new(kind);
+    let database = backend.open();
+    let (alice, _) = seed(database.as_ref());
+    let who = caller(alice, &[VILLAGE_A]);
+    let mut laptop = Device::new();
+    let mut tablet = Device::new();
+    let household = uuid::Uuid::now_v7().to_string();
+    let stamp = now_hlc(0);
+    // The tablet re-sends the laptop's household, which the restored server lacks.
+    let mut resent = tablet.household(VILLAGE_A, &household, "王大山", stamp);
+    for change in &mut resent {
+        change.node = Some(sync::node_base64(&laptop.node.0));
+    }
+    let response = push(database.as_ref(), &who, &tablet.batch(resent));
+    assert!(statuses(&response).iter().all(|status| status == "applied"), "{:?}", statuses(&response));
+    let page = pull(database.as_ref(), &who, None, 100);
+    let row = page.rows.iter().find(|row| row.id == household).expect("the household is back");
+    // The `deleted` flag of a row never deleted comes with the least stamp, not a written one.
+    for (name, (_, hlc, node)) in row.fields.iter().filter(|(name, _)| name.as_str() != "deleted") {
+        assert_eq!((*hlc, node.as_str()), (stamp, sync::node_base64(&laptop.node.0).as_str()), "{name} keeps its stamp");
+    }
+    // The laptop sending the same stamps is the same change: applied, nothing written again.
+    let changes_before = store::read(database.as_ref(), |tx| tx.current_seq()).expect("the counter");
+    let response = push(database.as_ref(), &who, &laptop.household_batch(VILLAGE_A, &household, "王大山", stamp));
+    assert!(statuses(&response).iter().all(|status| status == "applied"), "{:?}", statuses(&response));
+    assert_eq!(store::read(database.as_ref(), |tx| tx.current_seq()).expect("the counter"), changes_before);
+    // A malformed node refuses the whole batch.
+    for bad in ["not base64!", "AAAA", &sync::node_base64(&[7; 17])] {
+        let mut change = tablet.change("households", &household, "notes", json!("备注"), now_hlc(1), None);
+        change.node = Some(bad.to_owned());
+        let refused = sync::check_push(&tablet.batch(vec![change])).expect_err("a malformed node is refused");
+        assert_eq!(refused.status().as_u16(), 400, "{bad}: {refused:?}");
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -702,4 +742,5 @@ conformance!(
     blob_and_upload_bookkeeping,
     whole_records_are_checked_on_push,
     pruning_purges_old_tombstones_and_resets_older_cursors,
+    a_resent_field_keeps_its_writers_node,
 );

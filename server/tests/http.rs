@@ -5,7 +5,7 @@ mod common;
 use std::io::{Read, Write};
 
 use common::{now_hlc, Device, Kind, TestServer, ADMIN_TOKEN, VILLAGE_A, VILLAGE_B};
-use furrow::sync::wire::{ErrorBody, PullResponse, PushResponse, TokenResponse, SCHEMA_VERSION};
+use furrow::sync::wire::{ErrorBody, PullResponse, PushRequest, PushResponse, TokenResponse, SCHEMA_VERSION};
 use furrow_server::store;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -163,6 +163,132 @@ async fn push_is_idempotent_sqlite() {
 #[tokio::test]
 async fn push_is_idempotent_postgres() {
     push_is_idempotent(Kind::Postgres).await;
+}
+
+/// The stored field of a row, read straight from the server's storage.
+async fn stored_field(server: &TestServer, tbl: &str, row_id: &str, field: &str) -> Option<Value> {
+    let database = server.state.database().clone();
+    let (tbl, row_id, field) = (tbl.to_owned(), row_id.to_owned(), field.to_owned());
+    tokio::task::spawn_blocking(move || store::read(database.as_ref(), |tx| tx.field(&tbl, &row_id, &field)))
+        .await
+        .expect("task")
+        .expect("read")
+        .map(|stored| stored.value)
+}
+
+async fn a_batch_id_is_not_reused_for_another_body(kind: Kind) {
+    let server = TestServer::start(kind).await;
+    let tokens = server.login("alice").await;
+    let mut device = Device::new();
+    let household = uuid::Uuid::now_v7().to_string();
+    let request = device.household_batch(VILLAGE_A, &household, "王大山", now_hlc(0));
+    let (status, first) = server.push(&tokens.access_token, &request).await;
+    assert_eq!(status, 200, "{first}");
+    let before = written(&server).await;
+    // The same batch id with other changes (a new household) is refused, and none of it applied.
+    let other = uuid::Uuid::now_v7().to_string();
+    let reused = PushRequest { changes: device.household(VILLAGE_A, &other, "李小河", now_hlc(1)), ..request.clone() };
+    let response = server
+        .http
+        .post(server.url("/sync/v1/push"))
+        .bearer_auth(&tokens.access_token)
+        .header("Idempotency-Key", &reused.batch_id)
+        .json(&reused)
+        .send()
+        .await
+        .expect("push");
+    assert!(response.headers().get("idempotent-replayed").is_none());
+    let (status, error) = error_body(response).await;
+    assert_eq!((status, error.error.as_str()), (422, "idempotency_key_reused"));
+    assert_eq!(written(&server).await, before, "nothing of the second body is applied");
+    assert_eq!(stored_field(&server, "households", &other, "head_name").await, None);
+    // The first body again is still an exact replay.
+    let (status, again) = server.push(&tokens.access_token, &request).await;
+    assert_eq!((status, &again), (200, &first));
+    // A batch stored before digests were kept replays to any body, as it always did.
+    let database = server.state.database().clone();
+    let (client, stored) = (device.id(), first.to_string());
+    tokio::task::spawn_blocking(move || {
+        store::write(database.as_ref(), |tx| tx.put_batch(&client, "batch-without-digest", &stored, furrow::hlc::wall_ms()))
+    })
+    .await
+    .expect("task")
+    .expect("store");
+    let third = uuid::Uuid::now_v7().to_string();
+    let legacy = PushRequest {
+        batch_id: "batch-without-digest".into(),
+        changes: device.household(VILLAGE_A, &third, "赵小山", now_hlc(2)),
+        ..request.clone()
+    };
+    let (status, replayed) = server.push(&tokens.access_token, &legacy).await;
+    assert_eq!((status, &replayed), (200, &first));
+    assert_eq!(written(&server).await, before);
+}
+
+#[tokio::test]
+async fn a_batch_id_is_not_reused_for_another_body_sqlite() {
+    a_batch_id_is_not_reused_for_another_body(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_batch_id_is_not_reused_for_another_body_postgres() {
+    a_batch_id_is_not_reused_for_another_body(Kind::Postgres).await;
+}
+
+async fn a_new_change_under_an_applied_seq_is_refused(kind: Kind) {
+    let server = TestServer::start(kind).await;
+    let tokens = server.login("alice").await;
+    let mut device = Device::new();
+    let household = uuid::Uuid::now_v7().to_string();
+    let start = now_hlc(0);
+    let request = device.household_batch(VILLAGE_A, &household, "王大山", start);
+    let (status, body) = server.push(&tokens.access_token, &request).await;
+    assert_eq!((status, body["last_applied_seq"].as_i64()), (200, Some(5)), "{body}");
+    // The head's name is corrected (seq 6), after which the first name is superseded.
+    let correction = device.change("households", &household, "head_name", json!("王大川"), start + 10, Some(start));
+    let (status, body) = server.push(&tokens.access_token, &device.batch(vec![correction])).await;
+    assert_eq!((status, statuses(&body)), (200, vec!["applied".to_owned()]));
+    let before = written(&server).await;
+    // Re-sends of old changes whose stored answers expired (under a new batch id) keep their
+    // answers: what the server holds, or superseded by the newer stored value.
+    let (status, body) = server.push(&tokens.access_token, &device.batch(request.changes.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(statuses(&body), vec!["applied", "applied", "superseded", "applied", "applied"]);
+    assert_eq!(body["results"][2]["current"]["value"], json!("王大川"));
+    assert_eq!(written(&server).await, before);
+    // A new change under an applied seq, as from a device restored from an old copy, refuses the
+    // whole batch, a legitimate re-send in it included, and names the last applied seq.
+    let mut reused = device.change("households", &household, "notes", json!("新房"), start + 20, None);
+    reused.seq = 4;
+    let batch = device.batch(vec![request.changes[0].clone(), reused.clone()]);
+    let response = server
+        .http
+        .post(server.url("/sync/v1/push"))
+        .bearer_auth(&tokens.access_token)
+        .header("Idempotency-Key", &batch.batch_id)
+        .json(&batch)
+        .send()
+        .await
+        .expect("push");
+    let (status, error) = error_body(response).await;
+    assert_eq!((status, error.error.as_str(), error.last_applied_seq), (409, "seq_reused", Some(6)), "{}", error.message);
+    assert_eq!(written(&server).await, before, "nothing is written");
+    assert_eq!(stored_field(&server, "households", &household, "notes").await, None);
+    // Renumbered above it and sent under a new batch id, the change is applied.
+    reused.seq = 7;
+    let (status, body) = server.push(&tokens.access_token, &device.batch(vec![reused])).await;
+    assert_eq!((status, statuses(&body), body["last_applied_seq"].as_i64()), (200, vec!["applied".to_owned()], Some(7)));
+    assert_eq!(stored_field(&server, "households", &household, "notes").await, Some(json!("新房")));
+}
+
+#[tokio::test]
+async fn a_new_change_under_an_applied_seq_is_refused_sqlite() {
+    a_new_change_under_an_applied_seq_is_refused(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_new_change_under_an_applied_seq_is_refused_postgres() {
+    a_new_change_under_an_applied_seq_is_refused(Kind::Postgres).await;
 }
 
 #[tokio::test]
@@ -557,7 +683,8 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
     let (rows, _) = server.pull_all(&alice, 100).await;
     let row = rows.iter().find(|row| row["id"] == json!(household)).expect("Alice's household");
     assert_eq!(row["fields"]["head_name"][0], json!("王大山"));
-    assert_eq!(row["fields"].get("deleted"), None);
+    // Bob's deletion did not land: the row is live, never deleted (the least stamp).
+    assert_eq!(row["fields"]["deleted"], json!([0, 0, "AAAAAAAAAAAAAAAAAAAAAA=="]));
     // Bob cannot push through Alice's device either.
     let (status, body) = server.push(&bob, &device.batch(vec![])).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));

@@ -61,13 +61,24 @@ async fn a_row_first_met_on_a_later_page_arrives_whole(kind: Kind) {
     let row = second["rows"].as_array().expect("rows").iter().find(|row| row["id"] == json!(h)).expect("H is on page 2");
     assert_eq!(
         field_names(row),
-        ["attribute", "head_name", "notes", "poverty_status", "scope_id", "village_id"],
+        ["attribute", "deleted", "head_name", "notes", "poverty_status", "scope_id", "village_id"],
         "H arrives with every field, not with notes alone: {row}"
     );
     assert_eq!(row["fields"]["head_name"][0], json!("张建国"));
 
     // The union of the pages equals one page of everything, for every page size.
     let (whole, _) = server.pull_all(&token, 1000).await;
+    // A snapshot says for every row whether it is deleted; a row never deleted carries 0 with the
+    // least stamp, which any real deletion beats.
+    for row in &whole {
+        assert_eq!(row["fields"]["deleted"], json!([0, 0, "AAAAAAAAAAAAAAAAAAAAAA=="]), "{row}");
+    }
+    let deletion = device.change("households", &k, "deleted", json!(1), now_hlc(4), None);
+    push_ok(&server, &token, &device, vec![deletion]).await;
+    let (whole, _) = server.pull_all(&token, 1000).await;
+    let tombstone = whole.iter().find(|row| row["id"] == json!(k)).expect("K's tombstone is in the snapshot");
+    assert_eq!(tombstone["fields"]["deleted"][0], json!(1));
+    assert!(tombstone["fields"]["deleted"][1].as_i64().unwrap_or(0) > 0, "a real deletion has its own clock: {tombstone}");
     for limit in [1, 2, 3, 7] {
         let (paged, _) = server.pull_all(&token, limit).await;
         assert_eq!(union(&paged), union(&whole), "pages of {limit}");
@@ -121,10 +132,10 @@ async fn an_incremental_pull_across_pages_carries_every_field_since_it_began(kin
     let fields = |id: &str| pulled.get(&("households".to_owned(), id.to_owned())).cloned().unwrap_or_default();
     assert_eq!(
         fields(&j).keys().cloned().collect::<Vec<_>>(),
-        ["attribute", "head_name", "notes", "poverty_status", "scope_id", "village_id"],
+        ["attribute", "deleted", "head_name", "notes", "poverty_status", "scope_id", "village_id"],
         "J, created after the cursor and met after other pages, arrives whole"
     );
-    assert_eq!(fields(&m).len(), 5, "M arrives whole");
+    assert_eq!(fields(&m).len(), 6, "M arrives whole");
     assert_eq!(fields(&old).keys().cloned().collect::<Vec<_>>(), ["group_name", "phone"]);
 
     // The pull ended: the next one from its cursor brings nothing, and a new change alone.
@@ -161,7 +172,7 @@ async fn a_first_format_cursor_is_answered_with_a_snapshot_never_a_partial_row(k
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["reset"]["reason"], json!("cursor_format"), "{page}");
     let row = page["rows"].as_array().expect("rows").iter().find(|row| row["id"] == json!(h)).expect("H is in the snapshot");
-    assert_eq!(field_names(row).len(), 6, "H is whole: {row}");
+    assert_eq!(field_names(row).len(), 7, "H is whole: {row}");
     let cursor = furrow_server::sync::Cursor::decode(page["cursor"].as_str().unwrap_or_default()).expect("a cursor");
     assert!(cursor.epoch.is_some(), "the next cursor is of the new format");
     let (status, next) = server.pull(&token, page["cursor"].as_str(), 1000).await;

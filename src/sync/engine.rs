@@ -400,6 +400,10 @@ impl SyncEngine {
     fn push_all(&self, store: &Mutex<Store>, client_id: &str, progress: &dyn Fn(&Progress), report: &mut SyncReport) -> SyncResult<()> {
         let mut limits = self.options.batch_limits;
         let mut clock_corrections = 0;
+        // Answers that make the device change its batch and send it again; a server that keeps
+        // giving them is not followed forever.
+        let mut renewed_ids = 0;
+        let mut renumberings = 0;
         loop {
             let Some(batch) = locked(store, |store| outbox::next_batch(&mut store.conn, limits))? else { break };
             let remaining = locked(store, |store| outbox::unsent(&store.conn))?;
@@ -436,6 +440,29 @@ impl SyncEngine {
                     locked(store, |store| outbox::restamp(store, server_time))?;
                     report.clock_corrections += 1;
                     progress(&Progress::ClockCorrected { offset_ms: server_time - hlc::wall_ms() });
+                }
+                Err(SyncError::Transport(error)) if error.status() == Some(422) && error.code() == Some("idempotency_key_reused") => {
+                    // The server holds another body under this batch id. The device never sends
+                    // one, so the id is spent: the same changes go again under a new id.
+                    renewed_ids += 1;
+                    if renewed_ids > 3 {
+                        return Err(SyncError::Transport(error));
+                    }
+                    locked(store, |store| outbox::renew_batch_id(&store.conn, &batch))?;
+                }
+                Err(SyncError::Transport(error)) if error.status() == Some(409) && error.code() == Some("seq_reused") => {
+                    // The server applied these sequence numbers from this device already (its
+                    // database was restored from an old copy): every queued change is numbered
+                    // again above the server's last applied one and sent under a new batch id.
+                    renumberings += 1;
+                    let last_applied_seq = match &error {
+                        TransportError::Status { body: Some(body), .. } => body.last_applied_seq,
+                        _ => None,
+                    };
+                    let Some(last_applied_seq) = last_applied_seq.filter(|_| renumberings <= 3) else {
+                        return Err(SyncError::Transport(error));
+                    };
+                    locked(store, |store| outbox::renumber_above(&mut store.conn, last_applied_seq))?;
                 }
                 Err(SyncError::Transport(error)) if error.status() == Some(413) => {
                     limits.max_changes = (batch.entries.len() / 2).max(1);

@@ -146,6 +146,11 @@ const ENTRY_COLUMNS: &str = "seq, change_id, tbl, row_id, field, value, hlc, nod
 /// The batch to push next: the batch already in flight if there is one (a retry must re-send the
 /// same rows under the same id), otherwise a new batch of the oldest unsent changes, assigned in
 /// one transaction. `None` when the outbox is empty.
+///
+/// A new batch is a prefix of the queue in `seq` order (the server skips sequence numbers it has
+/// applied) cut at a row boundary, and carries every unsent change of each of its rows. When a
+/// row of the candidate window has unsent changes further back, or is out of order, the queue is
+/// first grouped by row and renumbered ([`group_rows`]); a row larger than `limits` goes alone.
 pub fn next_batch(conn: &mut Connection, limits: BatchLimits) -> SyncResult<Option<Batch>> {
     let transaction = conn.transaction()?;
     let in_flight: Option<Vec<u8>> = transaction

@@ -27,6 +27,8 @@ enum Fault {
     DropAfterCommit,
     /// The server answers with this status.
     Status(u16),
+    /// The server answers with this status and error code.
+    Coded(u16, &'static str),
 }
 
 #[derive(Default)]
@@ -35,6 +37,12 @@ struct Inner {
     scopes: BTreeMap<(String, String), String>,
     seq: i64,
     batches: HashMap<(String, String), PushResponse>,
+    /// The changes each stored batch answered, to refuse the same id with other changes.
+    batch_changes: HashMap<(String, String), Vec<Change>>,
+    /// Every batch applied, in order.
+    pushed: Vec<PushRequest>,
+    /// The batch id of every push request, in order, faults included.
+    attempted: Vec<String>,
     clients: HashMap<String, i64>,
     applied_change_ids: HashMap<String, usize>,
     clock_skew_ms: i64,
@@ -85,7 +93,7 @@ impl FakeServer {
     }
 
     fn status(status: u16, code: &str, server_time: Option<i64>) -> TransportError {
-        let body = ErrorBody { error: code.into(), message: code.into(), server_time };
+        let body = ErrorBody { error: code.into(), message: code.into(), server_time, last_applied_seq: None };
         TransportError::Status { status, text: serde_json::to_string(&body).unwrap(), body: Some(body) }
     }
 
@@ -105,6 +113,9 @@ impl FakeServer {
         let mut inner = self.inner();
         let key = (request.client_id.clone(), request.batch_id.clone());
         if let Some(stored) = inner.batches.get(&key) {
+            if inner.batch_changes.get(&key) != Some(&request.changes) {
+                return Err(Self::status(422, "idempotency_key_reused", None));
+            }
             return Ok(stored.clone());
         }
         if request.changes.iter().any(|change| hlc::physical_ms(change.hlc) > now + 10 * 60 * 1000) {
@@ -112,6 +123,16 @@ impl FakeServer {
         }
         let node = NodeId(*uuid::Uuid::parse_str(&request.client_id).unwrap().as_bytes());
         let mut last = *inner.clients.get(&request.client_id).unwrap_or(&0);
+        // A change the server does not hold under a sequence number it already applied.
+        let reused = request.changes.iter().take_while(|change| change.seq <= last).any(|change| {
+            let stored = inner.fields.get(&(change.tbl.clone(), change.row_id.clone(), change.field.clone()));
+            let held = stored.is_some_and(|stored| stored.1 >= Stamp { hlc: change.hlc, node });
+            !held && !inner.applied_change_ids.contains_key(&change.change_id)
+        });
+        if reused {
+            let body = ErrorBody { error: "seq_reused".into(), message: "seq reused".into(), server_time: None, last_applied_seq: Some(last) };
+            return Err(TransportError::Status { status: 409, text: serde_json::to_string(&body).unwrap(), body: Some(body) });
+        }
         let mut results = Vec::new();
         for change in &request.changes {
             let key = (change.tbl.clone(), change.row_id.clone(), change.field.clone());
@@ -161,7 +182,9 @@ impl FakeServer {
         }
         inner.clients.insert(request.client_id.clone(), last);
         let response = PushResponse { batch_id: request.batch_id.clone(), last_applied_seq: last, server_time: now, results };
-        inner.batches.insert(key, response.clone());
+        inner.batches.insert(key.clone(), response.clone());
+        inner.batch_changes.insert(key, request.changes.clone());
+        inner.pushed.push(request.clone());
         Ok(response)
     }
 
@@ -243,10 +266,12 @@ impl Transport for FakeServer {
 
     fn push(&self, request: &PushRequest, meta: &RequestMeta) -> Result<PushResponse, TransportError> {
         self.inner().push_requests += 1;
+        self.inner().attempted.push(request.batch_id.clone());
         let fault = self.inner().push_faults.pop_front();
         match fault {
             Some(Fault::DropBefore) => return Err(Self::dropped()),
             Some(Fault::Status(status)) => return Err(Self::status(status, "injected", None)),
+            Some(Fault::Coded(status, code)) => return Err(Self::status(status, code, None)),
             _ => {}
         }
         self.check_token(meta)?;
@@ -261,7 +286,7 @@ impl Transport for FakeServer {
         let fault = self.inner().pull_faults.pop_front();
         match fault {
             Some(Fault::DropBefore) | Some(Fault::DropAfterCommit) => return Err(Self::dropped()),
-            Some(Fault::Status(status)) => return Err(Self::status(status, "injected", None)),
+            Some(Fault::Status(status)) | Some(Fault::Coded(status, _)) => return Err(Self::status(status, "injected", None)),
             None => {}
         }
         self.check_token(meta)?;
@@ -318,6 +343,14 @@ impl Device {
             engine: SyncEngine::with_transport(Box::new(server.clone()), "http://fake", options()),
         };
         device.engine.login(&device.store, "li", "secret", "laptop").unwrap();
+        device
+    }
+
+    /// A device whose batches hold at most `max_changes` changes.
+    fn with_batches_of(server: &FakeServer, max_changes: usize) -> Self {
+        let mut device = Device::new(server);
+        let options = SyncOptions { batch_limits: BatchLimits { max_changes, ..BatchLimits::default() }, ..options() };
+        device.engine = SyncEngine::with_transport(Box::new(server.clone()), "http://fake", options);
         device
     }
 
@@ -887,4 +920,250 @@ fn a_row_moved_to_another_village_before_its_first_sync_sends_its_scope_first() 
     drop(store);
     device.sync().unwrap();
     assert_eq!(server.value("households", &household, "scope_id"), Some(json!("530102001002")));
+}
+
+/// Checks the batches a server received when every edit was made before one sync: sequence
+/// numbers increase across batches, each record's changes sit in one batch only, next to each
+/// other with its scope first, and no record comes before a record it references that was pushed
+/// too.
+fn assert_records_whole(pushed: &[PushRequest]) {
+    let mut batch_of: HashMap<(String, String), usize> = HashMap::new();
+    let mut place: HashMap<(String, String), usize> = HashMap::new();
+    let mut previous_seq = i64::MIN;
+    let mut position = 0;
+    for (number, request) in pushed.iter().enumerate() {
+        let mut previous_row: Option<(String, String)> = None;
+        for change in &request.changes {
+            assert!(change.seq > previous_seq, "batches are a prefix of the queue in seq order");
+            previous_seq = change.seq;
+            let key = (change.tbl.clone(), change.row_id.clone());
+            match batch_of.get(&key) {
+                Some(batch) => {
+                    assert_eq!(*batch, number, "{key:?} is split across batches");
+                    assert_eq!(previous_row.as_ref(), Some(&key), "{key:?} is not contiguous in its batch");
+                    assert_ne!(change.field, "scope_id", "{key:?} does not start with its scope");
+                }
+                None => {
+                    batch_of.insert(key.clone(), number);
+                    place.insert(key.clone(), position);
+                }
+            }
+            previous_row = Some(key);
+            position += 1;
+        }
+    }
+    for change in pushed.iter().flat_map(|request| request.changes.iter()) {
+        let Some(schema::FieldType::Ref(target)) = schema::table(&change.tbl).and_then(|table| table.field(&change.field)).map(|field| field.ty)
+        else {
+            continue;
+        };
+        let Some(id) = change.value.as_str() else { continue };
+        if let Some(target_place) = place.get(&(target.to_owned(), id.to_owned())) {
+            let own = place[&(change.tbl.clone(), change.row_id.clone())];
+            assert!(*target_place < own, "{} {} is sent before the {target} row {id} it references", change.tbl, change.row_id);
+        }
+    }
+}
+
+fn member(device: &Device, household_id: &str, name: &str) -> String {
+    device.save(&schema::MEMBERS, None, json!({ "household_id": household_id, "name": name }))
+}
+
+fn outbox_seqs(device: &Device, row_id: &str) -> Vec<i64> {
+    let store = device.store();
+    let mut statement = store.conn.prepare("SELECT seq FROM sync_outbox WHERE row_id = ?1 ORDER BY seq").unwrap();
+    let seqs = statement.query_map([row_id], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+    seqs
+}
+
+#[test]
+fn a_record_whose_field_was_edited_again_is_sent_whole_in_one_batch() {
+    let server = FakeServer::new();
+    let device = Device::with_batches_of(&server, 7);
+    let village_id = village(&device);
+    let corrected = household(&device, &village_id, "冯一");
+    for index in 0..3 {
+        household(&device, &village_id, &format!("冯{index}"));
+    }
+    // The correction of a required field is queued last, far from the rest of its record.
+    device.save(&schema::HOUSEHOLDS, Some(&corrected), json!({ "head_name": "冯一一" }));
+    let seqs = outbox_seqs(&device, &corrected);
+    assert!(seqs.windows(2).any(|pair| pair[1] - pair[0] > 1), "the record is scattered: {seqs:?}");
+    device.sync().unwrap();
+    assert_eq!(device.pending(), 0);
+    let pushed = server.inner().pushed.clone();
+    assert_records_whole(&pushed);
+    let batch = pushed.iter().find(|request| request.changes.iter().any(|change| change.row_id == corrected)).unwrap();
+    let fields: Vec<&str> = batch.changes.iter().filter(|change| change.row_id == corrected).map(|change| change.field.as_str()).collect();
+    assert_eq!(fields.len(), 5, "{fields:?}");
+    assert_eq!(fields[0], "scope_id");
+    assert!(fields.contains(&"head_name"));
+    assert!(pushed.iter().all(|request| request.changes.len() <= 7));
+    assert_eq!(server.value("households", &corrected, "head_name"), Some(json!("冯一一")));
+    let fresh = Device::new(&server);
+    fresh.sync().unwrap();
+    assert_eq!(fresh.dump(), device.dump());
+}
+
+#[test]
+fn a_member_goes_after_its_household_when_the_household_is_edited_again() {
+    let server = FakeServer::new();
+    let device = Device::with_batches_of(&server, 4);
+    let village_id = village(&device);
+    // One household was synced earlier; another is new today.
+    let synced = household(&device, &village_id, "蒋一");
+    device.sync().unwrap();
+    let new = household(&device, &village_id, "蒋二");
+    let members = [member(&device, &synced, "蒋小一"), member(&device, &new, "蒋小二")];
+    // Both households are edited again after their members were added.
+    device.save(&schema::HOUSEHOLDS, Some(&synced), json!({ "notes": "新房" }));
+    device.save(&schema::HOUSEHOLDS, Some(&new), json!({ "head_name": "蒋二二" }));
+    server.inner().pushed.clear();
+    device.sync().unwrap();
+    assert_eq!(device.pending(), 0);
+    let pushed = server.inner().pushed.clone();
+    assert_records_whole(&pushed);
+    let order: Vec<&str> = pushed.iter().flat_map(|request| request.changes.iter()).map(|change| change.row_id.as_str()).collect();
+    for (household, member) in [(&synced, &members[0]), (&new, &members[1])] {
+        let household_last = order.iter().rposition(|id| id == household).unwrap();
+        let member_first = order.iter().position(|id| id == member).unwrap();
+        assert!(household_last < member_first, "the member of {household} is sent before its household's edit: {order:?}");
+    }
+    let fresh = Device::new(&server);
+    fresh.sync().unwrap();
+    assert_eq!(fresh.dump(), device.dump());
+}
+
+#[test]
+fn a_large_queue_in_small_batches_never_splits_a_record() {
+    for max_changes in [1, 3, 7, 12, 50] {
+        let server = FakeServer::new();
+        let device = Device::with_batches_of(&server, max_changes);
+        let village_id = village(&device);
+        let mut households = Vec::new();
+        for index in 0..40 {
+            let household = household(&device, &village_id, &format!("褚{index}"));
+            for number in 0..(1 + index % 3) {
+                member(&device, &household, &format!("褚{index}-{number}"));
+            }
+            households.push(household);
+        }
+        for (index, household) in households.iter().enumerate().filter(|(index, _)| index % 3 == 0) {
+            device.save(&schema::HOUSEHOLDS, Some(household), json!({ "head_name": format!("褚更正{index}"), "group_name": "一组" }));
+        }
+        device.sync().unwrap();
+        assert_eq!(device.pending(), 0, "batches of {max_changes}");
+        let pushed = server.inner().pushed.clone();
+        assert_records_whole(&pushed);
+        for request in &pushed {
+            let rows: std::collections::HashSet<&str> = request.changes.iter().map(|change| change.row_id.as_str()).collect();
+            // Over the limit only when one record alone is larger than it.
+            assert!(request.changes.len() <= max_changes || rows.len() == 1, "batches of {max_changes}: {} changes", request.changes.len());
+        }
+        let fresh = Device::new(&server);
+        fresh.sync().unwrap();
+        assert_eq!(fresh.dump(), device.dump(), "batches of {max_changes}");
+    }
+}
+
+#[test]
+fn an_import_already_in_order_is_sent_without_renumbering() {
+    let server = FakeServer::new();
+    let device = Device::with_batches_of(&server, 7);
+    let village_id = village(&device);
+    for index in 0..50 {
+        let household = household(&device, &village_id, &format!("卫{index}"));
+        member(&device, &household, &format!("卫小{index}"));
+    }
+    let queued: Vec<i64> = {
+        let store = device.store();
+        let mut statement = store.conn.prepare("SELECT seq FROM sync_outbox ORDER BY seq").unwrap();
+        let seqs = statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+        seqs
+    };
+    device.sync().unwrap();
+    let pushed = server.inner().pushed.clone();
+    assert_records_whole(&pushed);
+    let sent: Vec<i64> = pushed.iter().flat_map(|request| request.changes.iter().map(|change| change.seq)).collect();
+    assert_eq!(sent, queued, "every change kept its sequence number: the queue was never regrouped");
+}
+
+#[test]
+fn grouping_the_queue_leaves_a_batch_in_flight_untouched() {
+    let server = FakeServer::new();
+    let device = Device::with_batches_of(&server, 8);
+    let village_id = village(&device);
+    let first = household(&device, &village_id, "韩一");
+    let second = household(&device, &village_id, "韩二");
+    let limits = BatchLimits { max_changes: 8, ..BatchLimits::default() };
+    let in_flight = outbox::next_batch(&mut device.store().conn, limits).unwrap().unwrap();
+    assert!(in_flight.entries.iter().any(|entry| entry.row_id == first));
+    let frozen = |device: &Device| -> Vec<(i64, Vec<u8>, String)> {
+        let store = device.store();
+        let mut statement = store.conn.prepare("SELECT seq, batch_id, value FROM sync_outbox WHERE batch_id IS NOT NULL ORDER BY seq").unwrap();
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).unwrap().map(Result::unwrap).collect();
+        rows
+    };
+    let before = frozen(&device);
+    // Edits of a record in flight and of a queued one scatter the queue.
+    device.save(&schema::HOUSEHOLDS, Some(&first), json!({ "notes": "走访过" }));
+    household(&device, &village_id, "韩三");
+    device.save(&schema::HOUSEHOLDS, Some(&second), json!({ "head_name": "韩二二" }));
+    assert!(outbox::group_rows(&device.store().conn).unwrap(), "the queued changes were regrouped");
+    assert_eq!(frozen(&device), before, "the batch in flight kept its rows, numbers and id");
+    let again = outbox::next_batch(&mut device.store().conn, limits).unwrap().unwrap();
+    assert_eq!((again.id, &again.entries), (in_flight.id, &in_flight.entries));
+    device.sync().unwrap();
+    assert_eq!(device.pending(), 0);
+    assert_eq!(server.value("households", &second, "head_name"), Some(json!("韩二二")));
+    let fresh = Device::new(&server);
+    fresh.sync().unwrap();
+    assert_eq!(fresh.dump(), device.dump());
+}
+
+#[test]
+fn a_device_told_its_sequence_numbers_were_used_renumbers_and_everything_arrives() {
+    let server = FakeServer::new();
+    let device = Device::new(&server);
+    let village_id = village(&device);
+    household(&device, &village_id, "沈一");
+    device.sync().unwrap();
+    // The device's data was restored from an old copy: the server has applied sequence numbers
+    // from it far beyond the ones it now hands out.
+    let client_id = device.store().node().to_uuid_string();
+    server.inner().clients.insert(client_id.clone(), 10_000);
+    let restored = household(&device, &village_id, "沈二");
+    device.save(&schema::HOUSEHOLDS, Some(&restored), json!({ "notes": "恢复后" }));
+    let queued = device.pending();
+    let report = device.sync().unwrap();
+    assert_eq!(device.pending(), 0);
+    assert_eq!(report.applied as i64, queued, "{report:?}");
+    assert_eq!(report.rejected + report.superseded, 0);
+    assert_eq!(server.value("households", &restored, "notes"), Some(json!("恢复后")));
+    let inner = server.inner();
+    let last = inner.pushed.last().unwrap();
+    assert!(last.changes.iter().all(|change| change.seq > 10_000), "renumbered above the server's last applied seq");
+    assert!(inner.attempted.len() > inner.pushed.len(), "the first attempt was refused");
+    let refused = &inner.attempted[inner.attempted.len() - 2];
+    assert_ne!(refused, &last.batch_id, "the renumbered batch went under a new id");
+    drop(inner);
+    let fresh = Device::new(&server);
+    fresh.sync().unwrap();
+    assert_eq!(fresh.dump(), device.dump());
+}
+
+#[test]
+fn a_batch_id_the_server_holds_for_other_changes_is_replaced_and_nothing_is_lost() {
+    let server = FakeServer::new();
+    let device = Device::new(&server);
+    let village_id = village(&device);
+    let household_id = household(&device, &village_id, "杨一");
+    server.inner().push_faults.push_back(Fault::Coded(422, "idempotency_key_reused"));
+    device.sync().unwrap();
+    assert_eq!(device.pending(), 0);
+    assert_eq!(server.value("households", &household_id, "head_name"), Some(json!("杨一")));
+    let inner = server.inner();
+    assert_eq!(inner.attempted.len(), 2);
+    assert_ne!(inner.attempted[0], inner.attempted[1], "the same changes went under a new batch id");
+    assert_eq!(inner.pushed.len(), 1);
 }

@@ -191,4 +191,8 @@ pub struct ErrorBody {
     /// The server's clock, on `clock_ahead`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_time: Option<i64>,
+    /// The greatest `seq` of the client the server has applied, on `seq_reused`: the device
+    /// renumbers its unsent changes above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_seq: Option<i64>,
 }

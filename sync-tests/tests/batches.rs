@@ -191,4 +191,77 @@ fn a_days_work_in_batches_of_fifty_arrives_whole(backend: Backend) {
     a_days_work_pushed_in_small_batches_arrives_whole(backend, 50);
 }
 
-on_both_backends!(a_days_work_in_batches_of_seven_arrives_whole, a_days_work_in_batches_of_fifty_arrives_whole);
+/// The greatest sequence number of the device the server has acknowledged.
+fn last_acked_seq(device: &Device) -> i64 {
+    match device.store().state("last_acked_seq").expect("the state reads") {
+        Some(rusqlite::types::Value::Integer(seq)) => seq,
+        other => panic!("no acknowledged sequence number: {other:?}"),
+    }
+}
+
+/// A device whose data is restored from an old copy hands out sequence numbers the server has
+/// already applied from it. The server refuses such a batch (409 `seq_reused`) instead of taking
+/// the new changes for old ones; the device renumbers its queue above the server's last applied
+/// sequence number and sends it again, and nothing is lost.
+fn a_device_restored_from_an_old_copy_renumbers_and_loses_nothing(backend: Backend) {
+    let server = TestServer::start_on(backend);
+    let village = server.add_village(V1, "小河村");
+    server.add_assistant("lihua", "li-password-1", &[V1]);
+    let laptop = Device::new(&server.url);
+    laptop.login("lihua", "li-password-1");
+    laptop.sync().expect("the first sync");
+
+    // Monday: a household is queued, and a copy of the device's data is taken before it is sent.
+    let monday = laptop.save(&schema::HOUSEHOLDS, None, household_fields(&village, "周一")).expect("the household saves");
+    let copy_dir = tempfile::tempdir().expect("a temporary directory");
+    let copy = copy_dir.path().join("furrow.db");
+    rusqlite::Connection::open(&laptop.path)
+        .and_then(|connection| connection.execute("VACUUM INTO ?1", [copy.to_str().expect("a UTF-8 path")]))
+        .expect("the device's data is copied");
+    laptop.sync_until_idle().expect("Monday's sync");
+    // Tuesday's work reaches the server too, so its sequence numbers are applied.
+    let tuesday: Vec<String> = (0..4)
+        .map(|index| laptop.save(&schema::HOUSEHOLDS, None, household_fields(&village, &format!("周二{index}"))).expect("the household saves"))
+        .collect();
+    laptop.sync_until_idle().expect("Tuesday's sync");
+    let applied_before_restore = last_acked_seq(&laptop);
+    drop(laptop);
+
+    // The laptop's data is restored from Monday's copy, and Wednesday's work is done on it.
+    let restored = Device::open(&copy, &server.url);
+    restored.login("lihua", "li-password-1");
+    let wednesday = restored.save(&schema::HOUSEHOLDS, None, household_fields(&village, "周三")).expect("the household saves");
+    restored.save(&schema::HOUSEHOLDS, Some(&monday), json!({ "notes": "周三回访" })).expect("Monday's household is edited");
+    let report = restored.sync_until_idle().expect("the restored device syncs");
+    let conflicts = furrow::sync::conflicts(&restored.store(), false).expect("the conflicts list");
+    assert!(conflicts.is_empty(), "{conflicts:?}");
+    assert_eq!(report.rejected, 0, "{report:?}");
+    assert_eq!(restored.pending(), 0);
+    // The copy numbered its new changes at or below what the server had applied; they were
+    // refused, renumbered above it and applied.
+    assert!(last_acked_seq(&restored) > applied_before_restore, "the restored device's changes were renumbered");
+    let server_head = |id: &str| {
+        server.query_count(&format!(
+            "SELECT count(*) FROM sync_fields WHERE tbl = 'households' AND row_id = '{id}' AND field = 'head_name'"
+        ))
+    };
+    assert_eq!(server_head(&wednesday), 1, "Wednesday's household reached the server");
+    assert_eq!(
+        server.query_count(&format!("SELECT count(*) FROM sync_fields WHERE row_id = '{monday}' AND field = 'notes' AND value = '\"周三回访\"'")),
+        1,
+        "the edit of Monday's household reached the server"
+    );
+    for household in &tuesday {
+        assert_eq!(restored.field(&schema::HOUSEHOLDS, household, "head_name").map(|name| name.is_string()), Some(true));
+    }
+    let fresh = Device::new(&server.url);
+    fresh.login("lihua", "li-password-1");
+    fresh.sync_until_idle().expect("a fresh device's first sync");
+    assert_eq!(fresh.dump(), restored.dump());
+}
+
+on_both_backends!(
+    a_days_work_in_batches_of_seven_arrives_whole,
+    a_days_work_in_batches_of_fifty_arrives_whole,
+    a_device_restored_from_an_old_copy_renumbers_and_loses_nothing,
+);

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use furrow::schema;
 use furrow::sync::{Progress, SyncReport};
-use furrow_server::store::{self, Database, Param};
+use furrow_server::store::{self, Param};
 use furrow_server::Storage;
 use furrow_sync_tests::{household_fields, on_both_backends, Backend, Device, TestServer};
 use serde_json::json;
@@ -58,7 +58,7 @@ fn acknowledged_commits_wait_for_the_disk(backend: Backend) {
             let url = server.database_url().expect("a database URL");
             let separator = if url.contains('?') { '&' } else { '?' };
             let url = format!("{url}{separator}options=-csynchronous_commit%3Doff");
-            let mut plain = postgres::Client::connect(&url, postgres::NoTls).expect("PostgreSQL answers");
+            let mut plain = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("PostgreSQL answers");
             let setting: String = plain.query_one("SELECT current_setting('synchronous_commit')", &[]).expect("the setting reads").get(0);
             assert_eq!(setting, "off", "a plain session takes the default");
             drop(plain);

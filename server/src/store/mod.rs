@@ -192,6 +192,16 @@ pub struct TokenRow {
     pub expires_at: i64,
 }
 
+/// A push answer kept for exact replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// The response body, byte for byte.
+    pub response: String,
+    /// The SHA-256 (hex) of the request's changes; `None` for a batch stored before digests
+    /// were kept, which replays to any body.
+    pub request_hash: Option<String>,
+}
+
 /// The index entry of a synced row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowMeta {
@@ -561,11 +571,32 @@ impl Tx<'_> {
         rows.first().map(|row| row[0].text()).transpose()
     }
 
-    /// Stores a batch's response for exact replay.
+    /// The stored response of a batch with the digest of the request it answered, which is
+    /// `None` for a batch stored before digests were kept.
+    pub fn stored_batch(&mut self, client_id: &str, batch_id: &str) -> Result<Option<StoredBatch>> {
+        let rows = self.sql.query(
+            "SELECT response, request_hash FROM sync_batches WHERE client_id = $1 AND batch_id = $2",
+            &[client_id.into(), batch_id.into()],
+        )?;
+        rows.first().map(|row| Ok(StoredBatch { response: row[0].text()?, request_hash: optional_text(&row[1])? })).transpose()
+    }
+
+    /// Stores a batch's response for exact replay, without the request's digest: such a batch
+    /// replays to any body under its id, as batches stored before digests were kept do.
     pub fn put_batch(&mut self, client_id: &str, batch_id: &str, response: &str, now: i64) -> Result<()> {
         self.sql.execute(
             "INSERT INTO sync_batches (client_id, batch_id, response, created_at) VALUES ($1, $2, $3, $4)",
             &[client_id.into(), batch_id.into(), response.into(), now.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a batch's response for exact replay with the digest of its request, so the same
+    /// batch id with another body is refused instead of answered with this response.
+    pub fn put_batch_with_digest(&mut self, client_id: &str, batch_id: &str, request_hash: &str, response: &str, now: i64) -> Result<()> {
+        self.sql.execute(
+            "INSERT INTO sync_batches (client_id, batch_id, response, created_at, request_hash) VALUES ($1, $2, $3, $4, $5)",
+            &[client_id.into(), batch_id.into(), response.into(), now.into(), request_hash.into()],
         )?;
         Ok(())
     }
@@ -657,6 +688,16 @@ impl Tx<'_> {
             ],
         )?;
         Ok(())
+    }
+
+    /// Whether the change log holds this change id for this field (looked up through the log's
+    /// row index, as the change id alone is not indexed).
+    pub fn change_logged(&mut self, tbl: &str, row_id: &str, field: &str, change_id: &str) -> Result<bool> {
+        let rows = self.sql.query(
+            "SELECT 1 FROM sync_changes WHERE tbl = $1 AND row_id = $2 AND field = $3 AND change_id = $4 LIMIT 1",
+            &[tbl.into(), row_id.into(), field.into(), change_id.into()],
+        )?;
+        Ok(!rows.is_empty())
     }
 
     /// How many change-log entries carry this change id (at most one, by invariant).
