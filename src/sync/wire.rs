@@ -148,7 +148,10 @@ pub struct PulledRow {
     pub scope_id: String,
     /// The server sequence number of the row's latest change.
     pub sv: i64,
-    /// Fields changed since the cursor (all fields in a snapshot).
+    /// Every field changed after the point where the pull began, whichever page the row is on
+    /// (see [`crate::sync::page`]); every field when the row is sent whole (in a snapshot, or
+    /// when it entered the caller's villages since), and then always `deleted`, which carries
+    /// `0` with [`crate::hlc::Stamp::NONE`] for a row never deleted nor restored.
     pub fields: std::collections::BTreeMap<String, PulledField>,
 }
 
