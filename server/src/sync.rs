@@ -230,6 +230,11 @@ struct Pass {
 /// Runs the push algorithm of sync-design.md section 4 inside one write transaction. The body
 /// must have passed [`check_push`].
 ///
+/// A known batch id replays its stored response, unless it was stored with the digest of other
+/// changes ([`request_digest`]): that is 422 `idempotency_key_reused`. A new change under a
+/// sequence number already applied from this client refuses the batch with 409 `seq_reused`
+/// ([`Error::SeqReused`]); nothing of a refused batch is applied.
+///
 /// Changes are merged one field at a time, and then every row the batch wrote to is checked
 /// whole, as the device's write path checks it ([`validate::check_record`] on the stored row
 /// with the batch's changes laid over it, server-only fields left out). A row that fails has

@@ -1167,3 +1167,27 @@ fn a_batch_id_the_server_holds_for_other_changes_is_replaced_and_nothing_is_lost
     assert_ne!(inner.attempted[0], inner.attempted[1], "the same changes went under a new batch id");
     assert_eq!(inner.pushed.len(), 1);
 }
+
+#[test]
+fn a_split_batch_is_cut_at_a_row_boundary_under_a_new_id() {
+    let server = FakeServer::new();
+    let device = Device::new(&server);
+    let village_id = village(&device);
+    for index in 0..3 {
+        household(&device, &village_id, &format!("朱{index}"));
+    }
+    let mut store = device.store();
+    let batch = outbox::next_batch(&mut store.conn, BatchLimits::default()).unwrap().unwrap();
+    assert_eq!(batch.entries.len(), 18, "a village and three households");
+    assert!(outbox::split_batch(&mut store.conn, &batch).unwrap());
+    let kept = outbox::next_batch(&mut store.conn, BatchLimits::default()).unwrap().unwrap();
+    assert_ne!(kept.id, batch.id, "a new body goes under a new id");
+    // The middle (the tenth change) falls inside the second household; the nearest row boundary
+    // is where that household begins.
+    assert_eq!(kept.entries[..], batch.entries[..8]);
+    assert_ne!(batch.entries[8].row_id, batch.entries[7].row_id);
+    drop(store);
+    device.sync().unwrap();
+    assert_eq!(device.pending(), 0);
+    assert_records_whole(&server.inner().pushed.clone());
+}
