@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value};
 
@@ -395,55 +395,54 @@ impl<'a> Writer<'a> {
         Ok(applied)
     }
 
-    /// Inserts a row the device has never held, with every known field and its clock.
+    /// Inserts a row the device has never held, with every known field and its clock. A first
+    /// sync inserts every row this way, so the statements' text is made once per table and set
+    /// of columns ([`insert_sql`]) and values are bound without copying.
     fn insert_remote(&mut self, row: &RemoteRow<'_>) -> Result<usize> {
         let table = row.table;
-        let mut columns: Vec<&str> = Vec::with_capacity(row.fields.len() + 2);
-        let mut args: Vec<SqlValue> = Vec::with_capacity(row.fields.len() + 2);
-        let mut values: Vec<(&str, &Value)> = Vec::with_capacity(row.fields.len());
-        let mut clocks: Vec<&RemoteField> = Vec::with_capacity(row.fields.len());
+        // (column position, change): `scope_id` first, `deleted` second, then the table's fields
+        // in schema order, so one set of columns always gives the same statement.
+        let mut present: Vec<(usize, &RemoteField)> = Vec::with_capacity(row.fields.len());
         for change in row.fields {
             self.clock.observe(change.stamp.hlc);
-            if !is_known_field(table, &change.field) || values.iter().any(|(name, _)| *name == change.field) {
-                continue;
-            }
-            columns.push(change.field.as_str());
-            args.push(remote_sql_value(table, &change.field, &change.value));
-            values.push((change.field.as_str(), &change.value));
-            // A never-deleted row's `deleted` flag comes with no real clock (Stamp::NONE).
-            if change.stamp != Stamp::NONE {
-                clocks.push(change);
+            let Some(position) = column_position(table, &change.field) else { continue };
+            if !present.iter().any(|(known, _)| *known == position) {
+                present.push((position, change));
             }
         }
-        if values.is_empty() {
+        if present.is_empty() {
             return Ok(0);
         }
-        columns.push("id");
-        args.push(SqlValue::Text(row.id.to_owned()));
-        if !columns.contains(&"scope_id") {
-            columns.push("scope_id");
-            args.push(SqlValue::Text(row.scope_id.to_owned()));
+        present.sort_unstable_by_key(|(position, _)| *position);
+        let with_scope = present[0].0 == 0;
+        let mask = present.iter().fold(0u128, |mask, (position, _)| mask | (1u128 << position));
+        let sql = insert_sql(table, mask, with_scope);
+        let mut args: Vec<ToSqlOutput<'_>> = Vec::with_capacity(present.len() + 2);
+        for (_, change) in &present {
+            args.push(remote_sql_ref(table, &change.field, &change.value));
         }
-        let placeholders: Vec<String> = (1..=args.len()).map(|index| format!("?{index}")).collect();
-        let sql = format!("INSERT INTO {} ({}) VALUES ({})", table.name, columns.join(", "), placeholders.join(", "));
+        args.push(ToSqlOutput::Borrowed(ValueRef::Text(row.id.as_bytes())));
+        if !with_scope {
+            args.push(ToSqlOutput::Borrowed(ValueRef::Text(row.scope_id.as_bytes())));
+        }
         self.tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(args))?;
-        if clocks.is_empty() {
-            self.mark_dirty_remote(table, row.id, &values)?;
-            return Ok(values.len());
-        }
 
-        let tuples: Vec<String> =
-            (0..clocks.len()).map(|index| format!("(?1, ?2, ?{}, ?{}, ?{})", index * 3 + 3, index * 3 + 4, index * 3 + 5)).collect();
-        let sql = format!("INSERT INTO sync_field_clock (tbl, row_id, field, hlc, node) VALUES {}", tuples.join(", "));
-        let mut clock_args: Vec<SqlValue> = Vec::with_capacity(clocks.len() * 3 + 2);
-        clock_args.push(SqlValue::Text(table.name.to_owned()));
-        clock_args.push(SqlValue::Text(row.id.to_owned()));
-        for change in &clocks {
-            clock_args.push(SqlValue::Text(change.field.clone()));
-            clock_args.push(SqlValue::Integer(change.stamp.hlc));
-            clock_args.push(SqlValue::Blob(change.stamp.node.0.to_vec()));
+        // A never-deleted row's `deleted` flag comes with no real clock (Stamp::NONE).
+        let clocks: Vec<&RemoteField> =
+            present.iter().map(|(_, change)| *change).filter(|change| change.stamp != Stamp::NONE).collect();
+        if !clocks.is_empty() {
+            let sql = clock_sql(clocks.len());
+            let mut clock_args: Vec<ToSqlOutput<'_>> = Vec::with_capacity(clocks.len() * 3 + 2);
+            clock_args.push(ToSqlOutput::Borrowed(ValueRef::Text(table.name.as_bytes())));
+            clock_args.push(ToSqlOutput::Borrowed(ValueRef::Text(row.id.as_bytes())));
+            for change in &clocks {
+                clock_args.push(ToSqlOutput::Borrowed(ValueRef::Text(change.field.as_bytes())));
+                clock_args.push(ToSqlOutput::Owned(SqlValue::Integer(change.stamp.hlc)));
+                clock_args.push(ToSqlOutput::Borrowed(ValueRef::Blob(&change.stamp.node.0)));
+            }
+            self.tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(clock_args))?;
         }
-        self.tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(clock_args))?;
+        let values: Vec<(&str, &Value)> = present.iter().map(|(_, change)| (change.field.as_str(), &change.value)).collect();
         self.mark_dirty_remote(table, row.id, &values)?;
         Ok(values.len())
     }
@@ -687,6 +686,79 @@ fn is_known_field(table: &TableSpec, field: &str) -> bool {
 }
 
 /// The SQLite form of a remote field's value.
+/// Where a pulled field goes in [`insert_sql`]'s column order: `scope_id` 0, `deleted` 1, then
+/// the table's fields from 2 in schema order; `None` for a field this version does not know.
+fn column_position(table: &TableSpec, field: &str) -> Option<usize> {
+    match field {
+        "scope_id" => Some(0),
+        "deleted" => Some(1),
+        other => table.fields.iter().position(|spec| spec.name == other).map(|index| index + 2).filter(|position| *position < 128),
+    }
+}
+
+thread_local! {
+    /// The text of the row inserts of a first sync, by table and set of columns.
+    static INSERT_SQL: std::cell::RefCell<std::collections::HashMap<(&'static str, u128), std::rc::Rc<str>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+    /// The text of the field-clock inserts, by number of fields.
+    static CLOCK_SQL: std::cell::RefCell<std::collections::HashMap<usize, std::rc::Rc<str>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The insert of a row with the columns of `mask` ([`column_position`]), then `id`, then
+/// `scope_id` unless the mask holds it.
+fn insert_sql(table: &'static TableSpec, mask: u128, with_scope: bool) -> std::rc::Rc<str> {
+    INSERT_SQL.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry((table.name, mask))
+            .or_insert_with(|| {
+                let mut columns: Vec<&str> = Vec::new();
+                for position in (0..128).filter(|position| mask & (1u128 << position) != 0) {
+                    columns.push(match position {
+                        0 => "scope_id",
+                        1 => "deleted",
+                        field => table.fields[field - 2].name,
+                    });
+                }
+                columns.push("id");
+                if !with_scope {
+                    columns.push("scope_id");
+                }
+                let placeholders: Vec<String> = (1..=columns.len()).map(|index| format!("?{index}")).collect();
+                format!("INSERT INTO {} ({}) VALUES ({})", table.name, columns.join(", "), placeholders.join(", ")).into()
+            })
+            .clone()
+    })
+}
+
+/// The insert of `count` field clocks of one row.
+fn clock_sql(count: usize) -> std::rc::Rc<str> {
+    CLOCK_SQL.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry(count)
+            .or_insert_with(|| {
+                let tuples: Vec<String> =
+                    (0..count).map(|index| format!("(?1, ?2, ?{}, ?{}, ?{})", index * 3 + 3, index * 3 + 4, index * 3 + 5)).collect();
+                format!("INSERT INTO sync_field_clock (tbl, row_id, field, hlc, node) VALUES {}", tuples.join(", ")).into()
+            })
+            .clone()
+    })
+}
+
+/// [`remote_sql_value`] without copying text: a string value is bound where it lies.
+fn remote_sql_ref<'a>(table: &TableSpec, field: &str, value: &'a Value) -> ToSqlOutput<'a> {
+    match (field, value) {
+        ("deleted", _) => ToSqlOutput::Owned(remote_sql_value(table, field, value)),
+        // A real field stores numbers only (a string there is stored as NULL, as to_sql does).
+        (_, Value::String(text)) if !matches!(table.field(field).map(|spec| &spec.ty), Some(FieldType::Real { .. })) => {
+            ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))
+        }
+        _ => ToSqlOutput::Owned(remote_sql_value(table, field, value)),
+    }
+}
+
 fn remote_sql_value(table: &TableSpec, field: &str, value: &Value) -> SqlValue {
     match field {
         "scope_id" => SqlValue::Text(value.as_str().unwrap_or_default().to_owned()),

@@ -524,17 +524,18 @@ impl SyncEngine {
                     scopes = locked(store, |store| state::account(&store.conn))?.map(|account| account.scopes);
                 }
             }
+            let (rows, has_more, server_time) = (page.rows.len() as u64, page.has_more, page.server_time);
+            let restart = page.reset.is_some() && page.cursor.is_empty();
             let applying = Instant::now();
             locked(store, |store| {
-                outbox::observe_server_time(store, page.server_time, received_at)?;
-                pull::apply_page(store, &page, scopes.as_deref())
+                outbox::observe_server_time(store, server_time, received_at)?;
+                pull::apply_owned_page(store, page, scopes.as_deref())
             })?;
             report.apply_micros += applying.elapsed().as_micros() as u64;
             report.pages += 1;
-            report.rows += page.rows.len() as u64;
-            progress(&Progress::Pulled { pages: report.pages, rows: report.rows, has_more: page.has_more });
-            let restart = page.reset.is_some() && page.cursor.is_empty();
-            if !page.has_more && !restart {
+            report.rows += rows;
+            progress(&Progress::Pulled { pages: report.pages, rows: report.rows, has_more });
+            if !has_more && !restart {
                 break;
             }
         }
