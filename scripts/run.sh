@@ -35,15 +35,18 @@ fi
 # The server reads FURROW_DATA_DIR too: it is always given its own directory, never the app's.
 server() { env -u FURROW_DATA_DIR "$TARGET_DIR/debug/furrow-server" "$@" --data-dir "$SERVER_DATA_DIR"; }
 DEMO_USER=demo
-DEMO_PASSWORD=demo-password-2024
+DEMO_PASSWORD=qingshan-walnut-2024
 DEMO_VILLAGES=(530724100201 530724100202 530724100203)
 DEMO_NAMES=("演示·青山村" "演示·石门村" "演示·核桃坪村")
 for index in 0 1 2; do
   server village add --code "${DEMO_VILLAGES[$index]}" --name "${DEMO_NAMES[$index]}" >/dev/null
 done
-# The demo account exists after the first run; adding it again is refused, which is fine.
-printf '%s\n' "$DEMO_PASSWORD" | server assistant add --username "$DEMO_USER" --password-stdin \
-  --village "${DEMO_VILLAGES[@]}" >/dev/null 2>&1 || true
+# The demo account exists after the first run; adding it again is refused, and its password is
+# then set to the demo password (an older run may have given it another one).
+if ! printf '%s\n' "$DEMO_PASSWORD" | server assistant add --username "$DEMO_USER" --password-stdin \
+  --village "${DEMO_VILLAGES[@]}" >/dev/null 2>&1; then
+  printf '%s\n' "$DEMO_PASSWORD" | server assistant reset-password --username "$DEMO_USER" --password-stdin >/dev/null
+fi
 if ! (exec 3<>/dev/tcp/127.0.0.1/8470) 2>/dev/null; then
   echo "==> starting the local sync server on http://127.0.0.1:8470 (data and log: $SERVER_DATA_DIR)"
   env -u FURROW_DATA_DIR "$TARGET_DIR/debug/furrow-server" serve --data-dir "$SERVER_DATA_DIR" >>"$SERVER_DATA_DIR/furrow-server.log" 2>&1 &

@@ -35,6 +35,22 @@ if [ ! -x "$CARGO_BIN/tauri-driver" ] && ! command -v tauri-driver >/dev/null 2>
   cargo install tauri-driver --version ^2 --locked
 fi
 
+# The server's contract test (server/tests/contract.rs) drives the served OpenAPI document with a
+# property-based API tester from PyPI, at the version the test was written against, in a virtual
+# environment of its own so no system Python is touched.
+API_TESTER_VERSION=4.32.5
+API_TESTER_ENV="${XDG_CACHE_HOME:-$HOME/.cache}/furrow/api-tester"
+if ! "$API_TESTER_ENV/bin/schemathesis" --version 2>/dev/null | grep -q "$API_TESTER_VERSION"; then
+  echo "==> installing the API tester for the server's contract test"
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+  fi
+  rm -rf "$API_TESTER_ENV"
+  python3 -m venv "$API_TESTER_ENV"
+  "$API_TESTER_ENV/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$API_TESTER_VERSION"
+fi
+
 # The front end's packages, exactly as locked; skipped when node_modules already matches.
 if [ ! -f ui/node_modules/.package-lock.json ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
   echo "==> installing the front end's packages"

@@ -116,6 +116,15 @@ code_enum!(
 });
 
 code_enum!(
+    /// 销户原因 Why a household left the register: it is closed, not deleted, so its history
+    /// stays and every figure counts it as closed.
+    HouseholdClosure, "household_closure", {
+    MovedOut = ("moved_out", None, "迁出", "Moved away"),
+    Deceased = ("deceased", None, "死亡", "Deceased"),
+    Dissolved = ("dissolved", None, "自然消亡", "Dissolved"),
+});
+
+code_enum!(
     /// 致贫原因 Poverty cause (A22).
     PovertyCause, "poverty_cause", {
     Illness = ("illness", Some("01"), "因病", "Illness"),
@@ -519,6 +528,7 @@ pub const ALL: &[EnumDef] = &[
     HouseholdAttribute::DEF,
     PovertyStatus::DEF,
     MonitoringType::DEF,
+    HouseholdClosure::DEF,
     PovertyCause::DEF,
     RelationToHead::DEF,
     Education::DEF,

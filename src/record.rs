@@ -176,6 +176,12 @@ impl Context for Writer<'_> {
     fn platform_limit(&self, platform: &str, rule: &str) -> Option<i64> {
         platform_limit(self.tx, platform, rule)
     }
+
+    /// The device's own date: a date the assistant types is checked against the day it is
+    /// where they are.
+    fn today(&self) -> chrono::NaiveDate {
+        chrono::Local::now().date_naive()
+    }
 }
 
 impl<'a> Writer<'a> {

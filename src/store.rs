@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 10, name: "0010_snapshot_sweep.sql", sql: include_str!("../migrations/0010_snapshot_sweep.sql") },
     Migration { version: 11, name: "0011_member_id_card.sql", sql: include_str!("../migrations/0011_member_id_card.sql") },
     Migration { version: 12, name: "0012_restore_resend.sql", sql: include_str!("../migrations/0012_restore_resend.sql") },
+    Migration { version: 13, name: "0013_corrections.sql", sql: include_str!("../migrations/0013_corrections.sql") },
 ];
 
 /// Where and how to open a store.
@@ -233,6 +234,11 @@ impl Context for Store {
 
     fn platform_limit(&self, platform: &str, rule: &str) -> Option<i64> {
         crate::record::platform_limit(&self.conn, platform, rule)
+    }
+
+    /// The device's own date, as in the write path.
+    fn today(&self) -> chrono::NaiveDate {
+        chrono::Local::now().date_naive()
     }
 }
 

@@ -18,6 +18,37 @@ pub trait Context {
     fn exists(&self, table: &str, id: &str) -> bool;
     /// The limit of a platform rule (e.g. `title_units` for `taobao`), if one is set.
     fn platform_limit(&self, platform: &str, rule: &str) -> Option<i64>;
+    /// The latest calendar date a date of something already done may have. The default is the
+    /// latest date anywhere on Earth now (UTC+14), so a check without a time zone (the server's)
+    /// never refuses what a device in any zone accepted; the device answers with its own date.
+    fn today(&self) -> NaiveDate {
+        latest_date_on_earth()
+    }
+}
+
+/// The latest calendar date anywhere on Earth at this moment: today in UTC+14.
+pub fn latest_date_on_earth() -> NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::hours(14)).date_naive()
+}
+
+/// Refuses a date of something already done (a birth, a visit, an income recorded, a sale) that
+/// lies after `today`, with a message in both languages naming today's date.
+pub fn check_not_future(field: &str, date: NaiveDate, today: NaiveDate) -> Result<(), FieldError> {
+    if date <= today {
+        return Ok(());
+    }
+    Err(error(
+        field,
+        "in_future",
+        format!("日期不能晚于今天（{today}）"),
+        format!("must not be later than today ({today})"),
+    ))
+}
+
+/// The sex an identity card number records: its 17th digit is odd for a man, even for a woman.
+pub fn id_card_sex(text: &str) -> Option<codes::Sex> {
+    let digit = text.as_bytes().get(16).filter(|byte| byte.is_ascii_digit())?;
+    Some(if (digit - b'0') % 2 == 1 { codes::Sex::Male } else { codes::Sex::Female })
 }
 
 /// Default limit of a listing title in display units (a CJK character counts two, ASCII one),
@@ -74,6 +105,37 @@ pub fn parse_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }
 
+/// Text fields of at least this many characters hold prose (notes, descriptions, reasons), which
+/// may run over several lines and hold tabs; shorter text (names, titles, codes) is one line.
+pub const PROSE_CHARS: usize = 500;
+
+/// Refuses control characters in text: a NUL cannot even be stored by every database, and no
+/// name or title holds one. Prose may hold newlines and tabs.
+pub fn check_control_characters(field: &str, text: &str, prose: bool) -> Result<(), FieldError> {
+    let allowed = |character: char| prose && (character == '\n' || character == '\t');
+    match text.chars().find(|character| character.is_control() && !allowed(*character)) {
+        None => Ok(()),
+        Some(character) => Err(error(
+            field,
+            "control_character",
+            format!("含有不可见的控制字符（U+{:04X}）", u32::from(character)),
+            format!("contains the control character U+{:04X}", u32::from(character)),
+        )),
+    }
+}
+
+/// The years a date of this domain may fall in: no one alive was born before the first, and
+/// nothing is planned after the second; a year outside them (`9999-12-31`) is a typing slip or
+/// a forged value.
+pub const PLAUSIBLE_YEARS: std::ops::RangeInclusive<i32> = 1900..=2100;
+
+fn check_plausible_year(field: &str, year: i32) -> Result<(), FieldError> {
+    if PLAUSIBLE_YEARS.contains(&year) {
+        return Ok(());
+    }
+    Err(error(field, "implausible_date", "日期的年份应在1900到2100之间", "must fall between the years 1900 and 2100"))
+}
+
 /// Checks one value against its field's type. `Null` passes here; whether it may be null is
 /// [`check_record`]'s business.
 pub fn check_value(field: &FieldSpec, value: &Value) -> Result<(), FieldError> {
@@ -84,6 +146,7 @@ pub fn check_value(field: &FieldSpec, value: &Value) -> Result<(), FieldError> {
     match field.ty {
         FieldType::Text { max_chars } => {
             let text = value.as_str().ok_or_else(|| wrong_type(name, "文本", "text"))?;
+            check_control_characters(name, text, max_chars >= PROSE_CHARS)?;
             let count = text.chars().count();
             if count > max_chars {
                 return Err(error(
@@ -156,6 +219,9 @@ pub fn check_value(field: &FieldSpec, value: &Value) -> Result<(), FieldError> {
                     "must be a date like 2026-03-01",
                 ));
             }
+            if let Some(date) = value.as_str().and_then(parse_date) {
+                check_plausible_year(name, chrono::Datelike::year(&date))?;
+            }
         }
         FieldType::DateTime => {
             let ok = value.as_str().map(|text| DateTime::parse_from_rfc3339(text).is_ok()).unwrap_or(false);
@@ -166,6 +232,9 @@ pub fn check_value(field: &FieldSpec, value: &Value) -> Result<(), FieldError> {
                     "时间格式应为 2026-03-01T09:30:00+08:00",
                     "must be a time like 2026-03-01T09:30:00+08:00",
                 ));
+            }
+            if let Some(moment) = value.as_str().and_then(|text| DateTime::parse_from_rfc3339(text).ok()) {
+                check_plausible_year(name, chrono::Datelike::year(&moment))?;
             }
         }
         FieldType::TimeOfDay => {
@@ -295,10 +364,52 @@ fn text<'a>(record: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     record.get(name).and_then(Value::as_str)
 }
 
+/// The dates of each table that record something already done, and so cannot lie in the future.
+fn past_dates(table: &str) -> &'static [&'static str] {
+    match table {
+        "members" => &["birth_date"],
+        "households" => &["consent_date", "closed_on"],
+        "income_records" => &["recorded_on"],
+        "visits" => &["visited_at", "follow_up_done_on"],
+        "sales" => &["order_date"],
+        _ => &[],
+    }
+}
+
+/// The calendar date of a date field or of a moment (a moment's date where it happened).
+fn date_of(value: &str) -> Option<NaiveDate> {
+    parse_date(value).or_else(|| DateTime::parse_from_rfc3339(value).ok().map(|moment| moment.date_naive()))
+}
+
 fn domain_rules(table: &TableSpec, record: &Map<String, Value>, context: &dyn Context, errors: &mut Vec<FieldError>) {
+    let dates = past_dates(table.name);
+    if !dates.is_empty() {
+        let today = context.today();
+        for field in dates {
+            if let Some(date) = text(record, field).and_then(date_of) {
+                if let Err(failure) = check_not_future(field, date, today) {
+                    errors.push(failure);
+                }
+            }
+        }
+    }
     match table.name {
         "income_records" => income_rules(record, errors),
         "members" => {
+            let card = text(record, "id_card_no");
+            if let (Some(sex), Some(in_card)) = (text(record, "sex"), card.and_then(id_card_sex)) {
+                if sex != in_card.code() {
+                    let value = in_card.code();
+                    let zh = codes::Sex::DEF.get(value).map(|label| label.zh).unwrap_or(value);
+                    let en = codes::Sex::DEF.get(value).map(|label| label.en).unwrap_or(value);
+                    errors.push(error(
+                        "sex",
+                        "id_card_sex_mismatch",
+                        format!("与身份证号不符：身份证号第17位表示性别为{zh}"),
+                        format!("does not match the ID card number, whose 17th digit says {}", en.to_lowercase()),
+                    ));
+                }
+            }
             let born = text(record, "birth_date");
             let in_card = text(record, "id_card_no").and_then(id_card_birth_date);
             if let (Some(born), Some(in_card)) = (born, in_card) {
@@ -327,6 +438,14 @@ fn domain_rules(table: &TableSpec, record: &Map<String, Value>, context: &dyn Co
             }
         }
         "households" => {
+            match (text(record, "closed_reason"), text(record, "closed_on")) {
+                (Some(_), None) => errors.push(error("closed_on", "required", "销户须填写日期", "is required when the household is closed")),
+                (None, Some(_)) => errors.push(error("closed_reason", "required", "请选择销户原因", "is required with a closing date")),
+                _ => {}
+            }
+            if text(record, "closed_note").is_some() && text(record, "closed_reason").is_none() && text(record, "closed_on").is_none() {
+                errors.push(error("closed_reason", "required", "请选择销户原因", "is required with a closing note"));
+            }
             if let (Some(identified), Some(exited)) = (
                 record.get("identified_year").and_then(Value::as_i64),
                 record.get("exit_year").and_then(Value::as_i64),

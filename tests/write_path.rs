@@ -126,6 +126,10 @@ fn full_record(table: &TableSpec, salt: i64, refs: &BTreeMap<&str, String>) -> M
         "visits" => {
             record.insert("next_visit_date".into(), json!("2024-12-31"));
         }
+        "members" => {
+            // The sample card number's sequence (001) is odd: its holder is a man.
+            record.insert("sex".into(), json!("male"));
+        }
         "listings" => {
             record.insert("market_price_fen".into(), json!(99_999));
         }

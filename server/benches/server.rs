@@ -119,7 +119,7 @@ async fn run(name: &str, storage: Storage, blob_dir: &std::path::Path, rows: usi
     let seeding = database.clone();
     let started = Instant::now();
     tokio::task::spawn_blocking(move || {
-        let who = Caller { user_id: user, scopes: vec![VILLAGE.to_owned()] };
+        let who = Caller { user_id: user, scopes: vec![VILLAGE.to_owned()], session_id: "bench-session".into(), client_id: None };
         let client = NodeId::random();
         let clock = ServerClock::new();
         let mut seq = 0;

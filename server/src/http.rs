@@ -3,8 +3,9 @@
 //! blocking thread, and answer with the wire types of `furrow::sync::wire`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -12,22 +13,26 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use furrow::hlc;
 use furrow::sync::wire::{LoginRequest, PushRequest, RefreshRequest, MAX_BATCH_BYTES, SCHEMA_VERSION};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::Service;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::auth::{self, Caller, PasswordCost, RateLimiter, TokenLifetimes};
+use crate::auth::{self, Caller, PasswordCost, PasswordGate, SignInLimiter, SignInPolicy, TokenLifetimes};
 use crate::blobs::{is_sha256, BlobStore};
 use crate::error::{Error, Result};
 use crate::platform::{self, ModerationRequest, SaleRequest, ServerClock};
-use crate::store::{self, BlobMeta, Database, Upload};
+use crate::store::{self, AuditEntry, BlobMeta, Database, Upload};
 use crate::sync;
 
 /// The OpenAPI document of this contract, kept in docs/openapi.yaml.
@@ -43,7 +48,9 @@ const MAX_SMALL_BODY: usize = 64 * 1024;
 /// Settings of a running server.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The token guarding the platform's `/admin/v1` endpoints; they answer 404 without one.
+    /// The bootstrap token, opening the platform's `/admin/v1` endpoints to the platform's own
+    /// systems and to an operator before any admin account exists (at least 32 characters);
+    /// admins otherwise sign in with their own accounts.
     pub admin_token: Option<String>,
     /// Token lifetimes.
     pub lifetimes: TokenLifetimes,
@@ -52,6 +59,12 @@ pub struct Settings {
     /// Whether the server sits behind a reverse proxy whose `X-Forwarded-For` names the client;
     /// the failed-sign-in limit per address then counts the client's address, not the proxy's.
     pub trust_forwarded_for: bool,
+    /// How failed sign-ins are limited.
+    pub sign_in: SignInPolicy,
+    /// How many password hashes run at once (one per core when absent) and how many more wait.
+    pub password_concurrency: Option<(usize, usize)>,
+    /// Timeouts and connection limits of the server loop.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Settings {
@@ -61,6 +74,49 @@ impl Default for Settings {
             lifetimes: TokenLifetimes::default(),
             password_cost: PasswordCost::STANDARD,
             trust_forwarded_for: false,
+            sign_in: SignInPolicy::default(),
+            password_concurrency: None,
+            connections: ConnectionLimits::default(),
+        }
+    }
+}
+
+/// What keeps slow or idle clients from holding the server: how long a client may take to send
+/// a request's headers and body, how many connections it may hold, and how long a stopping server
+/// waits for requests in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// The time to send a request's headers, counted from the first byte or, on a kept-alive
+    /// connection, from the end of the previous answer; the connection is closed after it.
+    pub header_timeout: Duration,
+    /// The longest pause between two pieces of a request body (408 after it).
+    pub body_idle_timeout: Duration,
+    /// The time a body may take before its pace counts.
+    pub body_grace: Duration,
+    /// The slowest pace a body may keep after the grace, in bytes per second (408 below it), so
+    /// a body trickled a byte at a time cannot hold a connection for long.
+    pub body_min_rate: u64,
+    /// The most connections served at once; further clients wait in the listen queue.
+    pub max_connections: usize,
+    /// The most connections served at once for one address (more are closed at once).
+    pub max_connections_per_address: usize,
+    /// How long a stopping server waits for the requests in flight before it closes them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ConnectionLimits {
+    /// Headers within 20 s; bodies with no pause over 20 s and at least 2 KB/s after 10 s (a
+    /// 1 MB photo chunk over a slow 16 kbit/s link still arrives); 8,192 connections, 1,024 from
+    /// one address (a township's NAT carries many assistants); 10 s to finish on shutdown.
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(20),
+            body_idle_timeout: Duration::from_secs(20),
+            body_grace: Duration::from_secs(10),
+            body_min_rate: 2048,
+            max_connections: 8192,
+            max_connections_per_address: 1024,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -76,24 +132,43 @@ struct Inner {
     blobs: Arc<dyn BlobStore>,
     clock: ServerClock,
     settings: Settings,
-    limiter: RateLimiter,
+    limiter: SignInLimiter,
+    gate: PasswordGate,
     dummy_hash: String,
+    upload_turns: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// How many locks the chunks of uploads take turns on (an upload always takes the same one).
+const UPLOAD_TURNS: usize = 64;
 
 impl AppState {
     /// State over a database and a blob store.
     pub fn new(database: Arc<dyn Database>, blobs: Arc<dyn BlobStore>, settings: Settings) -> Result<Self> {
+        if let Some(token) = &settings.admin_token {
+            auth::check_admin_token(token)?;
+        }
         let dummy_hash = auth::dummy_hash(settings.password_cost)?;
+        let gate = match settings.password_concurrency {
+            Some((concurrency, waiting)) => PasswordGate::new(concurrency, waiting),
+            None => PasswordGate::for_this_machine(),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 database,
                 blobs,
                 clock: ServerClock::new(),
+                limiter: SignInLimiter::new(settings.sign_in),
+                gate,
                 settings,
-                limiter: RateLimiter::default(),
                 dummy_hash,
+                upload_turns: (0..UPLOAD_TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
             }),
         })
+    }
+
+    /// The gate every password hash and verification passes through.
+    pub fn password_gate(&self) -> &PasswordGate {
+        &self.inner.gate
     }
 
     /// The database.
@@ -149,15 +224,21 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/v1/logout", post(logout))
         .route("/sync/v1/push", post(push))
         .route("/sync/v1/pull", get(pull))
-        .route("/admin/v1/villages", post(admin_village))
-        .route("/admin/v1/assistants", post(admin_assistant))
-        .route("/admin/v1/assistants/{username}/villages", post(admin_assign))
-        .route("/admin/v1/assistants/{username}/status", post(admin_status))
-        .route("/admin/v1/listings/{id}/moderation", post(admin_moderation))
-        .route("/admin/v1/listings/{id}/submissions", get(admin_submissions))
-        .route("/admin/v1/sales", post(admin_sale))
+        .merge(
+            Router::new()
+                .route("/admin/v1/villages", post(admin_village))
+                .route("/admin/v1/assistants", post(admin_assistant))
+                .route("/admin/v1/assistants/{username}/villages", post(admin_assign))
+                .route("/admin/v1/assistants/{username}/status", post(admin_status))
+                .route("/admin/v1/listings/{id}/moderation", post(admin_moderation))
+                .route("/admin/v1/listings/{id}/submissions", get(admin_submissions))
+                .route("/admin/v1/sales", post(admin_sale))
+                .route("/admin/v1/audit", get(admin_audit))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_admin)),
+        )
         .layer(CompressionLayer::new())
         .layer(RequestDecompressionLayer::new());
+    let body_idle_timeout = state.inner.settings.connections.body_idle_timeout;
     let blobs = Router::new()
         .route("/blobs/uploads", post(create_upload))
         .route("/blobs/uploads/{id}", head(upload_offset).patch(upload_chunk))
@@ -165,6 +246,8 @@ pub fn router(state: AppState) -> Router {
     json_api
         .merge(blobs)
         .fallback(not_found)
+        .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
+        .layer(axum::middleware::from_fn(refuse_control_characters))
         .layer(axum::middleware::map_response(stamp_server_time))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
@@ -172,18 +255,164 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves the router on a bound listener until the process is stopped.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>()).await
+    serve_until(listener, state, std::future::pending()).await
 }
 
-/// Serves until `shutdown` completes, then finishes the requests in flight.
+/// Serves until `shutdown` completes, then finishes the requests in flight, waiting at most the
+/// settings' shutdown grace before it closes what is left (a client that never finishes its
+/// request cannot keep the server from stopping).
+///
+/// Each connection is served by the HTTP/1 connection builder with a header read timeout; bodies
+/// are timed by the router ([`ConnectionLimits`]). The number of connections is bounded in all
+/// and per address: past the first bound the server stops accepting until a connection ends,
+/// past the second it closes the new connection at once.
 pub async fn serve_until(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.inner.settings.connections;
+    let app = router(state);
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::new(Mutex::new(HashMap::new()));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors or a connection reset before it was accepted: wait
+                    // a moment instead of spinning, and go on serving.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Some(guard) = ConnectionGuard::enter(&per_address, remote.ip(), limits.max_connections_per_address, permit) else {
+            tracing::warn!(address = %remote.ip(), "too many connections from one address; closing a new one");
+            drop(stream);
+            continue;
+        };
+        // Small answers go out at once instead of waiting for more bytes to fill a packet.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(ConnectInfo(remote));
+            app.clone().call(request)
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "a connection ended with an error");
+            }
+            drop(guard);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace_ms = limits.shutdown_grace.as_millis() as u64, "requests still open after the shutdown grace were closed");
+    }
+    Ok(())
+}
+
+/// A connection's place in the connection limits, given back when the connection ends.
+struct ConnectionGuard {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    address: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ConnectionGuard {
+    /// Takes a place for `address`, unless it already holds `most` connections.
+    fn enter(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, address: IpAddr, most: usize, permit: OwnedSemaphorePermit) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = map.entry(address).or_insert(0);
+        if *count >= most {
+            return None;
+        }
+        *count += 1;
+        Some(Self { counts: counts.clone(), address, _permit: permit })
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = map.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Whether `character` is a control character (Unicode category Cc).
+fn is_control(character: char) -> bool {
+    character.is_control()
+}
+
+/// The first control character of `text` that is not one of `allowed`.
+pub fn control_character(text: &str, allowed: &[char]) -> Option<char> {
+    text.chars().find(|character| is_control(*character) && !allowed.contains(character))
+}
+
+/// 400 `control_character`: text that carries a control character.
+pub fn control_character_error(place: &str, character: char) -> Error {
+    Error::bad_request(
+        "control_character",
+        format!(
+            "{place} contains the control character U+{:04X}; text may not hold control characters (notes may hold newlines and tabs)",
+            u32::from(character)
+        ),
+    )
+}
+
+/// Percent-decodes a path or query, for finding control characters in it.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |byte: u8| (byte as char).to_digit(16);
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            if let (Some(high), Some(low)) = (hex(bytes[index + 1]), hex(bytes[index + 2])) {
+                decoded.push((high * 16 + low) as u8);
+                index += 3;
+                continue;
+            }
+        }
+        decoded.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// Refuses a request whose path or query carries a control character (percent-encoded, as a
+/// client must send it), before any handler looks it up in storage: PostgreSQL refuses a NUL in
+/// text, and no name, id or cursor of this contract holds one.
+async fn refuse_control_characters(request: Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    let places = [("the path", Some(uri.path())), ("the query", uri.query())];
+    for (place, text) in places {
+        if let Some(character) = text.and_then(|text| control_character(&percent_decoded(text), &[])) {
+            return control_character_error(place, character).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// Logs one line per request, with the client's `X-Request-Id` so a device's log and the
@@ -225,36 +454,113 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML).into_response()
 }
 
+/// 408 `request_timeout`: the body came too slowly.
+fn body_timeout() -> Error {
+    Error::api(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the body arrived too slowly (a long pause, or under the least pace the server accepts); send it again",
+    )
+}
+
+/// Whether a body error is the body idle timeout's.
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
 /// Reads a whole body of at most `limit` bytes: a larger one is 413, a body cut off before its
-/// end is 400, and in either case nothing has been done yet.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {
+/// end is 400, one that pauses too long or comes slower than the settings' least pace is 408,
+/// and in each case nothing has been done yet.
+async fn read_body(state: &AppState, body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes> {
+    let (bytes, outcome) = read_body_keeping(state, body, headers, limit).await;
+    outcome.map(|()| Bytes::from(bytes))
+}
+
+/// Reads a body like [`read_body`], and also hands back what arrived before it was cut or
+/// stalled: an upload chunk's received bytes are kept (tus semantics), so a drop costs only the
+/// bytes in flight. A body over the limit keeps nothing.
+async fn read_body_keeping(state: &AppState, body: Body, headers: &HeaderMap, limit: usize) -> (Vec<u8>, Result<()>) {
+    match read_body_into(state, body, headers, limit).await {
+        Ok(bytes) => (bytes, Ok(())),
+        Err((bytes, error)) => (bytes, Err(error)),
+    }
+}
+
+async fn read_body_into(state: &AppState, body: Body, headers: &HeaderMap, limit: usize) -> std::result::Result<Vec<u8>, (Vec<u8>, Error)> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|text| text.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
-        return Err(Error::too_large(format!("the body is larger than {limit} bytes")));
+        return Err((Vec::new(), Error::too_large(format!("the body is larger than {limit} bytes"))));
     }
+    let limits = state.inner.settings.connections;
+    let started = tokio::time::Instant::now();
     let mut body = body;
     let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| Error::bad_request("truncated_body", format!("the body could not be read to its end: {error}")))?;
+    loop {
+        // The deadline moves on with every byte received: a body keeping the least pace never
+        // meets it, one trickled slower does soon after the grace.
+        let paced = Duration::from_secs_f64(bytes.len() as f64 / limits.body_min_rate.max(1) as f64);
+        let deadline = started + limits.body_grace + paced;
+        let Ok(next) = tokio::time::timeout_at(deadline, body.frame()).await else { return Err((bytes, body_timeout())) };
+        let Some(frame) = next else { break };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) if is_timeout(&error) => return Err((bytes, body_timeout())),
+            Err(error) => return Err((bytes, Error::bad_request("truncated_body", format!("the body could not be read to its end: {error}")))),
+        };
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > limit {
-                return Err(Error::too_large(format!("the body is larger than {limit} bytes")));
+                return Err((Vec::new(), Error::too_large(format!("the body is larger than {limit} bytes"))));
             }
             bytes.extend_from_slice(&data);
         }
     }
-    Ok(Bytes::from(bytes))
+    Ok(bytes)
 }
 
+/// Parses a JSON body, refusing control characters in any of its strings first (newlines and
+/// tabs excepted, which notes may hold; which text may hold them is checked per field): no field
+/// of this contract holds one, and PostgreSQL cannot store a NUL.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|error| {
+    let invalid = |error: serde_json::Error| {
         let code = if error.is_data() { "invalid_body" } else { "invalid_json" };
         Error::bad_request(code, format!("the body is not what this endpoint takes: {error}"))
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+    if let Some((place, character)) = json_control_character(&value, "body") {
+        return Err(control_character_error(&place, character));
+    }
+    T::deserialize(value).map_err(invalid)
 }
 
-async fn json_body<T: DeserializeOwned>(body: Body, headers: &HeaderMap, limit: usize) -> Result<T> {
-    let bytes = read_body(body, headers, limit).await?;
+/// The first control character (other than a newline or a tab) in a JSON value's strings or
+/// keys, with where it is.
+fn json_control_character(value: &serde_json::Value, place: &str) -> Option<(String, char)> {
+    const ALLOWED: &[char] = &['\n', '\t'];
+    match value {
+        serde_json::Value::String(text) => control_character(text, ALLOWED).map(|character| (place.to_owned(), character)),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(index, item)| json_control_character(item, &format!("{place}[{index}]")))
+        }
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let inner = format!("{place}.{key}");
+            match control_character(key, &[]) {
+                Some(character) => Some((inner, character)),
+                None => json_control_character(item, &inner),
+            }
+        }),
+        _ => None,
+    }
+}
+
+async fn json_body<T: DeserializeOwned>(state: &AppState, body: Body, headers: &HeaderMap, limit: usize) -> Result<T> {
+    let bytes = read_body(state, body, headers, limit).await?;
     parse_json(&bytes)
 }
 
@@ -287,55 +593,91 @@ fn forwarded_address(headers: &HeaderMap) -> Option<String> {
     last.parse::<std::net::IpAddr>().ok().map(|address| address.to_string())
 }
 
-async fn login(State(state): State<AppState>, request: Request) -> Result<Response> {
-    let forwarded = state
-        .inner
-        .settings
-        .trust_forwarded_for
-        .then(|| forwarded_address(request.headers()))
-        .flatten();
-    let address = forwarded.unwrap_or_else(|| {
+/// The address a request comes from: the connection's, or behind a trusted proxy the one it
+/// appended to `X-Forwarded-For`.
+fn client_address(state: &AppState, request: &Request) -> String {
+    let forwarded = state.inner.settings.trust_forwarded_for.then(|| forwarded_address(request.headers())).flatten();
+    forwarded.unwrap_or_else(|| {
         request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip().to_string())
             .unwrap_or_else(|| "unknown".into())
-    });
+    })
+}
+
+/// Appends an entry to the audit log in its own transaction. Blocking. A failure is logged and
+/// does not fail the request the entry is about.
+fn audit(state: &AppState, kind: &str, actor: &str, address: &str, subject: &str, detail: &str) {
+    let entry = audit_entry(kind, actor, address, subject, detail);
+    if let Err(error) = store::write(state.database().as_ref(), |tx| tx.audit(&entry)) {
+        tracing::warn!(%error, kind, "an audit log entry could not be written");
+    }
+}
+
+/// An audit log entry stamped now; text is cut to 200 characters so a long name cannot bloat it.
+fn audit_entry(kind: &str, actor: &str, address: &str, subject: &str, detail: &str) -> AuditEntry {
+    let cut = |text: &str| text.chars().take(200).collect::<String>();
+    AuditEntry {
+        id: 0,
+        at: hlc::wall_ms(),
+        kind: kind.to_owned(),
+        actor: cut(actor),
+        address: cut(address),
+        subject: cut(subject),
+        detail: cut(detail),
+    }
+}
+
+async fn login(State(state): State<AppState>, request: Request) -> Result<Response> {
+    let address = client_address(&state, &request);
     let (parts, body) = request.into_parts();
-    let login: LoginRequest = json_body(body, &parts.headers, MAX_SMALL_BODY).await?;
+    let client = parts.headers.get("x-client-id").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let login: LoginRequest = json_body(&state, body, &parts.headers, MAX_SMALL_BODY).await?;
     if login.device_name.chars().count() > 100 {
         return Err(Error::bad_request("invalid_body", "device_name is at most 100 characters"));
     }
-    let account_key = format!("account:{}", login.username.to_lowercase());
-    let address_key = format!("address:{address}");
-    for key in [&account_key, &address_key] {
-        if let Some(seconds) = state.inner.limiter.locked(key) {
-            return Err(Error::api(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many failed sign-ins; try again in {seconds} s"),
-            )
-            .with_header("retry-after", seconds.to_string()));
-        }
+    if let Some(character) = control_character(&login.device_name, &[]) {
+        return Err(control_character_error("device_name", character));
     }
+    // The attempt is counted before the password is verified, in one step, so guesses sent at
+    // once cannot all pass the limit between a check and a count.
+    let attempt = state.inner.limiter.admit(&login.username, &address).map_err(|wait| {
+        let seconds = auth::retry_after_seconds(wait);
+        Error::api(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many failed sign-ins; try again in {seconds} s"))
+            .with_header("retry-after", seconds.to_string())
+    })?;
+    let pass = match state.inner.gate.enter().await {
+        Ok(pass) => pass,
+        Err(busy) => {
+            state.inner.limiter.withdraw(attempt);
+            return Err(busy);
+        }
+    };
     let tokens = state
         .run(move |state| {
+            let mut pass = pass;
             let user = store::read(state.database().as_ref(), |tx| tx.user_by_name(&login.username))?;
             // An unknown name is checked against a dummy hash so it costs the same time and
             // gets the same answer as a wrong password.
             let stored = user.as_ref().map(|user| user.password_hash.as_str()).unwrap_or(&state.inner.dummy_hash);
-            let matches = auth::verify_password(&login.password, stored);
+            let matches = pass.verify(&login.password, stored);
+            // The next verification may start while this sign-in writes its tokens.
+            drop(pass);
             let user = user.filter(|user| matches && !user.disabled);
             let Some(user) = user else {
-                state.inner.limiter.fail(&account_key);
-                state.inner.limiter.fail(&address_key);
+                // The attempt stays counted as the failure it is, and the log keeps it, so a
+                // password sprayed over many accounts is seen.
+                drop(attempt);
+                audit(state, "sign_in_failed", &login.username, &address, &login.username, "wrong user name or password");
                 return Err(Error::unauthorized("wrong user name or password"));
             };
-            state.inner.limiter.succeed(&account_key);
-            let session = uuid::Uuid::new_v4().to_string();
+            state.inner.limiter.succeed(attempt);
             let lifetimes = state.inner.settings.lifetimes;
+            let entry = audit_entry("sign_in", &user.username, &address, &user.username, &format!("device {}", login.device_name));
             store::write(state.database().as_ref(), |tx| {
-                auth::issue_pair(tx, user.id, &session, &login.device_name, lifetimes, hlc::wall_ms())
+                tx.audit(&entry)?;
+                auth::start_session(tx, user.id, client.as_deref(), &login.device_name, lifetimes, hlc::wall_ms())
             })
         })
         .await?;
@@ -343,30 +685,22 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
 }
 
 async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
-    let request: RefreshRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+    let request: RefreshRequest = json_body(&state, body, &headers, MAX_SMALL_BODY).await?;
+    let client = headers.get("x-client-id").and_then(|value| value.to_str().ok()).map(str::to_owned);
     let tokens = state
         .run(move |state| {
             let lifetimes = state.inner.settings.lifetimes;
+            // A refusal that revoked the session is answered after the revocation commits.
             store::write(state.database().as_ref(), |tx| {
-                let now = hlc::wall_ms();
-                let row = tx.token(&auth::token_hash(&request.refresh_token))?.filter(|row| row.kind == "refresh");
-                let Some(row) = row.filter(|row| row.expires_at > now) else {
-                    return Err(Error::unauthorized("the refresh token is unknown, used, revoked or expired; sign in again"));
-                };
-                if tx.user_by_id(row.user_id)?.is_none_or(|user| user.disabled) {
-                    return Err(Error::unauthorized("the account is disabled"));
-                }
-                // Rotation: the used refresh token and its access token stop working.
-                tx.delete_session(&row.session_id)?;
-                auth::issue_pair(tx, row.user_id, &row.session_id, &row.device_name, lifetimes, now)
-            })
+                auth::renew_session(tx, &request.refresh_token, client.as_deref(), lifetimes, hlc::wall_ms())
+            })?
         })
         .await?;
     Ok(Json(tokens).into_response())
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
-    let request: RefreshRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+    let request: RefreshRequest = json_body(&state, body, &headers, MAX_SMALL_BODY).await?;
     state
         .run(move |state| {
             store::write(state.database().as_ref(), |tx| {
@@ -385,7 +719,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Body) -
 async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
     schema_header(&headers)?;
     let caller = state.caller(&headers).await?;
-    let bytes = read_body(body, &headers, MAX_BATCH_BYTES).await.map_err(|error| match error {
+    let bytes = read_body(&state, body, &headers, MAX_BATCH_BYTES).await.map_err(|error| match error {
         Error::Api { status: StatusCode::PAYLOAD_TOO_LARGE, .. } => {
             Error::too_large(format!("a push body is at most {MAX_BATCH_BYTES} bytes; split the batch"))
         }
@@ -403,9 +737,18 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
         }
     }
     sync::check_push(&request)?;
+    let device = uuid::Uuid::parse_str(&request.client_id).map(|id| id.to_string()).unwrap_or_default();
+    check_device(&caller, &device)?;
     let outcome = state
         .run(move |state| {
-            store::write(state.database().as_ref(), |tx| sync::push(tx, &caller, state.clock(), &request, hlc::wall_ms()))
+            store::write(state.database().as_ref(), |tx| {
+                // A session signed in without naming its device is bound to the first one that
+                // pushes with it.
+                if caller.client_id.is_none() {
+                    tx.bind_session(&caller.session_id, &device)?;
+                }
+                sync::push(tx, &caller, state.clock(), &request, hlc::wall_ms())
+            })
         })
         .await?;
     state.clock().observe(outcome.max_hlc);
@@ -423,6 +766,9 @@ async fn pull(
 ) -> Result<Response> {
     let schema_version = schema_header(&headers)?.unwrap_or(SCHEMA_VERSION);
     let caller = state.caller(&headers).await?;
+    if let Some(device) = headers.get("x-client-id").and_then(|value| value.to_str().ok()) {
+        check_device(&caller, &uuid::Uuid::parse_str(device).map(|id| id.to_string()).unwrap_or_default())?;
+    }
     let Query(query) = query.map_err(|error| Error::bad_request("invalid_query", error.body_text()))?;
     let limit = match query.get("limit") {
         None => sync::DEFAULT_PULL_LIMIT,
@@ -443,6 +789,17 @@ async fn pull(
     Ok(Json(page).into_response())
 }
 
+/// 403 unless the caller's session may be used from `device` (a client id): a session is bound
+/// to the device it signed in from, so a token copied to another device is refused there.
+fn check_device(caller: &Caller, device: &str) -> Result<()> {
+    match &caller.client_id {
+        Some(bound) if bound != device => {
+            Err(Error::forbidden("this session was signed in on another device; sign in on this one"))
+        }
+        _ => Ok(()),
+    }
+}
+
 // Blobs.
 
 fn check_digest(sha256: &str) -> Result<()> {
@@ -454,10 +811,14 @@ fn check_digest(sha256: &str) -> Result<()> {
 }
 
 async fn blob_exists(State(state): State<AppState>, headers: HeaderMap, Path(sha256): Path<String>) -> Result<Response> {
-    state.caller(&headers).await?;
+    let caller = state.caller(&headers).await?;
     check_digest(&sha256)?;
     let digest = sha256.clone();
-    let blob = state.run(move |state| store::read(state.database().as_ref(), |tx| tx.blob(&digest))).await?;
+    // Only a blob the caller may read exists for them: its existence and size are not told to
+    // assistants of other villages.
+    let blob = state
+        .run(move |state| store::read(state.database().as_ref(), |tx| tx.readable_blob(&digest, caller.user_id, &caller.scopes)))
+        .await?;
     match blob {
         Some(blob) => Ok((
             StatusCode::OK,
@@ -504,15 +865,12 @@ async fn download_blob(State(state): State<AppState>, headers: HeaderMap, Path(s
     check_digest(&sha256)?;
     let digest = sha256.clone();
     let lookup_caller = caller.clone();
-    // A blob is readable by its uploader and by anyone whose villages hold a photo naming it;
-    // to everyone else it does not exist.
+    // A blob is readable by its uploader and in the villages it was granted to (where it was
+    // uploaded, or named by a photo of someone who could read it); to everyone else it does not
+    // exist.
     let blob: Option<BlobMeta> = state
         .run(move |state| {
-            store::read(state.database().as_ref(), |tx| {
-                let Some(blob) = tx.blob(&digest)? else { return Ok(None) };
-                let visible = blob.uploaded_by == lookup_caller.user_id || tx.photo_in_scopes(&digest, &lookup_caller.scopes)?;
-                Ok(visible.then_some(blob))
-            })
+            store::read(state.database().as_ref(), |tx| tx.readable_blob(&digest, lookup_caller.user_id, &lookup_caller.scopes))
         })
         .await?;
     let blob = blob.ok_or_else(|| Error::not_found("no such blob"))?;
@@ -568,7 +926,7 @@ pub struct UploadCreated {
 
 async fn create_upload(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
     let caller = state.caller(&headers).await?;
-    let request: UploadRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+    let request: UploadRequest = json_body(&state, body, &headers, MAX_SMALL_BODY).await?;
     check_digest(&request.sha256)?;
     if !(1..=MAX_BLOB_BYTES).contains(&request.size) {
         return Err(Error::bad_request("invalid_body", format!("size must be 1 to {MAX_BLOB_BYTES} bytes")));
@@ -584,7 +942,9 @@ async fn create_upload(State(state): State<AppState>, headers: HeaderMap, body: 
     let created = state
         .run(move |state| {
             store::write(state.database().as_ref(), |tx| {
-                if let Some(blob) = tx.blob(&request.sha256)? {
+                // Only a blob the caller may already read is reported as existing; anyone else
+                // uploads the bytes, which proves they have them.
+                if let Some(blob) = tx.readable_blob(&request.sha256, caller.user_id, &caller.scopes)? {
                     return Ok(UploadCreated { id: None, location: format!("/blobs/{}", blob.sha256), offset: blob.size, exists: true });
                 }
                 let upload = Upload {
@@ -658,7 +1018,43 @@ async fn upload_chunk(State(state): State<AppState>, headers: HeaderMap, Path(id
         )
         .with_header("upload-offset", upload.offset.to_string()));
     }
-    let bytes = read_body(body, &headers, MAX_CHUNK_BYTES).await?;
+    let (received, outcome) = read_body_keeping(&state, body, &headers, MAX_CHUNK_BYTES).await;
+    // Chunks of one upload take turns from here on, and the offset is read again: of two chunks
+    // sent at the same offset, the second finds it moved and is refused before it writes a byte
+    // into the partial file the first one wrote.
+    let turn = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        upload.id.hash(&mut hasher);
+        &state.inner.upload_turns[(hasher.finish() % UPLOAD_TURNS as u64) as usize]
+    };
+    let _turn = turn.lock().await;
+    let upload = own_upload(&state, &caller, upload.id).await?;
+    if offset != upload.offset {
+        return Err(Error::api(
+            StatusCode::CONFLICT,
+            "offset_mismatch",
+            format!("another chunk moved the upload to offset {} first; resume from there", upload.offset),
+        )
+        .with_header("upload-offset", upload.offset.to_string()));
+    }
+    if let Err(error) = outcome {
+        // The chunk was cut or stalled: the bytes that arrived are kept and the upload's offset
+        // moves past them, so the device, asking where the upload stands, sends again only the
+        // bytes that were in flight.
+        let kept = offset + received.len() as i64;
+        if !received.is_empty() && kept < upload.size {
+            let upload_id = upload.id.clone();
+            state
+                .run(move |state| {
+                    state.inner.blobs.write_part(&upload_id, offset as u64, &received)?;
+                    store::write(state.database().as_ref(), |tx| tx.advance_upload(&upload_id, offset, kept))
+                })
+                .await?;
+        }
+        return Err(error);
+    }
+    let bytes = Bytes::from(received);
     let end = offset + bytes.len() as i64;
     if end > upload.size {
         return Err(Error::too_large(format!("the chunk runs past the declared size of {} bytes", upload.size)));
@@ -694,7 +1090,12 @@ async fn upload_chunk(State(state): State<AppState>, headers: HeaderMap, Path(id
             }
             let blob = BlobMeta { sha256: upload.sha256.clone(), size: upload.size, mime: upload.mime.clone(), uploaded_by: upload.user_id };
             store::write(database, |tx| {
-                tx.put_blob(&blob, hlc::wall_ms())?;
+                let now = hlc::wall_ms();
+                tx.put_blob(&blob, now)?;
+                // Whoever sent the bytes may read them in every village of theirs.
+                for scope in &caller.scopes {
+                    tx.grant_blob(&blob.sha256, scope, now)?;
+                }
                 tx.delete_upload(&upload.id)
             })?;
             Ok(end)
@@ -705,17 +1106,87 @@ async fn upload_chunk(State(state): State<AppState>, headers: HeaderMap, Path(id
 
 // The platform's endpoints.
 
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<()> {
-    let Some(expected) = &state.inner.settings.admin_token else {
-        return Err(Error::not_found("the platform endpoints are disabled on this server"));
-    };
-    let given = bearer(headers).unwrap_or_default();
-    // Comparing digests keeps the comparison's time independent of where the strings differ.
-    if Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Error::unauthorized("the platform endpoints need the admin token"))
+/// Who is calling an admin endpoint, as the admin middleware established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminIdentity {
+    /// The signed-in admin's user name; `None` for the bootstrap token.
+    pub name: Option<String>,
+    /// The address the request came from.
+    pub address: String,
+}
+
+impl AdminIdentity {
+    /// Who the audit log names: `admin:<name>`, or `bootstrap` for the bootstrap token.
+    pub fn actor(&self) -> String {
+        match &self.name {
+            Some(name) => format!("admin:{name}"),
+            None => "bootstrap".to_owned(),
+        }
     }
+
+    /// Who platform writes are recorded as: `moderator:<name>`, or `platform` for the
+    /// platform's own systems using the bootstrap token.
+    pub fn writer(&self) -> String {
+        match &self.name {
+            Some(name) => format!("moderator:{name}"),
+            None => "platform".to_owned(),
+        }
+    }
+}
+
+/// The limiter's name for attempts at the admin endpoints, counted per address like sign-ins to
+/// one account, so the bootstrap token cannot be guessed at speed either.
+const ADMIN_LIMIT_KEY: &str = "(admin endpoints)";
+
+/// Guards the admin endpoints: the caller is a signed-in admin (an access token of an account
+/// with the admin role) or holds the bootstrap token. An address whose refused attempts used up
+/// the sign-in limiter's free failures waits before anything is compared; each refused attempt
+/// counts against it (a correct one is not counted, so a platform system's parallel calls are
+/// never slowed). Every admin action other than a read is written to the audit log with its
+/// answer's status.
+async fn require_admin(State(state): State<AppState>, mut request: Request, next: axum::middleware::Next) -> Response {
+    let address = client_address(&state, &request);
+    match state.inner.limiter.check(ADMIN_LIMIT_KEY, &address) {
+        Ok(()) => {}
+        Err(wait) => {
+            let seconds = auth::retry_after_seconds(wait);
+            return Error::api(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many refused admin requests; try again in {seconds} s"))
+                .with_header("retry-after", seconds.to_string())
+                .into_response();
+        }
+    };
+    let given = bearer(request.headers()).unwrap_or_default();
+    // Comparing digests keeps the comparison's time independent of where the strings differ.
+    let bootstrap = state
+        .inner
+        .settings
+        .admin_token
+        .as_ref()
+        .is_some_and(|expected| Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes()));
+    let name = if bootstrap || given.is_empty() {
+        None
+    } else {
+        let token = given.clone();
+        match state.run(move |state| store::read(state.database().as_ref(), |tx| auth::authenticate_admin(tx, &token, hlc::wall_ms()))).await {
+            Ok(name) => name,
+            Err(error) => return error.into_response(),
+        }
+    };
+    if !bootstrap && name.is_none() {
+        state.inner.limiter.fail(ADMIN_LIMIT_KEY, &address);
+        return Error::unauthorized("the platform endpoints need an admin's access token (or the bootstrap token)").into_response();
+    }
+    let identity = AdminIdentity { name, address };
+    let action = format!("{} {}", request.method(), request.uri().path());
+    let read = request.method() == axum::http::Method::GET;
+    request.extensions_mut().insert(identity.clone());
+    let response = next.run(request).await;
+    if !read {
+        let detail = format!("answered {}", response.status().as_u16());
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || audit(&state, "admin_action", &identity.actor(), &identity.address, &action, &detail)).await;
+    }
+    response
 }
 
 /// `POST /admin/v1/villages` body.
@@ -729,8 +1200,7 @@ pub struct VillageRequest {
 }
 
 async fn admin_village(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
-    require_admin(&state, &headers)?;
-    let request: VillageRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+    let request: VillageRequest = json_body(&state, body, &headers, MAX_SMALL_BODY).await?;
     platform::check_village(&request.code, &request.name)?;
     let created = state
         .run(move |state| {
@@ -755,15 +1225,28 @@ pub struct AssistantRequest {
     pub villages: Vec<String>,
 }
 
-async fn admin_assistant(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
-    require_admin(&state, &headers)?;
-    let request: AssistantRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+async fn admin_assistant(
+    State(state): State<AppState>,
+    Extension(admin): Extension<AdminIdentity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let request: AssistantRequest = json_body(&state, body, &headers, MAX_SMALL_BODY).await?;
     platform::check_username(&request.username)?;
-    platform::check_password(&request.password)?;
+    platform::check_password(&request.username, &request.password)?;
+    // Hashing takes a hash's memory like a sign-in, so it waits its turn at the same gate.
+    let pass = state.inner.gate.enter().await?;
     let id = state
         .run(move |state| {
-            let hash = platform::new_password_hash(&request.password, state.inner.settings.password_cost)?;
-            store::write(state.database().as_ref(), |tx| platform::add_assistant(tx, &request.username, &hash, &request.villages))
+            let hash = platform::new_password_hash(&request.username, &request.password, state.inner.settings.password_cost)?;
+            drop(pass);
+            let detail = format!("account created with villages [{}]", request.villages.join(", "));
+            let entry = audit_entry("scope_change", &admin.actor(), &admin.address, &request.username, &detail);
+            store::write(state.database().as_ref(), |tx| {
+                let id = platform::add_assistant(tx, &request.username, &hash, &request.villages)?;
+                tx.audit(&entry)?;
+                Ok(id)
+            })
         })
         .await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "assistant_id": id.to_string() }))).into_response())
@@ -780,9 +1263,14 @@ pub struct AssignRequest {
     pub remove: bool,
 }
 
-async fn admin_assign(State(state): State<AppState>, headers: HeaderMap, Path(username): Path<String>, body: Body) -> Result<Response> {
-    require_admin(&state, &headers)?;
-    let request: AssignRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+async fn admin_assign(
+    State(state): State<AppState>,
+    Extension(admin): Extension<AdminIdentity>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    body: Body,
+) -> Result<Response> {
+    let request: AssignRequest = json_body(&state, body, &headers, MAX_SMALL_BODY).await?;
     let scopes = state
         .run(move |state| {
             store::write(state.database().as_ref(), |tx| {
@@ -797,6 +1285,9 @@ async fn admin_assign(State(state): State<AppState>, headers: HeaderMap, Path(us
                         tx.assign(id, code)?;
                     }
                 }
+                let change = if request.remove { "removed" } else { "assigned" };
+                let detail = format!("{change} villages [{}]", request.villages.join(", "));
+                tx.audit(&audit_entry("scope_change", &admin.actor(), &admin.address, &username, &detail))?;
                 tx.scopes(id)
             })
         })
@@ -813,9 +1304,14 @@ pub struct StatusRequest {
     pub disabled: bool,
 }
 
-async fn admin_status(State(state): State<AppState>, headers: HeaderMap, Path(username): Path<String>, body: Body) -> Result<Response> {
-    require_admin(&state, &headers)?;
-    let request: StatusRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+async fn admin_status(
+    State(state): State<AppState>,
+    Extension(admin): Extension<AdminIdentity>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    body: Body,
+) -> Result<Response> {
+    let request: StatusRequest = json_body(&state, body, &headers, MAX_SMALL_BODY).await?;
     state
         .run(move |state| {
             store::write(state.database().as_ref(), |tx| {
@@ -824,6 +1320,8 @@ async fn admin_status(State(state): State<AppState>, headers: HeaderMap, Path(us
                 if request.disabled {
                     tx.delete_user_tokens(id)?;
                 }
+                let detail = if request.disabled { "account disabled, its sessions revoked" } else { "account enabled" };
+                tx.audit(&audit_entry("scope_change", &admin.actor(), &admin.address, &username, detail))?;
                 Ok(())
             })
         })
@@ -831,25 +1329,51 @@ async fn admin_status(State(state): State<AppState>, headers: HeaderMap, Path(us
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn admin_moderation(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Body) -> Result<Response> {
-    require_admin(&state, &headers)?;
-    let request: ModerationRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+async fn admin_moderation(
+    State(state): State<AppState>,
+    Extension(admin): Extension<AdminIdentity>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response> {
+    let request: ModerationRequest = json_body(&state, body, &headers, MAX_SMALL_BODY).await?;
     state
-        .run(move |state| store::write(state.database().as_ref(), |tx| platform::moderate(tx, state.clock(), &id, &request)))
+        .run(move |state| {
+            store::write(state.database().as_ref(), |tx| platform::moderate(tx, state.clock(), &admin.writer(), &id, &request))
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn admin_submissions(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response> {
-    require_admin(&state, &headers)?;
+async fn admin_submissions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response> {
     let submissions =
         state.run(move |state| store::read(state.database().as_ref(), |tx| platform::listing_submissions(tx, &id))).await?;
     Ok(Json(submissions).into_response())
 }
 
+/// `GET /admin/v1/audit` query: a page of the audit log, newest first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Entries with an id below this one (the last id of the previous page); the newest when absent.
+    pub before: Option<i64>,
+    /// Entries per page (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+async fn admin_audit(State(state): State<AppState>, query: std::result::Result<Query<AuditQuery>, QueryRejection>) -> Result<Response> {
+    let Query(query) = query.map_err(|error| Error::bad_request("invalid_query", error.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::bad_request("invalid_query", "limit is 1 to 1000"));
+    }
+    let before = query.before.unwrap_or(i64::MAX);
+    let entries = state.run(move |state| store::read(state.database().as_ref(), |tx| tx.audit_entries(before, limit))).await?;
+    Ok(Json(serde_json::json!({ "entries": entries })).into_response())
+}
+
 async fn admin_sale(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
-    require_admin(&state, &headers)?;
-    let request: SaleRequest = json_body(body, &headers, MAX_SMALL_BODY).await?;
+    let request: SaleRequest = json_body(&state, body, &headers, MAX_SMALL_BODY).await?;
     let recorded = state
         .run(move |state| store::write(state.database().as_ref(), |tx| platform::record_sale(tx, state.clock(), &request)))
         .await?;

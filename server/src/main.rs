@@ -36,6 +36,12 @@ enum Command {
         #[command(subcommand)]
         command: AssistantCommand,
     },
+    /// Manage the accounts of the platform's admins, who sign in like assistants and whose
+    /// tokens open the /admin/v1 endpoints.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Purge tombstoned rows and their change history older than a horizon of at least 180
     /// days; devices whose pull cursor is older then re-snapshot (reset: history_pruned).
     Prune(PruneArgs),
@@ -102,12 +108,31 @@ struct ServeArgs {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8470")]
     listen: std::net::SocketAddr,
-    /// The token guarding the platform's /admin/v1 endpoints (disabled when absent).
-    #[arg(long, env = "FURROW_ADMIN_TOKEN", hide_env_values = true)]
+    /// A file holding the bootstrap token of the /admin/v1 endpoints (at least 32 characters;
+    /// FURROW_ADMIN_TOKEN also works). Admins otherwise sign in with their own accounts.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Refused: a token on the command line is visible to every user of the machine.
+    #[arg(long, hide = true)]
     admin_token: Option<String>,
     /// Behind a reverse proxy: count failed sign-ins by the address in X-Forwarded-For.
     #[arg(long)]
     trust_forwarded_for: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Create an admin's account.
+    Add {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The login name: 3 to 64 letters, digits, '.', '_', '-' or '@'.
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -203,11 +228,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn read_password() -> Result<String, Error> {
+fn read_password(username: &str) -> Result<String, Error> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input)?;
     let password = input.lines().next().unwrap_or_default().to_owned();
-    platform::check_password(&password)?;
+    platform::check_password(username, &password)?;
     Ok(password)
 }
 
@@ -227,9 +252,35 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Assistant { command } => assistant(command),
+        Command::Admin { command: AdminCommand::Add { storage, username, .. } } => {
+            platform::check_username(&username)?;
+            let password = read_password(&username)?;
+            let database = open(&storage)?;
+            let hash = platform::new_password_hash(&username, &password, PasswordCost::STANDARD)?;
+            store::write(database.as_ref(), |tx| {
+                let id = platform::add_admin(tx, &username, &hash)?;
+                operator_audit(tx, &username, "admin account created")?;
+                Ok(id)
+            })?;
+            println!("added admin {username}");
+            Ok(())
+        }
         Command::Prune(args) => prune(args),
         Command::NewEpoch(args) => new_epoch(args),
     }
+}
+
+/// Records an operator command that changed an account or its villages in the audit log.
+fn operator_audit(tx: &mut store::Tx<'_>, username: &str, detail: &str) -> Result<(), Error> {
+    tx.audit(&store::AuditEntry {
+        id: 0,
+        at: furrow::hlc::wall_ms(),
+        kind: "scope_change".into(),
+        actor: "operator".into(),
+        address: "-".into(),
+        subject: username.to_owned(),
+        detail: detail.to_owned(),
+    })
 }
 
 fn new_epoch(args: NewEpochArgs) -> Result<(), Error> {
@@ -261,11 +312,16 @@ fn assistant(command: AssistantCommand) -> Result<(), Error> {
     match command {
         AssistantCommand::Add { storage, username, villages, .. } => {
             platform::check_username(&username)?;
-            let password = read_password()?;
+            let password = read_password(&username)?;
             let database = open(&storage)?;
             store::read(database.as_ref(), |tx| platform::require_villages(tx, &villages))?;
-            let hash = platform::new_password_hash(&password, PasswordCost::STANDARD)?;
-            let id = store::write(database.as_ref(), |tx| platform::add_assistant(tx, &username, &hash, &villages))?;
+            let hash = platform::new_password_hash(&username, &password, PasswordCost::STANDARD)?;
+            let detail = format!("account created with villages [{}]", villages.join(", "));
+            let id = store::write(database.as_ref(), |tx| {
+                let id = platform::add_assistant(tx, &username, &hash, &villages)?;
+                operator_audit(tx, &username, &detail)?;
+                Ok(id)
+            })?;
             println!("added assistant {username} (id {id})");
             Ok(())
         }
@@ -283,7 +339,7 @@ fn assistant(command: AssistantCommand) -> Result<(), Error> {
                         tx.assign(id, code)?;
                     }
                 }
-                Ok(())
+                operator_audit(tx, &username, &format!("{} villages [{}]", if remove { "removed" } else { "assigned" }, villages.join(", ")))
             })?;
             println!("{} {} for {username}", if remove { "removed" } else { "assigned" }, villages.join(", "));
             Ok(())
@@ -296,20 +352,20 @@ fn assistant(command: AssistantCommand) -> Result<(), Error> {
                 if !enable {
                     tx.delete_user_tokens(id)?;
                 }
-                Ok(())
+                operator_audit(tx, &username, if enable { "account enabled" } else { "account disabled, its sessions revoked" })
             })?;
             println!("{} {username}", if enable { "enabled" } else { "disabled" });
             Ok(())
         }
         AssistantCommand::ResetPassword { storage, username, .. } => {
-            let password = read_password()?;
+            let password = read_password(&username)?;
             let database = open(&storage)?;
-            let hash = platform::new_password_hash(&password, PasswordCost::STANDARD)?;
+            let hash = platform::new_password_hash(&username, &password, PasswordCost::STANDARD)?;
             store::write(database.as_ref(), |tx| {
                 let id = platform::user_id(tx, &username)?;
                 tx.set_password(id, &hash)?;
                 tx.delete_user_tokens(id)?;
-                Ok(())
+                operator_audit(tx, &username, "password reset, its sessions revoked")
             })?;
             println!("reset the password of {username}");
             Ok(())
@@ -317,17 +373,39 @@ fn assistant(command: AssistantCommand) -> Result<(), Error> {
     }
 }
 
+/// The bootstrap admin token: from the file given, or from FURROW_ADMIN_TOKEN, never from the
+/// command line, where every user of the machine sees it in the process list.
+fn admin_token(args: &ServeArgs) -> Result<Option<String>, Error> {
+    if args.admin_token.is_some() {
+        return Err(Error::bad_request(
+            "invalid_argument",
+            "--admin-token is no longer accepted: a token on the command line is visible in the process list; \
+             put it in a file and pass --admin-token-file, or set FURROW_ADMIN_TOKEN",
+        ));
+    }
+    let token = match &args.admin_token_file {
+        Some(path) => Some(std::fs::read_to_string(path)?.trim().to_owned()),
+        None => std::env::var("FURROW_ADMIN_TOKEN").ok().map(|token| token.trim().to_owned()),
+    };
+    let token = token.filter(|token| !token.is_empty());
+    if let Some(token) = &token {
+        furrow_server::auth::check_admin_token(token)?;
+    }
+    Ok(token)
+}
+
 fn serve(args: ServeArgs) -> Result<(), Error> {
+    let admin_token = admin_token(&args)?;
     let database = open(&args.storage)?;
     let blobs = Arc::new(FileBlobStore::new(&args.storage.data_dir().join("blobs"))?);
     let settings = Settings {
-        admin_token: args.admin_token.filter(|token| !token.is_empty()),
+        admin_token,
         trust_forwarded_for: args.trust_forwarded_for,
         ..Settings::default()
     };
     let state = AppState::new(database, blobs, settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         tracing::info!(address = %listener.local_addr()?, backend = state.database().name(), "serving");
         let housekeeper = state.clone();
@@ -345,8 +423,12 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         });
         furrow_server::http::serve_until(listener, state, shutdown_signal()).await?;
         tracing::info!("stopped");
-        Ok(())
-    })
+        Ok::<(), Error>(())
+    })?;
+    // Storage work still running on blocking threads gets a moment to finish; the process does
+    // not wait on it for ever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM, so requests in flight finish before the process exits.

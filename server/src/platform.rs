@@ -3,7 +3,8 @@
 //! and node, and an actor such as `platform` or `moderator:li`; devices receive these writes in
 //! their pulls like any other change.
 
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
 
 use furrow::hlc::{self, Clock, NodeId};
 use furrow::schema::{self, TableSpec};
@@ -96,8 +97,12 @@ fn check(table: &TableSpec, name: &str, value: &Value) -> Result<()> {
     let field = table
         .field(name)
         .ok_or_else(|| Error::bad_request("unknown_field", format!("table {} has no field {name:?}", table.name)))?;
-    validate::check_value(field, value)
-        .map_err(|failure| Error::bad_request("invalid_value", format!("{}.{name} {} ({})", table.name, failure.message_en, failure.code)))
+    validate::check_value(field, value).map_err(|failure| {
+        Error::bad_request(
+            crate::sync::value_error_code(&failure.code),
+            format!("{}.{name} {} ({})", table.name, failure.message_en, failure.code),
+        )
+    })
 }
 
 /// Checks a village code and name the way the synced `villages` table does.
@@ -129,13 +134,52 @@ pub fn check_username(username: &str) -> Result<()> {
     }
 }
 
-/// Checks a new password: at least 8 characters.
-pub fn check_password(password: &str) -> Result<()> {
-    if password.chars().count() >= 8 && password.len() <= 1024 {
-        Ok(())
-    } else {
-        Err(Error::bad_request("weak_password", "a password has 8 to 1024 characters"))
+/// Passwords people choose most often, at least 8 characters long, lowercase, one a line: from
+/// published lists of leaked passwords, with the ones most common in China.
+const COMMON_PASSWORDS: &str = include_str!("../data/common-passwords.txt");
+
+/// Whether `password` (compared in lowercase) is one of the common passwords shipped with the
+/// server.
+pub fn is_common_password(password: &str) -> bool {
+    static COMMON: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    let common = COMMON.get_or_init(|| COMMON_PASSWORDS.lines().map(str::trim).filter(|line| !line.is_empty()).collect());
+    let lowered = password.trim().to_lowercase();
+    common.contains(lowered.as_str())
+}
+
+/// Whether every character of `password` follows the one before it by one code point, up or
+/// down (`12345678`, `abcdefgh`, `87654321`).
+fn is_run(password: &str) -> bool {
+    let codes: Vec<u32> = password.chars().map(u32::from).collect();
+    let step = |up: bool| codes.windows(2).all(|pair| if up { pair[1] == pair[0] + 1 } else { pair[0] == pair[1] + 1 });
+    codes.len() > 1 && (step(true) || step(false))
+}
+
+/// Checks a new password as NIST SP 800-63B asks: at least 8 characters (and at most 1024
+/// bytes), no composition rules, but refused when it is one of the common passwords shipped
+/// with the server, one character repeated or a run (`        `, `aaaaaaaa`, `12345678`), or
+/// the user name or a password containing it. A control character is refused as in any text.
+pub fn check_password(username: &str, password: &str) -> Result<()> {
+    let weak = |message: &str| Err(Error::bad_request("weak_password", message.to_owned()));
+    if password.chars().count() < 8 || password.len() > 1024 {
+        return weak("a password has 8 to 1024 characters; a phrase of several words is easy to remember and hard to guess");
     }
+    if let Some(character) = password.chars().find(|character| character.is_control()) {
+        return Err(crate::http::control_character_error("the password", character));
+    }
+    let mut characters = password.chars();
+    let first = characters.next();
+    if characters.all(|character| Some(character) == first) || is_run(password) {
+        return weak("a password of one character repeated, or a run such as 12345678, is guessed at once");
+    }
+    if is_common_password(password) {
+        return weak("this is one of the most common passwords, which are guessed first; choose another");
+    }
+    let name = username.trim().to_lowercase();
+    if !name.is_empty() && password.to_lowercase().contains(&name) {
+        return weak("a password may not be or contain the user name");
+    }
+    Ok(())
 }
 
 /// Answers 404 unless every village exists.
@@ -160,6 +204,15 @@ pub fn add_assistant(tx: &mut Tx<'_>, username: &str, password_hash: &str, villa
     Ok(id)
 }
 
+/// Creates an admin: an account of the platform's staff, with no villages, whose access tokens
+/// open the admin endpoints. Returns the id.
+pub fn add_admin(tx: &mut Tx<'_>, username: &str, password_hash: &str) -> Result<i64> {
+    check_username(username)?;
+    let id = tx.create_user(username, password_hash, hlc::wall_ms())?;
+    tx.set_role(id, crate::auth::ADMIN_ROLE)?;
+    Ok(id)
+}
+
 /// The user with this name, or 404.
 pub fn user_id(tx: &mut Tx<'_>, username: &str) -> Result<i64> {
     tx.user_by_name(username)?
@@ -167,9 +220,9 @@ pub fn user_id(tx: &mut Tx<'_>, username: &str) -> Result<i64> {
         .ok_or_else(|| Error::not_found(format!("there is no account {username:?}")))
 }
 
-/// Hashes a password at the given cost after checking it.
-pub fn new_password_hash(password: &str, cost: PasswordCost) -> Result<String> {
-    check_password(password)?;
+/// Hashes a new password of `username` at the given cost after checking it.
+pub fn new_password_hash(username: &str, password: &str, cost: PasswordCost) -> Result<String> {
+    check_password(username, password)?;
     auth::hash_password(password, cost)
 }
 
@@ -178,7 +231,8 @@ pub fn new_password_hash(password: &str, cost: PasswordCost) -> Result<String> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModerationRequest {
-    /// Who moderated (recorded as `moderator:<name>`); `platform` when absent.
+    /// Accepted for older callers and ignored: the moderator is the admin who signed in
+    /// (`moderator:<name>`), or `platform` for the bootstrap token, never a name in the body.
     #[serde(default)]
     pub moderator: Option<String>,
     /// `pending`, `approved`, `rejected`…
@@ -195,13 +249,10 @@ pub struct ModerationRequest {
     pub sold_out: Option<bool>,
 }
 
-/// Applies a moderation verdict to an existing listing.
-pub fn moderate(tx: &mut Tx<'_>, clock: &ServerClock, listing_id: &str, request: &ModerationRequest) -> Result<()> {
-    let actor = match &request.moderator {
-        Some(name) if !name.is_empty() && name.len() <= 64 => format!("moderator:{name}"),
-        Some(_) => return Err(Error::bad_request("invalid_value", "moderator is 1 to 64 characters")),
-        None => "platform".to_owned(),
-    };
+/// Applies a moderation verdict to an existing listing, written as `actor` (`moderator:<name>`
+/// for a signed-in admin, `platform` for the platform's own systems).
+pub fn moderate(tx: &mut Tx<'_>, clock: &ServerClock, actor: &str, listing_id: &str, request: &ModerationRequest) -> Result<()> {
+    let actor = actor.to_owned();
     let mut fields = Vec::new();
     if let Some(status) = &request.moderation_status {
         fields.push(("moderation_status", Value::String(status.clone())));
@@ -445,6 +496,12 @@ pub fn record_sale(tx: &mut Tx<'_>, clock: &ServerClock, request: &SaleRequest) 
     ];
     for (name, value) in &sale_fields {
         check(&schema::SALES, name, value)?;
+    }
+    // A sale cannot have happened after today; the server knows no time zone, so "today" is the
+    // latest date anywhere on Earth, the same rule the core applies to every past date.
+    if let Some(date) = validate::parse_date(&request.order_date) {
+        validate::check_not_future("order_date", date, validate::latest_date_on_earth())
+            .map_err(|failure| Error::bad_request("invalid_value", format!("sales.order_date {} ({})", failure.message_en, failure.code)))?;
     }
     if request.allocations.is_empty() {
         return Err(Error::bad_request("invalid_value", "a sale is credited to at least one household"));

@@ -126,7 +126,7 @@ pub fn check_push(request: &PushRequest) -> Result<()> {
                     return Err(invalid_change(
                         index,
                         change,
-                        "invalid_value",
+                        value_error_code(&failure.code),
                         format!("{}.{} {} ({})", table.name, name, failure.message_en, failure.code),
                     ));
                 }
@@ -134,6 +134,16 @@ pub fn check_push(request: &PushRequest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The code of a batch refused for a value: `control_character` when the value holds one,
+/// `invalid_value` otherwise.
+pub fn value_error_code(failure_code: &str) -> &'static str {
+    if failure_code == "control_character" {
+        "control_character"
+    } else {
+        "invalid_value"
+    }
 }
 
 fn deleted_flag(value: &Value) -> Option<bool> {
@@ -298,7 +308,7 @@ pub fn push(tx: &mut Tx<'_>, caller: &Caller, clock: &ServerClock, request: &Pus
     let pass = loop {
         tx.savepoint(ROW_CHECK_SAVEPOINT)?;
         let pass = merge_batch(tx, &context, request, last_applied, &refused)?;
-        let failures = check_rows(tx, &pass.written)?;
+        let failures = check_rows(tx, caller, &pass.written)?;
         if failures.is_empty() {
             tx.release(ROW_CHECK_SAVEPOINT)?;
             break pass;
@@ -313,6 +323,7 @@ pub fn push(tx: &mut Tx<'_>, caller: &Caller, clock: &ServerClock, request: &Pus
         }
         refused.rows.extend(failures);
     };
+    grant_photo_blobs(tx, caller, &pass.written, now)?;
     let listings: Vec<String> =
         pass.written.iter().filter(|(tbl, _)| tbl == schema::LISTINGS.name).map(|(_, row_id)| row_id.clone()).collect();
     crate::platform::record_submissions(tx, clock, caller, &request.client_id, &listings, now)?;
@@ -323,6 +334,25 @@ pub fn push(tx: &mut Tx<'_>, caller: &Caller, clock: &ServerClock, request: &Pus
     let body = serde_json::to_string(&response).map_err(|error| Error::Storage(format!("response encoding: {error}")))?;
     tx.put_batch_with_digest(&request.client_id, &request.batch_id, &digest, &body, now)?;
     Ok(PushOutcome { body, replayed: false, max_hlc })
+}
+
+/// The photos a push wrote make the blobs they name (image and thumbnail) readable in the
+/// photo's village, when the pusher could already read them (uploaded them, or they are readable
+/// in one of the pusher's villages). A photo naming a hash learnt elsewhere is stored like any
+/// other, so the answer reveals nothing, but grants nothing: its blob stays unreadable there
+/// until someone in that village uploads the bytes.
+fn grant_photo_blobs(tx: &mut Tx<'_>, caller: &Caller, written: &BTreeSet<(String, String)>, now: i64) -> Result<()> {
+    for (tbl, row_id) in written.iter().filter(|(tbl, _)| tbl == schema::PHOTOS.name) {
+        let Some(row) = tx.row(tbl, row_id)?.filter(|row| !row.deleted) else { continue };
+        for field in ["sha256", "thumb_sha256"] {
+            let named = tx.field(tbl, row_id, field)?.and_then(|stored| stored.value.as_str().map(str::to_owned));
+            let Some(sha256) = named else { continue };
+            if tx.readable_blob(&sha256, caller.user_id, &caller.scopes)?.is_some() {
+                tx.grant_blob(&sha256, &row.scope_id, now)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The digest kept with a batch's stored answer: the SHA-256 (hex) of its changes serialised as
@@ -428,7 +458,7 @@ pub fn checked_record(tx: &mut Tx<'_>, table: &TableSpec, row_id: &str) -> Resul
 }
 
 /// Checks every live row in `rows` whole; returns those that fail, with their errors.
-fn check_rows(tx: &mut Tx<'_>, rows: &BTreeSet<(String, String)>) -> Result<RefusedRows> {
+fn check_rows(tx: &mut Tx<'_>, caller: &Caller, rows: &BTreeSet<(String, String)>) -> Result<RefusedRows> {
     let mut failures = RefusedRows::new();
     for (tbl, row_id) in rows {
         let Some(table) = schema::table(tbl) else { continue };
@@ -439,8 +469,12 @@ fn check_rows(tx: &mut Tx<'_>, rows: &BTreeSet<(String, String)>) -> Result<Refu
         }
         let record = checked_record(tx, table, row_id)?;
         let errors = {
-            let context = StoreContext::new(tx);
-            let errors = validate::check_record(table, &record, &context);
+            // Rows in villages the caller is not assigned to count as missing, so a reference
+            // to one is refused exactly like a reference to nothing, and the answer does not tell
+            // whether the id exists elsewhere.
+            let context = StoreContext::within(tx, &caller.scopes);
+            let mut errors = validate::check_record(table, &record, &context);
+            photo_owner_problem(table, &record, &context, &mut errors);
             context.finish()?;
             errors
         };
@@ -457,12 +491,37 @@ fn check_rows(tx: &mut Tx<'_>, rows: &BTreeSet<(String, String)>) -> Result<Refu
 pub struct StoreContext<'t, 'a> {
     tx: RefCell<&'t mut Tx<'a>>,
     failure: RefCell<Option<Error>>,
+    scopes: Option<&'t [String]>,
+}
+
+/// A photo's owner is named by a kind and an id (not a typed reference): the owner must be a
+/// live row of the table its kind names, in reach of the writer, or the photo is refused whole.
+fn photo_owner_problem(table: &TableSpec, record: &Map<String, Value>, context: &StoreContext<'_, '_>, errors: &mut Vec<FieldError>) {
+    if table.name != schema::PHOTOS.name || !errors.is_empty() {
+        return;
+    }
+    let kind = record.get("owner_type").and_then(Value::as_str);
+    let owner = record.get("owner_id").and_then(Value::as_str);
+    let (Some(owner_table), Some(owner)) = (kind.and_then(schema::photo_owner_table), owner) else { return };
+    if !validate::Context::exists(context, owner_table, owner) {
+        errors.push(FieldError::new(
+            "owner_id",
+            "not_found",
+            "照片所属的记录不存在、已删除或不是所填的类型",
+            "refers to no existing record of the declared owner kind",
+        ));
+    }
 }
 
 impl<'t, 'a> StoreContext<'t, 'a> {
     /// A context over an open transaction.
     pub fn new(tx: &'t mut Tx<'a>) -> Self {
-        Self { tx: RefCell::new(tx), failure: RefCell::new(None) }
+        Self { tx: RefCell::new(tx), failure: RefCell::new(None), scopes: None }
+    }
+
+    /// A context over an open transaction in which only rows of `scopes` exist.
+    pub fn within(tx: &'t mut Tx<'a>, scopes: &'t [String]) -> Self {
+        Self { tx: RefCell::new(tx), failure: RefCell::new(None), scopes: Some(scopes) }
     }
 
     /// The first storage error a check met, if any (a check itself cannot return one).
@@ -477,7 +536,9 @@ impl<'t, 'a> StoreContext<'t, 'a> {
 impl validate::Context for StoreContext<'_, '_> {
     fn exists(&self, table: &str, id: &str) -> bool {
         match self.tx.borrow_mut().row(table, id) {
-            Ok(row) => row.is_some_and(|row| !row.deleted),
+            Ok(row) => row.is_some_and(|row| {
+                !row.deleted && self.scopes.is_none_or(|scopes| scopes.binary_search_by(|own| own.as_str().cmp(&row.scope_id)).is_ok())
+            }),
             Err(error) => {
                 self.failure.borrow_mut().get_or_insert(error);
                 false
@@ -528,28 +589,25 @@ fn merge_field(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change, wro
     let caller = context.caller;
     // Scopes come from the token alone: the stored row's scope decides who may touch it, and a
     // new scope must be one of the caller's too.
-    if let Some(row) = &row {
-        if !caller.may_use(&row.scope_id) {
-            return Ok(rejected(change, "forbidden", "the record belongs to a village you are not assigned to", None));
-        }
-    }
+    let foreign = row.as_ref().is_some_and(|row| !caller.may_use(&row.scope_id));
     if change.field == SCOPE_FIELD {
         let scope = change.value.as_str().unwrap_or_default();
         if !caller.may_use(scope) {
             return Ok(rejected(change, "forbidden", format!("you are not assigned to village {scope}"), None));
         }
-    } else if row.is_none() {
-        return Ok(rejected(
-            change,
-            "invalid",
-            "the record does not exist on the server yet; its scope_id change must come first",
-            None,
-        ));
+        if foreign {
+            return Ok(rejected(change, "forbidden", "the record belongs to a village you are not assigned to", None));
+        }
+    } else if row.is_none() || foreign {
+        // A row of another village is answered exactly like a row the server does not know, so
+        // the answer does not tell whether the id exists elsewhere.
+        return Ok(rejected(change, "invalid", UNKNOWN_ROW, None));
     }
-    if let Some(problem) = reference_problem(tx, caller, table, change)? {
-        return Ok(problem);
-    }
-    if let Some(problem) = parent_scope_problem(tx, table, change, row.as_ref())? {
+    // A reference to a row of a village the caller is not assigned to is not refused here: such
+    // a row counts as missing, and the whole-record check refuses the record with `not_found`
+    // exactly as for a reference to nothing ([`StoreContext::within`]), so the answer does not
+    // tell whether the id exists elsewhere.
+    if let Some(problem) = parent_scope_problem(tx, caller, table, change, row.as_ref())? {
         return Ok(problem);
     }
     let stored = tx.field(table.name, &change.row_id, &change.field)?;
@@ -598,36 +656,21 @@ fn merge_field(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change, wro
     Ok(result(change, "applied"))
 }
 
-/// A reference to a row in a village the caller is not assigned to is refused: linking a
-/// household to a foreign village would leak it.
-fn reference_problem(tx: &mut Tx<'_>, caller: &Caller, table: &TableSpec, change: &Change) -> Result<Option<ChangeResult>> {
-    let target = match table.field(&change.field).map(|field| field.ty) {
-        Some(FieldType::Ref(target)) => Some(target),
-        _ if table.name == "photos" && change.field == "owner_id" => None,
-        _ => return Ok(None),
-    };
-    let Some(id) = change.value.as_str() else { return Ok(None) };
-    // A photo's owner may be a row of any table its owner kind names; ids are UUIDs, so looking
-    // in every synced table finds the one row there is.
-    let targets: Vec<&str> = match target {
-        Some(target) => vec![target],
-        None => schema::TABLES.iter().map(|table| table.name).collect(),
-    };
-    for target in targets {
-        if let Some(meta) = tx.row(target, id)? {
-            if !caller.may_use(&meta.scope_id) {
-                return Ok(Some(rejected(change, "forbidden", "the referenced record belongs to a village you are not assigned to", None)));
-            }
-        }
-    }
-    Ok(None)
-}
+/// What a change to a row the caller cannot see is answered, whether the row is missing or in
+/// another village.
+const UNKNOWN_ROW: &str = "the record does not exist on the server yet; its scope_id change must come first";
 
 /// A row takes its village from its parent (a household from its village, a listing from its
 /// product): pointing a row at a parent in another village than the row's own would file it
 /// under one village while it belongs to another, so it is refused. A parent the server does not
 /// know yet (pushed in a later batch) is accepted.
-fn parent_scope_problem(tx: &mut Tx<'_>, table: &TableSpec, change: &Change, row: Option<&RowMeta>) -> Result<Option<ChangeResult>> {
+fn parent_scope_problem(
+    tx: &mut Tx<'_>,
+    caller: &Caller,
+    table: &TableSpec,
+    change: &Change,
+    row: Option<&RowMeta>,
+) -> Result<Option<ChangeResult>> {
     let Some(row) = row else { return Ok(None) };
     let parent_table = match table.scope {
         ScopeRule::From(field) if field == change.field => match table.field(field).map(|spec| spec.ty) {
@@ -641,7 +684,9 @@ fn parent_scope_problem(tx: &mut Tx<'_>, table: &TableSpec, change: &Change, row
     };
     let (Some(parent_table), Some(parent_id)) = (parent_table, change.value.as_str()) else { return Ok(None) };
     match tx.row(&parent_table, parent_id)? {
-        Some(parent) if parent.scope_id != row.scope_id => Ok(Some(rejected(
+        // A parent the caller cannot see is left to the whole-record check, which counts it as
+        // missing; naming its village here would tell where it is.
+        Some(parent) if parent.scope_id != row.scope_id && caller.may_use(&parent.scope_id) => Ok(Some(rejected(
             change,
             "invalid",
             format!("the {parent_table} record is in village {}, not in this record's village {}", parent.scope_id, row.scope_id),
@@ -911,6 +956,7 @@ pub struct Housekeeping {
 /// ([`prune_history`]).
 pub fn housekeeping(tx: &mut Tx<'_>, now: i64) -> Result<Housekeeping> {
     let tokens = tx.delete_expired_tokens(now)?;
+    tx.delete_audit_before(now - AUDIT_RETENTION_MS)?;
     let batches = tx.delete_batches_before(now - BATCH_RETENTION_MS)?;
     let uploads = tx.stale_uploads(now - UPLOAD_RETENTION_MS)?;
     for id in &uploads {
@@ -918,6 +964,9 @@ pub fn housekeeping(tx: &mut Tx<'_>, now: i64) -> Result<Housekeeping> {
     }
     Ok(Housekeeping { tokens, batches, uploads })
 }
+
+/// How long the audit log is kept: 180 days.
+pub const AUDIT_RETENTION_MS: i64 = 180 * 24 * 60 * 60 * 1000;
 
 #[cfg(test)]
 mod tests {

@@ -69,6 +69,22 @@ fn manage_accounts(storage: &[&str]) {
     fails_with_usage(&with(&["assistant", "add", "--username", "bob", "--password-stdin", "--village", "999999999999"]), Some("correct horse\n"), "999999999999");
     fails_with_usage(&with(&["assistant", "add", "--username", "alice", "--password-stdin"]), Some("correct horse\n"), "already exists");
     fails_with_usage(&with(&["assistant", "add", "--username", "carol", "--password-stdin"]), Some("short\n"), "8");
+    // Weak passwords are refused: common ones, runs, and ones holding the user name.
+    fails_with_usage(&with(&["assistant", "add", "--username", "carol", "--password-stdin"]), Some("12345678\n"), "run");
+    fails_with_usage(&with(&["assistant", "add", "--username", "carol", "--password-stdin"]), Some("password\n"), "common");
+    fails_with_usage(&with(&["assistant", "add", "--username", "carol", "--password-stdin"]), Some("carol2024!\n"), "user name");
+    // An admin's account: the same password rules, no villages.
+    fails_with_usage(&with(&["admin", "add", "--username", "lihong", "--password-stdin"]), Some("qwertyuiop\n"), "common");
+    let out = succeeds(&with(&["admin", "add", "--username", "lihong", "--password-stdin"]), Some("tea terraces at dawn\n"));
+    assert!(out.contains("admin lihong"), "{out}");
+    // The bootstrap token never comes from the command line, and is long enough to be unguessable.
+    fails_with_usage(&with(&["serve", "--admin-token", "0123456789abcdef0123456789abcdef"]), None, "process list");
+    let short = std::env::temp_dir().join(format!("furrow-short-token-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&short, "too-short").expect("token file");
+    let mut serve_short: Vec<&str> = vec!["serve", "--admin-token-file", short.to_str().expect("utf-8 path")];
+    serve_short.extend(storage.iter().copied());
+    fails_with_usage(&serve_short, None, "at least 32");
+    let _ = std::fs::remove_file(&short);
     fails_with_usage(&with(&["assistant", "disable", "--username", "nobody"]), None, "nobody");
     fails_with_usage(&with(&["assistant", "frobnicate"]), None, "frobnicate");
     // Pruning keeps at least 180 days of history; a shorter horizon is refused before anything

@@ -96,16 +96,16 @@ async fn wrong_credentials_look_the_same_and_are_rate_limited() {
     let wrong = error_body(wrong).await;
     assert_eq!(unknown, wrong, "the same answer whether the account exists or not");
     assert_eq!(unknown.0, 401);
-    for _ in 0..3 {
+    for _ in 0..4 {
         assert_eq!(attempt("alice", "wrong password").await.expect("login").status(), 401);
     }
-    // The fifth failure locks the account out, even with the right password.
+    // After the fifth failure the account waits at this address, even with the right password.
     let locked = attempt("alice", "correct horse").await.expect("login");
     assert_eq!(locked.status(), 429);
     assert!(locked.headers().contains_key("retry-after"));
     assert_eq!(error_body(locked).await.1.error, "rate_limited");
-    // The address is locked too: another account from it is refused.
-    assert_eq!(attempt("bob", "correct horse").await.expect("login").status(), 429);
+    // Another account from the same address (a township's shared NAT) is not locked out.
+    assert_eq!(attempt("bob", "correct horse").await.expect("login").status(), 200);
     // Malformed sign-in bodies are 400, not 401 or 500.
     let malformed = server.http.post(server.url("/auth/v1/login")).body("{not json").send().await.expect("login");
     assert_eq!(error_body(malformed).await.1.error, "invalid_json");
@@ -294,7 +294,9 @@ async fn a_new_change_under_an_applied_seq_is_refused_postgres() {
 #[tokio::test]
 async fn merge_outcomes_over_http() {
     let server = TestServer::start(Kind::Sqlite).await;
+    // Each device signs in for itself: a session is bound to the device that uses it.
     let tokens = server.login("alice").await;
+    let phone_tokens = server.login("alice").await;
     let mut laptop = Device::new();
     let mut phone = Device::new();
     let (product, listing) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
@@ -312,7 +314,7 @@ async fn merge_outcomes_over_http() {
         phone.change("listings", &listing, "moderation_status", json!("approved"), start + 10, None),
         phone.change("listings", &listing, "title", json!("新标题"), start + 10, Some(start)),
     ];
-    let (status, body) = server.push(&tokens.access_token, &phone.batch(changes)).await;
+    let (status, body) = server.push(&phone_tokens.access_token, &phone.batch(changes)).await;
     assert_eq!(status, 200);
     assert_eq!(statuses(&body), vec!["superseded", "rejected/stale_base", "rejected/server_only", "applied"]);
     assert_eq!(body["results"][0]["current"]["value"], json!("核桃"));
@@ -324,7 +326,7 @@ async fn merge_outcomes_over_http() {
     let response = server
         .http
         .post(server.url("/sync/v1/push"))
-        .bearer_auth(&tokens.access_token)
+        .bearer_auth(&phone_tokens.access_token)
         .json(&phone.batch(vec![ahead]))
         .send()
         .await
@@ -337,12 +339,12 @@ async fn merge_outcomes_over_http() {
     let title = phone_title(&mut phone, &listing);
     let mut old = phone.batch(vec![title]);
     old.schema_version = 0;
-    let (status, body) = server.push(&tokens.access_token, &old).await;
+    let (status, body) = server.push(&phone_tokens.access_token, &old).await;
     assert_eq!((status, body["error"].as_str()), (426, Some("schema_unsupported")));
     let response = server
         .http
         .get(server.url("/sync/v1/pull"))
-        .bearer_auth(&tokens.access_token)
+        .bearer_auth(&phone_tokens.access_token)
         .header("X-Schema-Version", (SCHEMA_VERSION + 1).to_string())
         .send()
         .await
@@ -544,7 +546,7 @@ async fn resumable_upload_and_ranged_download() {
 }
 
 #[tokio::test]
-async fn bad_uploads_are_refused_and_leave_nothing() {
+async fn bad_uploads_are_refused_and_a_cut_chunk_keeps_what_arrived() {
     let server = TestServer::start(Kind::Sqlite).await;
     let token = server.login("alice").await.access_token;
     let photo = vec![7u8; 5000];
@@ -609,7 +611,9 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
     .expect("task");
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "a truncated chunk is never a success: {answer}");
     let offset = server.http.head(server.url(&location)).bearer_auth(&token).send().await.expect("head");
-    assert_eq!(offset.headers()["upload-offset"], "0", "nothing of the truncated chunk was kept");
+    // The 2,000 bytes that arrived are kept (tus semantics): the upload goes on from there, so
+    // a drop costs only the bytes that were in flight.
+    assert_eq!(offset.headers()["upload-offset"], "2000", "the part of the truncated chunk that arrived was kept");
 }
 
 #[tokio::test]
@@ -665,20 +669,21 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
     assert_eq!(
         statuses(&body),
         vec![
-            "rejected/forbidden",
-            "rejected/forbidden",
-            "rejected/forbidden",
-            "rejected/forbidden",
-            "rejected/invalid_record",
+            "rejected/invalid",
+            "rejected/invalid",
             "rejected/forbidden",
             "rejected/forbidden",
             "rejected/invalid_record",
             "rejected/invalid_record",
-            "rejected/forbidden"
+            "rejected/invalid",
+            "rejected/invalid_record",
+            "rejected/invalid_record",
+            "rejected/invalid_record"
         ]
     );
-    // Bob's own new rows lose their forbidden references, which they require, so they are
-    // refused whole: nothing at all was written.
+    // Alice's rows are answered as rows that do not exist, and references to them as references
+    // to nothing: Bob learns nothing of them. His own new rows, whose references count as missing,
+    // are refused whole: nothing at all was written.
     assert_eq!(written(&server).await, before, "nothing was written");
     let (rows, _) = server.pull_all(&alice, 100).await;
     let row = rows.iter().find(|row| row["id"] == json!(household)).expect("Alice's household");
@@ -842,7 +847,8 @@ async fn two_instances_share_one_postgres_database() {
     let (one, two) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
     let (from_laptop, from_phone) =
         (laptop.household_batch(VILLAGE_A, &one, "甲", now_hlc(0)), phone.household_batch(VILLAGE_A, &two, "乙", now_hlc(0)));
-    let (a, b) = tokio::join!(first.push(&token, &from_laptop), second.push(&token, &from_phone));
+    let phone_token = second.login("alice").await.access_token;
+    let (a, b) = tokio::join!(first.push(&token, &from_laptop), second.push(&phone_token, &from_phone));
     assert_eq!((a.0, b.0), (200, 200));
     let (rows, _) = second.pull_all(&token, 1).await;
     let ids: Vec<&str> = rows.iter().filter_map(|row| row["id"].as_str()).collect();

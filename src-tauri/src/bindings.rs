@@ -19,6 +19,15 @@ pub fn export(directory: &Path) -> Result<(), ExportError> {
     training::Attendance::export_all(&config)?;
     AttendanceStatus::export_all(&config)?;
     visit::FollowUp::export_all(&config)?;
+    household::PossibleDuplicate::export_all(&config)?;
+    household::IdCardFacts::export_all(&config)?;
+    furrow::domain::DeletionImpact::export_all(&config)?;
+    furrow::codes::HouseholdClosure::export_all(&config)?;
+    training::Attendee::export_all(&config)?;
+    training::CheckInCandidate::export_all(&config)?;
+    training::CheckInReport::export_all(&config)?;
+    training::ScoreEntry::export_all(&config)?;
+    furrow::domain::listing_rules::SubmissionState::export_all(&config)?;
     village::Village::export_all(&config)?;
     listing::Product::export_all(&config)?;
     listing::Listing::export_all(&config)?;

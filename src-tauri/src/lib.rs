@@ -3,6 +3,7 @@
 //! The shell holds no rules of its own: every command is a few lines that call the core on a
 //! blocking thread and turn its errors into [`error::CommandError`].
 
+pub mod autosync;
 pub mod bindings;
 pub mod commands;
 pub mod demo;
@@ -59,6 +60,7 @@ pub fn run() {
             }
             housekeeping::start(std::sync::Arc::clone(&state.store));
             app.manage(state);
+            autosync::start(app.handle().clone());
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
@@ -66,6 +68,15 @@ pub fn run() {
             commands::households::household_view,
             commands::households::save_household,
             commands::households::delete_household,
+            commands::households::household_deletion_impact,
+            commands::households::close_household,
+            commands::households::reopen_household,
+            commands::households::household_duplicates,
+            commands::households::member_duplicates,
+            commands::households::duplicates_of_household,
+            commands::households::id_card_facts,
+            commands::households::delete_member,
+            commands::households::member_deletion_impact,
             commands::households::save_member,
             commands::households::record_income,
             commands::households::correct_income,
@@ -76,8 +87,19 @@ pub fn run() {
             commands::training::check_in,
             commands::training::session_attendance,
             commands::training::save_assessment,
+            commands::training::delete_session,
+            commands::training::session_deletion_impact,
+            commands::training::session_attendees,
+            commands::training::remove_attendee,
+            commands::training::set_attendance_status,
+            commands::training::session_assessments,
+            commands::training::check_in_candidates,
+            commands::training::check_in_new,
+            commands::training::save_scores,
             commands::visits::save_visit,
             commands::visits::follow_ups_due,
+            commands::visits::delete_visit,
+            commands::visits::mark_follow_up_done,
             commands::listings::list_products,
             commands::listings::save_product,
             commands::listings::list_listings,
@@ -86,6 +108,7 @@ pub fn run() {
             commands::listings::check_listing_rules,
             commands::listings::submit_listing,
             commands::listings::listing_sales,
+            commands::listings::listing_submission_state,
             commands::photos::listing_photos,
             commands::photos::import_photo,
             commands::photos::set_photo_caption,

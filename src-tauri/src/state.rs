@@ -85,6 +85,11 @@ pub struct AppState {
     pub settings: Arc<Mutex<Settings>>,
     /// The sync engine for the server this device signed in to; `None` before a sign-in.
     pub engine: Mutex<Option<Arc<SyncEngine>>>,
+    /// Held for the whole of a sync, so the 同步 button's and the automatic ones run one at a
+    /// time.
+    pub sync_gate: Mutex<()>,
+    /// When the app syncs by itself, shared with the thread that does it.
+    pub auto: crate::autosync::AutoSync,
 }
 
 impl AppState {
@@ -101,6 +106,8 @@ impl AppState {
             data_dir,
             settings: Arc::new(Mutex::new(settings)),
             engine: Mutex::new(engine),
+            sync_gate: Mutex::new(()),
+            auto: crate::autosync::AutoSync::default(),
         })
     }
 

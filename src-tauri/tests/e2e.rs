@@ -124,9 +124,8 @@ fn a_training_session_checks_in_three_attendees_and_records_a_score() {
     app.wait_text("h2[data-testid=session-title]", |text| text == "商品拍照培训");
     app.type_into("[data-testid=member-search]", "赵小村");
     app.wait_until("three members to pick", "return document.querySelectorAll('[data-testid=member-option]').length === 3");
-    for index in 1..=3 {
-        app.click(&format!(".candidates label:nth-child({index}) input"));
-    }
+    // The household's box ticks its three members at once.
+    app.click("[data-testid=tick-household]");
     app.wait_text("[data-testid=check-in]", |text| text.contains('3'));
     app.click("[data-testid=check-in]");
     app.wait_until("three attendees", "return document.querySelector('[data-testid=attendee-count]').dataset.count === '3'");
@@ -238,7 +237,7 @@ fn switching_to_english_and_back_takes_effect_at_once_and_persists() {
 }
 
 #[test]
-fn the_sign_in_screen_comes_first_and_opens_the_app() {
+fn the_sign_in_screen_comes_first_and_a_new_device_is_told_to_sign_in_once() {
     let directory = tempfile::Builder::new().prefix("furrow-e2e-").tempdir().unwrap();
     let app = App::start(directory.path());
     app.resize(1024, 768);
@@ -257,11 +256,18 @@ fn the_sign_in_screen_comes_first_and_opens_the_app() {
     app.type_into("#signin-password", "demo-password");
     app.click("[data-testid=signin-submit]");
     app.wait_text(".form-error", |text| text.contains("网络不通"));
+    // A new device knows no village, so working offline could save nothing: it says that one
+    // sign-in is needed, and stays on the sign-in screen.
     app.click("[data-testid=work-offline]");
-    app.find("[data-testid=sync-indicator]");
-    app.wait_text("[data-testid=sync-online]", |text| text.contains("离线"));
+    app.wait_text("[data-testid=signin-error]", |text| text.contains("请先联网登录一次"));
+    assert!(app.try_find("[data-testid=sync-indicator]").is_none(), "the app did not open without a village");
+    app.screenshot("signin-no-villages-zh");
+    app.click(".lang");
+    app.wait_text("[data-testid=signin-error]", |text| text.contains("Sign in once while online"));
+    app.screenshot("signin-no-villages-en");
+    app.click(".lang");
     app.quit();
-    assert!(Settings::load(directory.path()).signed_in);
+    assert!(!Settings::load(directory.path()).signed_in);
 }
 
 /// A furrow-server on a free port with the demo villages and a demo assistant.
@@ -301,7 +307,7 @@ impl Server {
         }
         run(
             &["assistant", "add", "--username", "demo", "--password-stdin", "--village", Self::VILLAGES[0].0, "--village", Self::VILLAGES[1].0],
-            Some("demo-password-2024\n"),
+            Some("qingshan-walnut-2024\n"),
         );
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut server = Server { binary, data_dir, port, process: None };
@@ -353,7 +359,7 @@ fn sign_in_edit_offline_then_sync_brings_pending_to_zero_and_a_second_device_see
     let app = App::start(directory.path());
     app.type_into("#signin-server", &server.url());
     app.type_into("#signin-username", "demo");
-    app.type_into("#signin-password", "demo-password-2024");
+    app.type_into("#signin-password", "qingshan-walnut-2024");
     app.click("[data-testid=signin-submit]");
     app.find("[data-testid=sync-indicator]");
     app.wait_text("[data-testid=sync-online]", |text| text.contains("在线"));
@@ -395,7 +401,7 @@ fn sign_in_edit_offline_then_sync_brings_pending_to_zero_and_a_second_device_see
     let second = tempfile::tempdir().unwrap();
     let store = std::sync::Mutex::new(Store::open(&OpenOptions::file(second.path().join(DATABASE_FILE))).unwrap());
     let engine = furrow::sync::SyncEngine::new(&server.url()).unwrap();
-    engine.login(&store, "demo", "demo-password-2024", "second device").unwrap();
+    engine.login(&store, "demo", "qingshan-walnut-2024", "second device").unwrap();
     engine.sync(&store, &|_| {}).unwrap();
     let store = store.lock().unwrap();
     let found = household::search(&store, &furrow::domain::household::RosterQuery { text: Some("孙同步".into()), ..Default::default() }).unwrap();
@@ -570,7 +576,7 @@ fn a_price_rejected_by_the_server_is_listed_with_its_reason_fixed_and_sent_again
     let listing = {
         let store = std::sync::Mutex::new(Store::open(&OpenOptions::file(directory.path().join(DATABASE_FILE))).unwrap());
         let engine = furrow::sync::SyncEngine::new(&server.url()).unwrap();
-        engine.login(&store, "demo", "demo-password-2024", "laptop").unwrap();
+        engine.login(&store, "demo", "qingshan-walnut-2024", "laptop").unwrap();
         engine.sync(&store, &|_| {}).unwrap();
         let mut guard = store.lock().unwrap();
         let village = furrow::domain::village::list(&guard).unwrap()[0].id.clone().unwrap();
@@ -594,7 +600,7 @@ fn a_price_rejected_by_the_server_is_listed_with_its_reason_fixed_and_sent_again
     let tablet_dir = tempfile::tempdir().unwrap();
     let tablet = std::sync::Mutex::new(Store::open(&OpenOptions::file(tablet_dir.path().join(DATABASE_FILE))).unwrap());
     let tablet_engine = furrow::sync::SyncEngine::new(&server.url()).unwrap();
-    tablet_engine.login(&tablet, "demo", "demo-password-2024", "tablet").unwrap();
+    tablet_engine.login(&tablet, "demo", "qingshan-walnut-2024", "tablet").unwrap();
     tablet_engine.sync(&tablet, &|_| {}).unwrap();
     tablet.lock().unwrap().write(|writer| writer.save(&LISTINGS, Some(&listing), object(json!({"price_fen": 3500})))).unwrap();
     tablet_engine.sync(&tablet, &|_| {}).unwrap();
@@ -664,7 +670,7 @@ fn settings_show_the_data_location_keep_the_server_address_sign_in_there_and_exp
 
     // With the password, the same form signs in to that server; the indicator then reaches it.
     app.type_into("#settings-username", "demo");
-    app.type_into("#settings-password", "demo-password-2024");
+    app.type_into("#settings-password", "qingshan-walnut-2024");
     app.click("[data-testid=save-server]");
     app.wait_text("[data-testid=server-notice]", |text| text.starts_with("已登录"));
     app.wait_text("[data-testid=account]", |text| text == "demo");

@@ -4,12 +4,13 @@ use rusqlite::{params, Connection, OptionalExtension, ToSql};
 use serde::{Deserialize, Serialize};
 
 use crate::codes::{
-    EcommerceRole, Education, FuelType, Health, HouseholdAttribute, HousingSafety, LabourCapacity, MigrantWork,
-    MonitoringType, PovertyCause, PovertyStatus, RelationToHead, Sex,
+    EcommerceRole, Education, FuelType, Health, HouseholdAttribute, HouseholdClosure, HousingSafety, LabourCapacity,
+    MigrantWork, MonitoringType, PovertyCause, PovertyStatus, RelationToHead, Sex,
 };
-use crate::domain::{income, listing, sale, training, visit};
+use crate::domain::{income, listing, sale, training, visit, DeletionImpact};
 use crate::error::Result;
-use crate::schema::{HOUSEHOLDS, MEMBERS};
+use crate::record::Writer;
+use crate::schema::{HOUSEHOLDS, MEMBERS, VISITS};
 use crate::store::Store;
 
 /// A household in the register (建档立卡户).
@@ -70,6 +71,12 @@ pub struct Household {
     pub consent_date: Option<String>,
     /// 备注 Notes.
     pub notes: Option<String>,
+    /// 销户原因 Why the household left the register; `None` while it is in the register.
+    pub closed_reason: Option<HouseholdClosure>,
+    /// 销户日期 When it left the register.
+    pub closed_on: Option<String>,
+    /// 销户说明 A note on the closing (where they moved, what happened).
+    pub closed_note: Option<String>,
 }
 
 /// A member of a household.
@@ -115,25 +122,107 @@ pub fn save(store: &mut Store, household: &Household) -> Result<Household> {
     super::save(store, &HOUSEHOLDS, household.id.as_deref(), household)
 }
 
+/// Closes a household (迁出, 死亡, 自然消亡) on a date with a note. It stays in the store with
+/// its history, leaves the roster, the follow-ups and the check-in lists, and is counted as
+/// closed; [`reopen`] undoes it.
+pub fn close(store: &mut Store, id: &str, reason: HouseholdClosure, on: &str, note: Option<&str>) -> Result<Household> {
+    let mut household = get(store, id)?;
+    household.closed_reason = Some(reason);
+    household.closed_on = Some(on.to_owned());
+    household.closed_note = note.map(str::to_owned);
+    save(store, &household)
+}
+
+/// Puts a closed household back in the register (a closing recorded by mistake).
+pub fn reopen(store: &mut Store, id: &str) -> Result<Household> {
+    let mut household = get(store, id)?;
+    household.closed_reason = None;
+    household.closed_on = None;
+    household.closed_note = None;
+    save(store, &household)
+}
+
 /// A household by id.
 pub fn get(store: &Store, id: &str) -> Result<Household> {
     super::get(store, &HOUSEHOLDS, id)
 }
 
-/// Deletes a household and its members (tombstones that sync).
+/// Deletes a household with its members (and their attendance and scores) and its visits, in
+/// one transaction, as tombstones that sync. Income records are append-only and stay, unseen,
+/// with the deleted household; a household that left the register is [`close`]d instead.
 pub fn delete(store: &mut Store, id: &str) -> Result<()> {
-    let members = members(store, id)?;
     store.write(|writer| {
-        for member in &members {
-            writer.delete(&MEMBERS, member.id.as_deref().unwrap_or_default())?;
+        for member in live_ids(writer.conn(), "SELECT id FROM members WHERE household_id = ?1 AND deleted = 0", id)? {
+            delete_member_in(writer, &member)?;
+        }
+        for visit in live_ids(writer.conn(), "SELECT id FROM visits WHERE household_id = ?1 AND deleted = 0", id)? {
+            writer.delete(&VISITS, &visit)?;
         }
         writer.delete(&HOUSEHOLDS, id)
     })
 }
 
-/// Creates or edits a member.
+/// The ids a query of one parameter returns.
+pub(crate) fn live_ids(conn: &Connection, sql: &str, parameter: &str) -> Result<Vec<String>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let ids = statement.query_map([parameter], |row| row.get(0))?;
+    Ok(ids.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Counts what one query of one parameter finds.
+fn count(conn: &Connection, sql: &str, parameter: &str) -> Result<i64> {
+    Ok(conn.query_row(sql, [parameter], |row| row.get(0))?)
+}
+
+/// What deleting a household takes with it, for the confirmation.
+pub fn deletion_impact(store: &Store, id: &str) -> Result<DeletionImpact> {
+    let household = get(store, id)?;
+    let conn = store.conn();
+    let members = "SELECT id FROM members WHERE household_id = ?1 AND deleted = 0";
+    Ok(DeletionImpact {
+        name: household.head_name.unwrap_or_default(),
+        members: count(conn, "SELECT count(*) FROM members WHERE household_id = ?1 AND deleted = 0", id)?,
+        visits: count(conn, "SELECT count(*) FROM visits WHERE household_id = ?1 AND deleted = 0", id)?,
+        attendance: count(conn, &format!("SELECT count(*) FROM attendance WHERE deleted = 0 AND member_id IN ({members})"), id)?,
+        assessments: count(conn, &format!("SELECT count(*) FROM skill_assessments WHERE deleted = 0 AND member_id IN ({members})"), id)?,
+        income_records_kept: count(conn, "SELECT count(*) FROM income_records WHERE household_id = ?1 AND deleted = 0", id)?,
+    })
+}
+
+/// Creates or edits a member. The birth date and sex are filled from the identity card number
+/// when they are left empty, so nothing the card already says is typed twice; when they are
+/// given, the checks compare them with the card.
 pub fn save_member(store: &mut Store, member: &Member) -> Result<Member> {
-    super::save(store, &MEMBERS, member.id.as_deref(), member)
+    let mut member = member.clone();
+    if let Some(facts) = member.id_card_no.as_deref().and_then(id_card_facts) {
+        if member.birth_date.as_deref().is_none_or(|date| date.trim().is_empty()) {
+            member.birth_date = Some(facts.birth_date);
+        }
+        if member.sex.is_none() {
+            member.sex = Some(facts.sex);
+        }
+    }
+    super::save(store, &MEMBERS, member.id.as_deref(), &member)
+}
+
+/// What a resident identity card number says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct IdCardFacts {
+    /// 出生日期 The birth date in the number, `YYYY-MM-DD`.
+    pub birth_date: String,
+    /// 性别 The sex its 17th digit records.
+    pub sex: Sex,
+}
+
+/// The birth date and sex in an identity card number, if it is a valid one (typed with a
+/// lower-case x or surrounding spaces too).
+pub fn id_card_facts(text: &str) -> Option<IdCardFacts> {
+    let number = text.trim().to_ascii_uppercase();
+    if !crate::validate::is_id_card_number(&number) {
+        return None;
+    }
+    Some(IdCardFacts { birth_date: crate::validate::id_card_birth_date(&number)?, sex: crate::validate::id_card_sex(&number)? })
 }
 
 /// A member by id.
@@ -141,9 +230,119 @@ pub fn get_member(store: &Store, id: &str) -> Result<Member> {
     super::get(store, &MEMBERS, id)
 }
 
-/// Deletes a member.
+/// Deletes a member with their attendance and skill scores, in one transaction. Income records
+/// naming them are append-only and stay, counted for the household.
 pub fn delete_member(store: &mut Store, id: &str) -> Result<()> {
-    super::delete(store, &MEMBERS, id)
+    store.write(|writer| delete_member_in(writer, id))
+}
+
+fn delete_member_in(writer: &mut Writer<'_>, id: &str) -> Result<()> {
+    training::delete_member_records(writer, id)?;
+    writer.delete(&MEMBERS, id)
+}
+
+/// What deleting a member takes with it, for the confirmation.
+pub fn member_deletion_impact(store: &Store, id: &str) -> Result<DeletionImpact> {
+    let member = get_member(store, id)?;
+    let conn = store.conn();
+    Ok(DeletionImpact {
+        name: member.name.unwrap_or_default(),
+        members: 1,
+        visits: 0,
+        attendance: count(conn, "SELECT count(*) FROM attendance WHERE member_id = ?1 AND deleted = 0", id)?,
+        assessments: count(conn, "SELECT count(*) FROM skill_assessments WHERE member_id = ?1 AND deleted = 0", id)?,
+        income_records_kept: count(conn, "SELECT count(*) FROM income_records WHERE member_id = ?1 AND deleted = 0", id)?,
+    })
+}
+
+/// Why a record may be another one entered twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateReason {
+    /// Another member has the same identity card number.
+    SameIdCard,
+    /// Another household in the same village has the same head and phone.
+    SameHeadPhoneVillage,
+}
+
+/// A record that may be the same person or household as the one being saved or shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct PossibleDuplicate {
+    /// Why it may be the same.
+    pub reason: DuplicateReason,
+    /// The other household (the member's household for a member).
+    pub household_id: String,
+    /// Its head.
+    pub head_name: String,
+    /// Its village.
+    pub village_name: Option<String>,
+    /// The other member, for a duplicate identity card number.
+    pub member_id: Option<String>,
+    /// The other member's name.
+    pub member_name: Option<String>,
+}
+
+fn duplicate_from_row(reason: DuplicateReason) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<PossibleDuplicate> {
+    move |row| {
+        Ok(PossibleDuplicate {
+            reason,
+            household_id: row.get(0)?,
+            head_name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            village_name: row.get(2)?,
+            member_id: row.get(3)?,
+            member_name: row.get(4)?,
+        })
+    }
+}
+
+/// The other live households that may be this one entered twice: the same head (ignoring
+/// spaces around it) and the same phone in the same village. The user is warned and may go on.
+pub fn household_duplicates(store: &Store, household: &Household) -> Result<Vec<PossibleDuplicate>> {
+    let (Some(village), Some(head)) = (household.village_id.as_deref(), household.head_name.as_deref().map(str::trim)) else {
+        return Ok(Vec::new());
+    };
+    let phone = household.phone.as_deref().map(str::trim).filter(|phone| !phone.is_empty());
+    let mut statement = store.conn().prepare_cached(
+        "SELECT h.id, h.head_name, v.name, NULL, NULL FROM households h LEFT JOIN villages v ON v.id = h.village_id
+          WHERE h.deleted = 0 AND h.village_id = ?1 AND h.head_name = ?2 AND h.phone IS ?3 AND h.id IS NOT ?4
+          ORDER BY h.register_no, h.id",
+    )?;
+    let rows = statement.query_map(params![village, head, phone, household.id], duplicate_from_row(DuplicateReason::SameHeadPhoneVillage))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The other live members with this member's identity card number, in any household.
+pub fn member_duplicates(store: &Store, member: &Member) -> Result<Vec<PossibleDuplicate>> {
+    let Some(card) = member.id_card_no.as_deref().map(|card| card.trim().to_ascii_uppercase()).filter(|card| !card.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let mut statement = store.conn().prepare_cached(
+        "SELECT h.id, h.head_name, v.name, m.id, m.name FROM members m
+           JOIN households h ON h.id = m.household_id AND h.deleted = 0
+           LEFT JOIN villages v ON v.id = h.village_id
+          WHERE m.deleted = 0 AND m.id_card_no = ?1 AND m.id IS NOT ?2
+          ORDER BY h.register_no, m.id",
+    )?;
+    let rows = statement.query_map(params![card, member.id], duplicate_from_row(DuplicateReason::SameIdCard))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every possible duplicate of a stored household and of its members, however they arrived
+/// (typed here, or brought by a sync from another device), for the household's page.
+pub fn duplicates_of(store: &Store, id: &str) -> Result<Vec<PossibleDuplicate>> {
+    let household = get(store, id)?;
+    let mut found = household_duplicates(store, &household)?;
+    for member in members(store, id)? {
+        for duplicate in member_duplicates(store, &member)? {
+            // Two members of this household with one number would each name the other.
+            if !found.iter().any(|known| known.member_id.is_some() && known.member_id == duplicate.member_id) {
+                found.push(duplicate);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The live members of a household, the head first.
@@ -277,6 +476,8 @@ pub struct RosterQuery {
     pub monitoring_type: Option<MonitoringType>,
     /// Only households with this main or secondary cause.
     pub cause: Option<PovertyCause>,
+    /// `true` lists the households that left the register (closed) instead of those in it.
+    pub closed: Option<bool>,
     /// At most this many (default 200).
     pub limit: Option<i64>,
     /// Skip this many (paging).
@@ -307,6 +508,10 @@ pub struct RosterEntry {
     pub main_cause: Option<PovertyCause>,
     /// Number of live members.
     pub member_count: i64,
+    /// Why the household left the register, when it is closed.
+    pub closed_reason: Option<HouseholdClosure>,
+    /// When it left the register.
+    pub closed_on: Option<String>,
 }
 
 /// Searches the roster. Text of three or more characters uses the trigram index; shorter text
@@ -326,7 +531,10 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
             scan = true;
         }
     }
-    let mut clauses = vec!["h.deleted = 0".to_owned()];
+    // A closed household has left the register: the roster, its count and every list drawn
+    // from it show the households in the register, and the closed ones only when asked for.
+    let closed = if query.closed == Some(true) { "h.closed_reason IS NOT NULL" } else { "h.closed_reason IS NULL" };
+    let mut clauses = vec!["h.deleted = 0".to_owned(), closed.to_owned()];
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     let mut from = "households h".to_owned();
     // A text search lists its matches in the order households were registered on the device
@@ -414,9 +622,10 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
     let sql = format!(
         "SELECT p.id, p.register_no, p.head_name, p.phone, p.village_id, v.name, p.poverty_status, p.monitoring_type,
                 p.main_cause,
-                (SELECT count(*) FROM members m WHERE m.household_id = p.id AND m.deleted = 0)
+                (SELECT count(*) FROM members m WHERE m.household_id = p.id AND m.deleted = 0),
+                p.closed_reason, p.closed_on
            FROM (SELECT h.id, h.register_no, h.head_name, h.phone, h.village_id, h.poverty_status, h.monitoring_type,
-                        h.main_cause, {sort_key} AS sort_key
+                        h.main_cause, h.closed_reason, h.closed_on, {sort_key} AS sort_key
                    FROM {from}
                   WHERE {}
                   ORDER BY {order}
@@ -440,6 +649,8 @@ pub fn search(store: &Store, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
             monitoring_type: code(7)?.as_deref().and_then(MonitoringType::from_code),
             main_cause: code(8)?.as_deref().and_then(PovertyCause::from_code),
             member_count: row.get(9)?,
+            closed_reason: code(10)?.as_deref().and_then(HouseholdClosure::from_code),
+            closed_on: row.get(11)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

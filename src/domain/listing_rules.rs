@@ -4,9 +4,10 @@
 //! and editable), so a changed platform rule needs no new version. A draft may be saved while it
 //! fails rules; [`submit`] accepts it only when every rule passes.
 
+use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::codes::{ListingStatus, PhotoKind, PhotoOwner, ProductCategory};
+use crate::codes::{ListingStatus, ModerationStatus, PhotoKind, PhotoOwner, ProductCategory};
 use crate::domain::listing::{self, Listing, Photo};
 use crate::error::{Error, FieldError, Result};
 use crate::store::Store;
@@ -155,12 +156,38 @@ pub fn check_rules(store: &Store, listing: &Listing, photos: &[Photo]) -> Vec<Ru
     checks
 }
 
+/// Whether the platform's verdict the device holds answers the listing's current submission:
+/// false right after a rejected listing was submitted again, until the platform's new verdict
+/// (first `pending`) arrives by sync.
+fn verdict_is_current(store: &Store, listing_id: &str, key: Option<&str>) -> Result<bool> {
+    let Some(key) = key else { return Ok(true) };
+    let noted: Option<Option<i64>> = store
+        .conn()
+        .query_row("SELECT verdict_hlc FROM listing_submission_history WHERE submission_key = ?1", [key], |row| row.get(0))
+        .optional()?;
+    let Some(Some(noted)) = noted else { return Ok(true) };
+    let stamp = crate::record::field_stamp(store.conn(), "listings", listing_id, "moderation_status")?;
+    Ok(stamp.is_some_and(|stamp| stamp.hlc > noted))
+}
+
+/// Whether a listing may be submitted now: never submitted, or submitted and rejected by the
+/// platform (the assistant fixed it and sends it again).
+pub fn can_submit(store: &Store, listing: &Listing) -> Result<bool> {
+    if listing.status != Some(ListingStatus::Submitted) || listing.submission_key.is_none() {
+        return Ok(true);
+    }
+    let id = listing.id.as_deref().unwrap_or_default();
+    Ok(listing.moderation_status == Some(ModerationStatus::Rejected) && verdict_is_current(store, id, listing.submission_key.as_deref())?)
+}
+
 /// Submits a listing to its platform. Every rule must pass; the listing's status becomes
-/// `submitted` and it gets a submission key once, so submitting again, or a retried sync after a
-/// drop, is the same submission and the platform creates one listing.
+/// `submitted` and it gets a submission key, so submitting again, or a retried sync after a drop,
+/// is the same submission and the platform creates one listing. A listing the platform rejected
+/// is submitted again under a new key once fixed: the platform records a new submission, and the
+/// rejection stays in the listing's history ([`submissions`]).
 pub fn submit(store: &mut Store, listing_id: &str) -> Result<Listing> {
     let current = listing::get_listing(store, listing_id)?;
-    if current.status == Some(ListingStatus::Submitted) && current.submission_key.is_some() {
+    if !can_submit(store, &current)? {
         return Ok(current);
     }
     let photos = listing::photos_of(store, PhotoOwner::Listing, listing_id)?;
@@ -172,10 +199,110 @@ pub fn submit(store: &mut Store, listing_id: &str) -> Result<Listing> {
     if !failing.is_empty() {
         return Err(Error::Validation(failing));
     }
+    let previous_key = current.submission_key.clone();
+    let verdict = (current.moderation_status, current.moderation_reason.clone(), current.platform_item_id.clone());
     let mut submitted = current;
     submitted.status = Some(ListingStatus::Submitted);
-    submitted.submission_key = Some(uuid::Uuid::now_v7().to_string());
+    let key = uuid::Uuid::now_v7().to_string();
+    submitted.submission_key = Some(key.clone());
     // Saved through the write path directly: the ordinary listing save keeps the submission key
-    // as it is, so that only a submit sets it.
-    super::save(store, &crate::schema::LISTINGS, Some(listing_id), &submitted)
+    // as it is, so that only a submit sets it. The history is noted in the same transaction.
+    let changes = super::changes_of(&crate::schema::LISTINGS, &submitted)?;
+    store.write(|writer| {
+        writer.save(&crate::schema::LISTINGS, Some(listing_id), changes)?;
+        let conn = writer.conn();
+        if let Some(previous) = &previous_key {
+            let (status, reason, item) = &verdict;
+            conn.execute(
+                "INSERT INTO listing_submission_history (submission_key, listing_id, submitted_at) VALUES (?1, ?2, '')
+                 ON CONFLICT (submission_key) DO NOTHING",
+                params![previous, listing_id],
+            )?;
+            conn.execute(
+                "UPDATE listing_submission_history SET moderation_status = ?1, moderation_reason = ?2, platform_item_id = ?3
+                  WHERE submission_key = ?4",
+                params![status.map(|status| status.code()), reason, item, previous],
+            )?;
+        }
+        let stamp = crate::record::field_stamp(conn, "listings", listing_id, "moderation_status")?.map(|stamp| stamp.hlc).unwrap_or(0);
+        conn.execute(
+            "INSERT INTO listing_submission_history (submission_key, listing_id, submitted_at, verdict_hlc) VALUES (?1, ?2, ?3, ?4)",
+            params![key, listing_id, chrono::Utc::now().to_rfc3339(), stamp],
+        )?;
+        Ok(())
+    })?;
+    listing::get_listing(store, listing_id)
+}
+
+/// One submission of a listing to its platform and the platform's verdict on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SubmissionRecord {
+    /// The submission key.
+    pub submission_key: String,
+    /// When it was submitted on this device (RFC 3339); empty for a submission made elsewhere.
+    pub submitted_at: String,
+    /// 审核状态 The platform's verdict, `None` while none has arrived for this submission.
+    pub moderation_status: Option<ModerationStatus>,
+    /// 审核意见 The platform's reason for a rejection.
+    pub moderation_reason: Option<String>,
+    /// Whether it is the listing's current submission.
+    pub current: bool,
+}
+
+/// A listing's submissions, newest first: the current one with the verdict the device holds for
+/// it (none yet right after a resubmission), and each earlier one with the verdict it had when it
+/// was replaced.
+pub fn submissions(store: &Store, listing_id: &str) -> Result<Vec<SubmissionRecord>> {
+    let listing = listing::get_listing(store, listing_id)?;
+    let mut records = Vec::new();
+    if let Some(key) = listing.submission_key.clone() {
+        let current_verdict = verdict_is_current(store, listing_id, Some(&key))?;
+        let submitted_at: Option<String> = store
+            .conn()
+            .query_row("SELECT submitted_at FROM listing_submission_history WHERE submission_key = ?1", [&key], |row| row.get(0))
+            .optional()?;
+        records.push(SubmissionRecord {
+            submission_key: key,
+            submitted_at: submitted_at.unwrap_or_default(),
+            moderation_status: listing.moderation_status.filter(|_| current_verdict),
+            moderation_reason: listing.moderation_reason.clone().filter(|_| current_verdict),
+            current: true,
+        });
+    }
+    let mut statement = store.conn().prepare_cached(
+        "SELECT submission_key, submitted_at, moderation_status, moderation_reason FROM listing_submission_history
+          WHERE listing_id = ?1 AND submission_key IS NOT ?2 ORDER BY submission_key DESC",
+    )?;
+    let rows = statement.query_map(params![listing_id, listing.submission_key], |row| {
+        Ok(SubmissionRecord {
+            submission_key: row.get(0)?,
+            submitted_at: row.get(1)?,
+            moderation_status: row.get::<_, Option<String>>(2)?.as_deref().and_then(ModerationStatus::from_code),
+            moderation_reason: row.get(3)?,
+            current: false,
+        })
+    })?;
+    for row in rows {
+        records.push(row?);
+    }
+    Ok(records)
+}
+
+/// Where a listing's submission stands, for the editor: whether it may be submitted now (never
+/// submitted, or rejected and fixed) and its submissions with their verdicts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SubmissionState {
+    /// Whether the submit button is offered: the listing was never submitted, or the platform
+    /// rejected its current submission.
+    pub can_submit: bool,
+    /// Its submissions, newest first.
+    pub history: Vec<SubmissionRecord>,
+}
+
+/// Where a listing's submission stands.
+pub fn submission_state(store: &Store, listing_id: &str) -> Result<SubmissionState> {
+    let listing = listing::get_listing(store, listing_id)?;
+    Ok(SubmissionState { can_submit: can_submit(store, &listing)?, history: submissions(store, listing_id)? })
 }

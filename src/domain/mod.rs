@@ -71,3 +71,23 @@ pub(crate) fn list<T: DeserializeOwned>(
 pub(crate) fn delete(store: &mut Store, table: &'static TableSpec, id: &str) -> Result<()> {
     store.write(|writer| writer.delete(table, id))
 }
+
+/// What a delete takes with it, so the confirmation can name everything that goes: the record's
+/// name and how many records depend on it. Income records are append-only and are never
+/// deleted; the ones that stay behind are counted so the user is told.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct DeletionImpact {
+    /// The name the user knows the record by (a head of household, a member, a session title).
+    pub name: String,
+    /// Members deleted with it.
+    pub members: i64,
+    /// Visits deleted with it.
+    pub visits: i64,
+    /// Attendance rows (check-ins) deleted with it.
+    pub attendance: i64,
+    /// Skill scores deleted with it.
+    pub assessments: i64,
+    /// Income records that stay, because income is never deleted.
+    pub income_records_kept: i64,
+}

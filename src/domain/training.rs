@@ -4,11 +4,15 @@
 //! same person make one row; removing an attendee is a tombstone, and checking them in again
 //! revives the same row.
 
+use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::codes::{AssessmentPhase, AttendanceStatus, TrainingFormat, TrainingTopic};
+use crate::domain::household::live_ids;
+use crate::domain::DeletionImpact;
 use crate::error::Result;
+use crate::record::Writer;
 use crate::schema::{self, ATTENDANCE, SKILL_ASSESSMENTS, TRAINING_SESSIONS};
 use crate::store::Store;
 
@@ -112,9 +116,41 @@ pub fn get_session(store: &Store, id: &str) -> Result<TrainingSession> {
     super::get(store, &TRAINING_SESSIONS, id)
 }
 
-/// Deletes a session.
+/// Deletes a session with its attendance and the skill scores recorded at it, in one
+/// transaction.
 pub fn delete_session(store: &mut Store, id: &str) -> Result<()> {
-    super::delete(store, &TRAINING_SESSIONS, id)
+    store.write(|writer| {
+        for attendance in live_ids(writer.conn(), "SELECT id FROM attendance WHERE session_id = ?1 AND deleted = 0", id)? {
+            writer.delete(&ATTENDANCE, &attendance)?;
+        }
+        for assessment in live_ids(writer.conn(), "SELECT id FROM skill_assessments WHERE session_id = ?1 AND deleted = 0", id)? {
+            writer.delete(&SKILL_ASSESSMENTS, &assessment)?;
+        }
+        writer.delete(&TRAINING_SESSIONS, id)
+    })
+}
+
+/// What deleting a session takes with it, for the confirmation.
+pub fn session_deletion_impact(store: &Store, id: &str) -> Result<DeletionImpact> {
+    let session = get_session(store, id)?;
+    let count = |sql: &str| -> Result<i64> { Ok(store.conn().query_row(sql, [id], |row| row.get(0))?) };
+    Ok(DeletionImpact {
+        name: session.title.unwrap_or_default(),
+        attendance: count("SELECT count(*) FROM attendance WHERE session_id = ?1 AND deleted = 0")?,
+        assessments: count("SELECT count(*) FROM skill_assessments WHERE session_id = ?1 AND deleted = 0")?,
+        ..DeletionImpact::default()
+    })
+}
+
+/// Tombstones a member's attendance and skill scores, inside the write that deletes the member.
+pub(crate) fn delete_member_records(writer: &mut Writer<'_>, member_id: &str) -> Result<()> {
+    for attendance in live_ids(writer.conn(), "SELECT id FROM attendance WHERE member_id = ?1 AND deleted = 0", member_id)? {
+        writer.delete(&ATTENDANCE, &attendance)?;
+    }
+    for assessment in live_ids(writer.conn(), "SELECT id FROM skill_assessments WHERE member_id = ?1 AND deleted = 0", member_id)? {
+        writer.delete(&SKILL_ASSESSMENTS, &assessment)?;
+    }
+    Ok(())
 }
 
 /// Every live session, newest first.
@@ -145,9 +181,73 @@ pub fn remove_attendee(store: &mut Store, session_id: &str, member_id: &str) -> 
     super::delete(store, &ATTENDANCE, &schema::attendance_id(session_id, member_id))
 }
 
+/// Corrects one attendee's status (present, late, left early, absent, excused).
+pub fn set_attendance_status(store: &mut Store, session_id: &str, member_id: &str, status: AttendanceStatus) -> Result<Attendance> {
+    let id = schema::attendance_id(session_id, member_id);
+    let mut row: Attendance = super::get(store, &ATTENDANCE, &id)?;
+    row.status = Some(status);
+    super::save(store, &ATTENDANCE, Some(&id), &row)
+}
+
 /// A session's live attendance.
 pub fn attendance(store: &Store, session_id: &str) -> Result<Vec<Attendance>> {
     super::list(store, &ATTENDANCE, "session_id = ?1", &[&session_id])
+}
+
+/// Someone checked in to a session, with the names the check-in list and the score sheet show:
+/// read from the store each time, so they survive leaving the screen and restarting the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Attendee {
+    /// The attendance row's id.
+    pub id: String,
+    /// The member.
+    pub member_id: String,
+    /// 姓名 The member's name.
+    pub member_name: String,
+    /// The member's household.
+    pub household_id: String,
+    /// 户主 The head of that household.
+    pub head_name: String,
+    /// 村 The household's village.
+    pub village_name: Option<String>,
+    /// 出勤 Status.
+    pub status: AttendanceStatus,
+    /// 参加分钟数 Minutes attended.
+    pub minutes_attended: Option<i64>,
+}
+
+/// A session's attendees with their names, by village, household and name.
+pub fn attendees(store: &Store, session_id: &str) -> Result<Vec<Attendee>> {
+    let mut statement = store.conn().prepare_cached(
+        "SELECT a.id, a.member_id, m.name, m.household_id, h.head_name, v.name, a.status, a.minutes_attended
+           FROM attendance a
+           LEFT JOIN members m ON m.id = a.member_id
+           LEFT JOIN households h ON h.id = m.household_id
+           LEFT JOIN villages v ON v.id = h.village_id
+          WHERE a.session_id = ?1 AND a.deleted = 0
+          ORDER BY v.name, h.register_no, h.head_name, m.household_id, m.relation <> 'head', m.name, a.id",
+    )?;
+    let rows = statement.query_map([session_id], |row| {
+        Ok(Attendee {
+            id: row.get(0)?,
+            member_id: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            member_name: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            household_id: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+            head_name: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
+            village_name: row.get(5)?,
+            status: row.get::<_, Option<String>>(6)?.as_deref().and_then(AttendanceStatus::from_code).unwrap_or(AttendanceStatus::Present),
+            minutes_attended: row.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The skill scores recorded at a session, oldest first.
+pub fn assessments_of_session(store: &Store, session_id: &str) -> Result<Vec<Assessment>> {
+    let mut assessments: Vec<Assessment> = super::list(store, &SKILL_ASSESSMENTS, "session_id = ?1", &[&session_id])?;
+    assessments.sort_by(|a, b| (&a.assessed_on, &a.id).cmp(&(&b.assessed_on, &b.id)));
+    Ok(assessments)
 }
 
 /// The sessions a household's members attended (present, late or left early), newest first.
@@ -189,4 +289,172 @@ pub fn assessments_of_household(store: &Store, household_id: &str) -> Result<Vec
     )?;
     assessments.sort_by(|a, b| a.assessed_on.cmp(&b.assessed_on));
     Ok(assessments)
+}
+
+/// Someone who can be checked in to a session, as the check-in list shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct CheckInCandidate {
+    /// The member.
+    pub member_id: String,
+    /// 姓名 Their name.
+    pub member_name: String,
+    /// Their household.
+    pub household_id: String,
+    /// 户主 Its head.
+    pub head_name: String,
+    /// Its village.
+    pub village_id: String,
+    /// 村 The village's name.
+    pub village_name: Option<String>,
+    /// Whether they are checked in to the session already.
+    pub checked_in: bool,
+    /// Whether they live in another village than the session's (they may attend; the list
+    /// says so).
+    pub other_village: bool,
+}
+
+/// The most people one check-in list shows.
+const CANDIDATES_AT_MOST: i64 = 2000;
+
+/// The people who can be checked in to a session. Without text: every living member of the
+/// households in the register of `village_id` (the session's own village when `None`), by
+/// household. With text: the members of the households whose head, members, register number or
+/// phone match it (the roster's search), in any village.
+pub fn check_in_candidates(store: &Store, session_id: &str, village_id: Option<&str>, text: Option<&str>) -> Result<Vec<CheckInCandidate>> {
+    let session = get_session(store, session_id)?;
+    let home = session.village_id.clone().unwrap_or_default();
+    let text = text.map(str::trim).filter(|text| !text.is_empty());
+    let households: Vec<String> = match text {
+        Some(text) => crate::domain::household::search(
+            store,
+            &crate::domain::household::RosterQuery { text: Some(text.to_owned()), limit: Some(50), ..Default::default() },
+        )?
+        .into_iter()
+        .map(|entry| entry.id)
+        .collect(),
+        None => live_ids(
+            store.conn(),
+            "SELECT id FROM households WHERE village_id = ?1 AND deleted = 0 AND closed_reason IS NULL
+              ORDER BY register_no, head_name, id",
+            village_id.unwrap_or(&home),
+        )?,
+    };
+    let mut statement = store.conn().prepare_cached(
+        "SELECT m.id, m.name, h.id, h.head_name, h.village_id, v.name,
+                EXISTS (SELECT 1 FROM attendance a WHERE a.session_id = ?2 AND a.member_id = m.id AND a.deleted = 0)
+           FROM members m JOIN households h ON h.id = m.household_id
+           LEFT JOIN villages v ON v.id = h.village_id
+          WHERE m.household_id = ?1 AND m.deleted = 0 AND coalesce(m.health, '') <> 'deceased'
+          ORDER BY m.relation <> 'head', m.birth_date, m.name, m.id",
+    )?;
+    let mut candidates = Vec::new();
+    for household in households {
+        let rows = statement.query_map(rusqlite::params![household, session_id], |row| {
+            let village: String = row.get::<_, Option<String>>(4)?.unwrap_or_default();
+            Ok(CheckInCandidate {
+                member_id: row.get(0)?,
+                member_name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                household_id: row.get(2)?,
+                head_name: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                other_village: village != home,
+                village_id: village,
+                village_name: row.get(5)?,
+                checked_in: row.get(6)?,
+            })
+        })?;
+        for row in rows {
+            candidates.push(row?);
+            if candidates.len() as i64 >= CANDIDATES_AT_MOST {
+                return Ok(candidates);
+            }
+        }
+    }
+    Ok(candidates)
+}
+
+/// What a check-in did: who was checked in, and who already was (and was left as they were).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct CheckInReport {
+    /// The names of the people checked in now.
+    pub checked_in: Vec<String>,
+    /// The names of the people who were checked in already.
+    pub already: Vec<String>,
+}
+
+/// Checks in the members not checked in yet, all in one transaction, and names those who
+/// already were: checking someone in twice says so and changes nothing (their status is
+/// corrected with [`set_attendance_status`]).
+pub fn check_in_new(store: &mut Store, session_id: &str, member_ids: &[String], status: AttendanceStatus) -> Result<CheckInReport> {
+    let mut report = CheckInReport::default();
+    let mut new = Vec::new();
+    for member_id in member_ids {
+        let name = crate::domain::household::get_member(store, member_id)?.name.unwrap_or_default();
+        if crate::record::exists(store.conn(), ATTENDANCE.name, &schema::attendance_id(session_id, member_id)) {
+            report.already.push(name);
+        } else {
+            new.push(member_id.clone());
+            report.checked_in.push(name);
+        }
+    }
+    if !new.is_empty() {
+        check_in(store, session_id, &new, status)?;
+    }
+    Ok(report)
+}
+
+/// One cell of the score sheet: a member's score on a topic (none clears it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ScoreEntry {
+    /// The member.
+    pub member_id: String,
+    /// The topic.
+    pub topic: TrainingTopic,
+    /// The score 0–100, or `None` to clear it.
+    pub score: Option<i64>,
+}
+
+/// Saves a session's score sheet for one phase at once: each cell sets, changes or clears the
+/// member's score on that topic, in one transaction. A refused cell is reported as the field
+/// `score.{member_id}.{topic}`, with every other refused cell, and nothing is saved.
+pub fn save_scores(store: &mut Store, session_id: &str, phase: AssessmentPhase, on: &str, entries: &[ScoreEntry]) -> Result<usize> {
+    store.write(|writer| {
+        let mut errors = Vec::new();
+        let mut changed = 0;
+        for entry in entries {
+            let existing: Option<String> = writer
+                .conn()
+                .query_row(
+                    "SELECT id FROM skill_assessments WHERE member_id = ?1 AND session_id = ?2 AND topic = ?3 AND phase = ?4
+                      AND deleted = 0 ORDER BY id LIMIT 1",
+                    rusqlite::params![entry.member_id, session_id, entry.topic.code(), phase.code()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let Some(score) = entry.score else {
+                if let Some(id) = existing {
+                    writer.delete(&SKILL_ASSESSMENTS, &id)?;
+                    changed += 1;
+                }
+                continue;
+            };
+            let changes = json!({"member_id": entry.member_id, "session_id": session_id, "topic": entry.topic.code(),
+                "phase": phase.code(), "score": score, "assessed_on": on});
+            match writer.save(&SKILL_ASSESSMENTS, existing.as_deref(), changes.as_object().expect("an object").clone()) {
+                Ok(saved) => changed += usize::from(!saved.changed.is_empty()),
+                Err(crate::Error::Validation(failures)) => errors.extend(failures.into_iter().map(|mut failure| {
+                    failure.field = format!("{}.{}.{}", failure.field, entry.member_id, entry.topic.code());
+                    failure
+                })),
+                Err(other) => return Err(other),
+            }
+        }
+        if errors.is_empty() {
+            Ok(changed)
+        } else {
+            Err(crate::Error::Validation(errors))
+        }
+    })
 }

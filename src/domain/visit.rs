@@ -49,6 +49,8 @@ pub struct Visit {
     pub housing_ok: Option<CheckAnswer>,
     /// 饮水安全有保障 Safe drinking water assured.
     pub water_ok: Option<CheckAnswer>,
+    /// 已回访 The day the follow-up this visit asked for was done; it is then no longer due.
+    pub follow_up_done_on: Option<String>,
 }
 
 /// Records or edits a visit.
@@ -64,6 +66,13 @@ pub fn get(store: &Store, id: &str) -> Result<Visit> {
 /// Deletes a visit.
 pub fn delete(store: &mut Store, id: &str) -> Result<()> {
     super::delete(store, &VISITS, id)
+}
+
+/// Marks the follow-up a visit asked for as done on `on` (`YYYY-MM-DD`), so it is no longer due.
+pub fn mark_follow_up_done(store: &mut Store, id: &str, on: &str) -> Result<Visit> {
+    let mut visit = get(store, id)?;
+    visit.follow_up_done_on = Some(on.to_owned());
+    save(store, &visit)
 }
 
 /// A household's visits, newest first.
@@ -95,18 +104,21 @@ pub struct FollowUp {
     pub actions_agreed: Option<String>,
 }
 
-/// Follow-ups due on or before `until` (`YYYY-MM-DD`), counted from `today`: for each live
-/// household, the next-visit date of its latest visit, most overdue first.
+/// Follow-ups due on or before `until` (`YYYY-MM-DD`), counted from `today`: for each household
+/// in the register, the next-visit date of its latest visit made by `today`, unless marked done,
+/// most overdue first. A visit dated after today (typed with a wrong date, or brought by a sync
+/// from a device whose clock was wrong) has not happened, so it neither asks for a follow-up nor
+/// hides the one its household's real latest visit asked for.
 pub fn follow_ups_due(store: &Store, today: &str, until: &str) -> Result<Vec<FollowUp>> {
     let mut statement = store.conn().prepare_cached(
         "WITH latest AS (
             SELECT v.*, row_number() OVER (PARTITION BY v.household_id ORDER BY v.visited_at DESC, v.id DESC) AS rank
-              FROM visits v WHERE v.deleted = 0)
+              FROM visits v WHERE v.deleted = 0 AND substr(v.visited_at, 1, 10) <= ?1)
          SELECT l.household_id, h.head_name, vi.name, h.phone, l.id, l.next_visit_date,
                 CAST(julianday(?1) - julianday(l.next_visit_date) AS INTEGER), l.actions_agreed
-           FROM latest l JOIN households h ON h.id = l.household_id AND h.deleted = 0
+           FROM latest l JOIN households h ON h.id = l.household_id AND h.deleted = 0 AND h.closed_reason IS NULL
            LEFT JOIN villages vi ON vi.id = h.village_id
-          WHERE l.rank = 1 AND l.next_visit_date IS NOT NULL AND l.next_visit_date <= ?2
+          WHERE l.rank = 1 AND l.next_visit_date IS NOT NULL AND l.next_visit_date <= ?2 AND l.follow_up_done_on IS NULL
           ORDER BY l.next_visit_date, h.head_name",
     )?;
     let rows = statement.query_map([today, until], |row| {

@@ -15,8 +15,49 @@ use crate::store::Store;
 use crate::sync::engine::{Progress, SyncEngine, SyncReport};
 use crate::sync::error::{SyncError, SyncResult};
 
-/// Bytes per upload request (within the contract's 256 KB to 1 MB).
-pub const CHUNK_BYTES: usize = 512 * 1024;
+/// The sizes of a photo's upload chunks. The first is small enough to pass a 32 kbit/s link in a
+/// few seconds; chunks then grow while they pass quickly and shrink after a slow or failed one
+/// ([`ChunkSizes::next`]), so a drop costs little on a bad link and a good link is not slowed by
+/// many small requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSizes {
+    /// The first chunk, in bytes.
+    pub first: usize,
+    /// The smallest chunk.
+    pub min: usize,
+    /// The largest chunk.
+    pub max: usize,
+}
+
+impl Default for ChunkSizes {
+    fn default() -> Self {
+        Self { first: 32 * 1024, min: 16 * 1024, max: 1024 * 1024 }
+    }
+}
+
+/// A chunk that passes in less than this doubles the next one.
+const FAST_CHUNK: std::time::Duration = std::time::Duration::from_secs(2);
+/// A chunk that takes longer than this halves the next one.
+const SLOW_CHUNK: std::time::Duration = std::time::Duration::from_secs(8);
+
+impl ChunkSizes {
+    /// Every chunk of the same size (tests that count chunks).
+    pub fn fixed(bytes: usize) -> Self {
+        Self { first: bytes, min: bytes, max: bytes }
+    }
+
+    /// The size of the chunk after one of `sent` bytes sized `current` that took `took` (`None`:
+    /// it failed): double after a full chunk that passed fast, half after a slow or failed one,
+    /// within `min` and `max`.
+    pub fn next(&self, current: usize, sent: usize, took: Option<std::time::Duration>) -> usize {
+        let next = match took {
+            Some(took) if took < FAST_CHUNK && sent >= current => current.saturating_mul(2),
+            Some(took) if took <= SLOW_CHUNK => current,
+            _ => current / 2,
+        };
+        next.clamp(self.min, self.max.max(self.min))
+    }
+}
 
 /// The state of one attachment.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -154,13 +195,22 @@ impl SyncEngine {
                 (location, 0)
             }
         };
-        let mut buffer = vec![0u8; CHUNK_BYTES];
+        let mut buffer = Vec::new();
         while offset < item.size {
             file.seek(SeekFrom::Start(offset)).map_err(crate::Error::Io)?;
-            let wanted = CHUNK_BYTES.min((item.size - offset) as usize);
+            let size = self.chunk_bytes();
+            // Chunks end on multiples of their size: after the server kept part of a cut chunk,
+            // the next one carries the rest of it, not a whole chunk from the middle.
+            let wanted = (size - (offset % size as u64) as usize).min((item.size - offset) as usize);
+            buffer.resize(wanted, 0);
             file.read_exact(&mut buffer[..wanted]).map_err(crate::Error::Io)?;
             let chunk = &buffer[..wanted];
-            offset = self.authorised_call(store, |transport, meta| transport.upload_chunk(&location, offset, chunk, meta))?;
+            let started = std::time::Instant::now();
+            let sent = self.authorised_call(store, |transport, meta| transport.upload_chunk(&location, offset, chunk, meta));
+            // The next chunk's size follows how this one went; after a failure the next attempt
+            // asks the server where the upload stands (it keeps the bytes of a cut chunk).
+            self.set_chunk_bytes(self.options().chunks.next(size, wanted, sent.as_ref().ok().map(|_| started.elapsed())));
+            offset = sent?;
             lock(store, |store| {
                 store.conn.execute("UPDATE attachments SET uploaded_bytes = ?1 WHERE sha256 = ?2", params![offset as i64, item.sha256])?;
                 Ok::<_, SyncError>(())
@@ -262,4 +312,33 @@ fn mark(store: &mut Store, sha256: &str, state: &str, error: Option<&str>) -> Sy
         params![state, error, sha256],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::ChunkSizes;
+
+    #[test]
+    fn chunks_grow_on_a_fast_link_and_shrink_after_a_slow_or_failed_chunk() {
+        let sizes = ChunkSizes::default();
+        let fast = Some(Duration::from_millis(300));
+        let mut size = sizes.first;
+        for _ in 0..10 {
+            size = sizes.next(size, size, fast);
+        }
+        assert_eq!(size, sizes.max, "a fast link reaches the largest chunk");
+        assert_eq!(sizes.next(size, size, Some(Duration::from_secs(5))), size, "a steady chunk keeps its size");
+        assert_eq!(sizes.next(size, size, Some(Duration::from_secs(20))), size / 2, "a slow chunk halves the next");
+        assert_eq!(sizes.next(size, size, None), size / 2, "a failed chunk halves the next");
+        let mut size = sizes.first;
+        for _ in 0..10 {
+            size = sizes.next(size, size, None);
+        }
+        assert_eq!(size, sizes.min, "a link that keeps failing goes down to the smallest chunk, never to nothing");
+        // The last, short chunk of a photo says nothing about the link's room for more.
+        assert_eq!(sizes.next(sizes.first, 100, fast), sizes.first);
+        assert_eq!(ChunkSizes::fixed(4096).next(4096, 4096, None), 4096);
+    }
 }

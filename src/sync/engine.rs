@@ -34,8 +34,10 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
+    /// Never gives up while work is pending, and waits at most a minute between tries, so a
+    /// link that comes back is used within a minute without the user pressing anything.
     fn default() -> Self {
-        Self { initial: Duration::from_secs(1), max: Duration::from_secs(300), max_attempts: None }
+        Self { initial: Duration::from_secs(1), max: Duration::from_secs(60), max_attempts: None }
     }
 }
 
@@ -61,11 +63,19 @@ pub struct SyncOptions {
     pub retry: RetryPolicy,
     /// Push-then-pull rounds in one sync before it stops even if edits keep arriving.
     pub max_rounds: usize,
+    /// The sizes of photo upload chunks.
+    pub chunks: crate::sync::blobs::ChunkSizes,
 }
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        Self { pull_limit: 1000, batch_limits: BatchLimits::default(), retry: RetryPolicy::default(), max_rounds: 5 }
+        Self {
+            pull_limit: 1000,
+            batch_limits: BatchLimits::default(),
+            retry: RetryPolicy::default(),
+            max_rounds: 5,
+            chunks: crate::sync::blobs::ChunkSizes::default(),
+        }
     }
 }
 
@@ -194,6 +204,8 @@ pub struct SyncEngine {
     session: String,
     requests: AtomicU64,
     media: Option<crate::domain::photo::MediaDir>,
+    /// The size of the next photo chunk, learned from the link (see [`crate::sync::blobs`]).
+    chunk_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -231,6 +243,7 @@ impl SyncEngine {
             session: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
             requests: AtomicU64::new(0),
             media: None,
+            chunk_bytes: std::sync::atomic::AtomicUsize::new(options.chunks.first),
         }
     }
 
@@ -241,6 +254,16 @@ impl SyncEngine {
         self
     }
 
+    /// The size of the next photo chunk.
+    pub(crate) fn chunk_bytes(&self) -> usize {
+        self.chunk_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Sets the size of the next photo chunk.
+    pub(crate) fn set_chunk_bytes(&self, bytes: usize) {
+        self.chunk_bytes.store(bytes, Ordering::Relaxed);
+    }
+
     /// Where the engine keeps photos, if it was given a place.
     pub fn media_dir(&self) -> Option<&crate::domain::photo::MediaDir> {
         self.media.as_ref()
@@ -248,6 +271,7 @@ impl SyncEngine {
 
     /// The same engine with other options.
     pub fn with_options(mut self, options: SyncOptions) -> Self {
+        self.set_chunk_bytes(options.chunks.first);
         self.options = options;
         self
     }
@@ -383,18 +407,34 @@ impl SyncEngine {
         result
     }
 
+    /// Text first: the day's records are pushed and the server's pulled before any photo moves,
+    /// so one slow or failing photo on a bad link never holds back the visits and trainings.
+    /// A photo row may reach the server before its bytes (the server serves it once they
+    /// arrive, and other devices show a placeholder until then). Photos go up after the text,
+    /// then thumbnails come down; a failure there leaves every record already synced.
     fn sync_rounds(&self, store: &Mutex<Store>, progress: &dyn Fn(&Progress), report: &mut SyncReport) -> SyncResult<()> {
         let client_id = locked(store, |store| store.node().to_uuid_string());
+        self.sync_text(store, &client_id, progress, report)?;
+        self.upload_attachments(store, progress, report)?;
+        // Edits made while the photos went up go out in the same sync.
+        if locked(store, |store| outbox::unsent(&store.conn))? > 0 {
+            self.sync_text(store, &client_id, progress, report)?;
+        }
+        self.download_thumbnails(store, progress, report)
+    }
+
+    /// Pushes until the outbox is empty and pulls until the server has nothing more, again while
+    /// edits arrive meanwhile, at most `max_rounds` times.
+    fn sync_text(&self, store: &Mutex<Store>, client_id: &str, progress: &dyn Fn(&Progress), report: &mut SyncReport) -> SyncResult<()> {
         for _ in 0..self.options.max_rounds.max(1) {
-            self.upload_attachments(store, progress, report)?;
-            self.push_all(store, &client_id, progress, report)?;
+            self.push_all(store, client_id, progress, report)?;
             self.pull_all(store, progress, report)?;
             let unsent = locked(store, |store| outbox::unsent(&store.conn))?;
             if unsent == 0 {
                 break;
             }
         }
-        self.download_thumbnails(store, progress, report)
+        Ok(())
     }
 
     fn push_all(&self, store: &Mutex<Store>, client_id: &str, progress: &dyn Fn(&Progress), report: &mut SyncReport) -> SyncResult<()> {

@@ -328,6 +328,7 @@ fn options() -> SyncOptions {
         batch_limits: BatchLimits::default(),
         retry: RetryPolicy { initial: Duration::from_millis(1), max: Duration::from_millis(5), max_attempts: Some(10) },
         max_rounds: 5,
+        chunks: crate::sync::blobs::ChunkSizes::default(),
     }
 }
 

@@ -222,6 +222,9 @@ impl Transport for HttpTransport {
             .patch(self.url(location))
             .header("upload-offset", offset)
             .header(CONTENT_TYPE, "application/offset+octet-stream")
+            // A chunk may take as long as the link needs at 16 kbit/s plus half a minute: the
+            // engine sizes chunks to pass in seconds, so this bounds a stalled link, not a slow one.
+            .timeout(Duration::from_secs(30) + Duration::from_millis(chunk.len() as u64 / 2))
             .body(chunk.to_vec());
         let response = checked(self.with_meta(builder, meta).send().map_err(network)?)?;
         offset_header(&response)

@@ -168,7 +168,7 @@ fn push_figures(server: &TestServer, village_id: &str, compress: bool) {
         transport = transport.without_request_compression();
     }
     device.engine = SyncEngine::with_transport(Box::new(transport), &proxy.url, furrow_sync_tests::test_options());
-    device.login("bench", "bench-password");
+    device.login("bench", "quiet-river-42");
     device.sync().expect("the first sync");
     // 10k field changes: new households of six fields each, then edits of four fields.
     device
@@ -219,14 +219,14 @@ fn main() {
     let rows: usize = std::env::var("FURROW_BENCH_ROWS").ok().and_then(|text| text.parse().ok()).unwrap_or(100_000);
     let server = TestServer::start();
     let village_id = server.add_village(VILLAGE, "小河村");
-    server.add_assistant("bench", "bench-password", &[VILLAGE]);
+    server.add_assistant("bench", "quiet-river-42", &[VILLAGE]);
 
     let started = Instant::now();
     seed_server(&server, &village_id, rows);
     println!("seeded {rows} households on the server in {:.1} s", started.elapsed().as_secs_f64());
 
     let output = Command::new(std::env::current_exe().expect("this program"))
-        .args(["--device", &server.url, "bench", "bench-password", &server.data_dir().to_string_lossy()])
+        .args(["--device", &server.url, "bench", "quiet-river-42", &server.data_dir().to_string_lossy()])
         .output()
         .expect("the device process runs");
     assert!(output.status.success(), "the device failed: {}", String::from_utf8_lossy(&output.stderr));

@@ -18,8 +18,8 @@ use furrow::{OpenOptions, Store};
 use furrow_server::auth::PasswordCost;
 use serde_json::{json, Value};
 
-/// The admin token of test servers.
-pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+/// The bootstrap admin token of test servers (the server accepts one of 32 characters or more).
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
 
 /// The PostgreSQL server the tests use (`FURROW_TEST_DATABASE_URL`, else the one CI and this
 /// machine run at 127.0.0.1:5432). Each test server makes a database of its own on it.
@@ -296,9 +296,40 @@ impl TestServer {
         self.admin_post("/admin/v1/assistants", &json!({ "username": username, "password": password, "villages": villages }));
     }
 
-    /// The platform's moderation of a listing.
+    /// The platform's moderation of a listing. A verdict naming a `moderator` is given by that
+    /// admin, signed in with an account of its own (made on first use), because the server
+    /// records the signed-in admin as the moderator, never a name in the body; other verdicts
+    /// come from the platform's systems with the bootstrap token.
     pub fn moderate(&self, listing_id: &str, verdict: Value) {
-        self.admin_post(&format!("/admin/v1/listings/{listing_id}/moderation"), &verdict);
+        let path = format!("/admin/v1/listings/{listing_id}/moderation");
+        let Some(name) = verdict.get("moderator").and_then(Value::as_str) else {
+            self.admin_post(&path, &verdict);
+            return;
+        };
+        let token = self.admin_sign_in(name);
+        let response = self.admin.post(format!("{}{path}", self.url)).bearer_auth(token).json(&verdict).send().expect("the admin endpoint answers");
+        assert!(response.status().is_success(), "POST {path} {verdict} answered {}", response.status());
+    }
+
+    /// Signs in as the admin `name`, making the account on first use; returns an access token.
+    fn admin_sign_in(&self, name: &str) -> String {
+        const PASSWORD: &str = "moderation desk at dawn";
+        let database = furrow_server::open_database(&self.storage()).expect("the server's database opens");
+        let hash = furrow_server::auth::hash_password(PASSWORD, PasswordCost::CHEAP_FOR_TESTS).expect("a hash");
+        furrow_server::store::write(database.as_ref(), |tx| match tx.user_by_name(name)? {
+            Some(_) => Ok(()),
+            None => furrow_server::platform::add_admin(tx, name, &hash).map(|_| ()),
+        })
+        .expect("the admin's account");
+        let answer: Value = self
+            .admin
+            .post(format!("{}/auth/v1/login", self.url))
+            .json(&json!({ "username": name, "password": PASSWORD, "device_name": "platform console" }))
+            .send()
+            .expect("the sign-in answers")
+            .json()
+            .expect("tokens");
+        answer["access_token"].as_str().expect("an access token").to_owned()
     }
 
     /// The platform's moderation of a listing, which may not have reached the server yet;
@@ -616,7 +647,7 @@ mod tests {
             .expect("the operator adds a village");
         drop(operator);
         assert_eq!(server.query_count("SELECT count(*) FROM villages"), 2);
-        server.add_assistant("wang", "wang-password-1", &["530102001002"]);
+        server.add_assistant("wang", "stone-bridge-22", &["530102001002"]);
         // A second server has a database of its own.
         let other = TestServer::start_on(Backend::Postgres);
         assert_ne!(other.database_url(), Some(url.as_str()));

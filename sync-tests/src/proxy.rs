@@ -1,7 +1,8 @@
 //! A TCP proxy between devices and the server that injects the faults of a link that drops: the
 //! connection cut before the request reaches the server, in the middle of the request body, after
 //! the server committed but before the answer arrives, in the middle of the answer's body, and
-//! requests delivered twice. It reads HTTP/1.1 framing (Content-Length and chunked bodies) so that
+//! requests delivered twice; and a slow link that drops ([`Link`]: a rate, a round trip, a chance
+//! of a drop per 16 KB). It reads HTTP/1.1 framing (Content-Length and chunked bodies) so that
 //! each fault hits one request, also on kept-alive connections, and counts the bytes on the wire.
 
 use std::collections::{HashMap, VecDeque};
@@ -60,11 +61,52 @@ struct Aimed {
     fault: Fault,
 }
 
+/// A slow link that drops, as assistants meet it in town: a rate in each direction, a round-trip
+/// delay, and a chance of a drop for every 16 KB on the wire (a message cut at a random point).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    /// Bytes per second in each direction.
+    pub bytes_per_second: f64,
+    /// The round-trip time.
+    pub round_trip: Duration,
+    /// The chance that a connection drops while 16 KB cross it.
+    pub drop_per_16k: f64,
+}
+
+impl Link {
+    /// A link of `kbit` kilobits per second, `round_trip_ms` of round trip and a `drop_per_16k`
+    /// chance of a drop per 16 KB.
+    pub fn new(kbit: f64, round_trip_ms: u64, drop_per_16k: f64) -> Link {
+        Link { bytes_per_second: kbit * 1000.0 / 8.0, round_trip: Duration::from_millis(round_trip_ms), drop_per_16k }
+    }
+
+    /// How long `bytes` take to cross one way.
+    fn crossing(&self, bytes: usize) -> Duration {
+        self.round_trip / 2 + Duration::from_secs_f64(bytes as f64 / self.bytes_per_second.max(1.0))
+    }
+}
+
+struct LinkState {
+    link: Link,
+    rng: fastrand::Rng,
+}
+
+impl LinkState {
+    /// Where a message of `bytes` is cut, as a share of it, or `None` when it crosses whole.
+    fn cut(&mut self, bytes: usize) -> Option<f64> {
+        let whole = (1.0 - self.link.drop_per_16k).powf(bytes as f64 / 16384.0);
+        (self.rng.f64() >= whole).then(|| self.rng.f64())
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     queue: VecDeque<(String, Fault)>,
     aimed: Vec<Aimed>,
     random: Option<Random>,
+    link: Option<LinkState>,
+    /// Requests under these paths are all cut in the middle of their body.
+    blocked: Vec<String>,
     injected: HashMap<Fault, u64>,
     traffic: HashMap<String, Traffic>,
 }
@@ -123,7 +165,24 @@ impl FaultProxy {
         });
     }
 
-    /// Stops injecting faults (queued, aimed and random).
+    /// Puts the link between devices and the server through a slow link that drops (`None`: a
+    /// clean loopback again). Seeded, so a run can be repeated.
+    pub fn set_link(&self, link: Option<Link>, seed: u64) {
+        self.lock().link = link.map(|link| LinkState { link, rng: fastrand::Rng::with_seed(seed) });
+    }
+
+    /// Cuts every request under `path_prefix` in the middle of its body until [`FaultProxy::unblock`].
+    pub fn block(&self, path_prefix: &str) {
+        self.lock().blocked.push(path_prefix.to_owned());
+    }
+
+    /// Lets requests under every path through again.
+    pub fn unblock(&self) {
+        self.lock().blocked.clear();
+    }
+
+    /// Stops injecting faults (queued, aimed and random). The link set with
+    /// [`FaultProxy::set_link`] and blocked paths stay.
     pub fn heal(&self) {
         let mut shared = self.lock();
         shared.queue.clear();
@@ -320,6 +379,14 @@ fn count(shared: &Mutex<Shared>, path: &str, request: &Message, response: Option
     }
 }
 
+/// How long `bytes` take to cross the link and where they are cut, if a link is set.
+fn link_crossing(shared: &Mutex<Shared>, bytes: usize) -> Option<(Duration, Option<f64>)> {
+    let mut shared = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let state = shared.link.as_mut()?;
+    let cut = state.cut(bytes);
+    Some((state.link.crossing(bytes), cut))
+}
+
 fn serve_connection(mut client: TcpStream, upstream: SocketAddr, shared: &Mutex<Shared>) -> io::Result<()> {
     let mut buffer = Vec::new();
     loop {
@@ -328,7 +395,27 @@ fn serve_connection(mut client: TcpStream, upstream: SocketAddr, shared: &Mutex<
         let method = words.next().unwrap_or_default().to_owned();
         let path = words.next().unwrap_or_default().split('?').next().unwrap_or_default().to_owned();
         let bodyless = method.eq_ignore_ascii_case("HEAD");
-        let fault = choose(shared, &method, &path);
+        let blocked = {
+            let shared = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            shared.blocked.iter().any(|prefix| path.starts_with(prefix.as_str()))
+        };
+        // The link: the request takes its time to cross, and may be cut on the way.
+        let crossing = link_crossing(shared, request.head.len() + request.body.len());
+        let fault = if blocked { Some(Fault::DropMidRequest) } else { choose(shared, &method, &path) };
+        if let Some((time, cut)) = crossing {
+            if let (Some(cut), None) = (cut, fault) {
+                std::thread::sleep(time.mul_f64(cut));
+                count(shared, &path, &request, None);
+                let mut server = TcpStream::connect(upstream)?;
+                let body_part = ((request.head.len() + request.body.len()) as f64 * cut) as usize;
+                server.write_all(&request.head)?;
+                server.write_all(&request.body[..body_part.saturating_sub(request.head.len()).min(request.body.len())])?;
+                std::thread::sleep(Duration::from_millis(5));
+                let _ = server.shutdown(Shutdown::Both);
+                return client.shutdown(Shutdown::Both);
+            }
+            std::thread::sleep(time);
+        }
         match fault {
             Some(Fault::DropBeforeRequest) => {
                 count(shared, &path, &request, None);
@@ -351,6 +438,16 @@ fn serve_connection(mut client: TcpStream, upstream: SocketAddr, shared: &Mutex<
             response = exchange(upstream, &request, bodyless)?;
         }
         count(shared, &path, &request, Some(&response));
+        if let Some((time, cut)) = link_crossing(shared, response.head.len() + response.body.len()) {
+            if let (Some(cut), None) = (cut, fault) {
+                std::thread::sleep(time.mul_f64(cut));
+                let part = ((response.head.len() + response.body.len()) as f64 * cut) as usize;
+                let all = response.bytes();
+                client.write_all(&all[..part.min(all.len())])?;
+                return client.shutdown(Shutdown::Both);
+            }
+            std::thread::sleep(time);
+        }
         match fault {
             Some(Fault::DropAfterCommit) => return client.shutdown(Shutdown::Both),
             Some(Fault::DropMidResponse) => {

@@ -19,14 +19,14 @@ fn two_laptops_a_second_village_and_the_platform_converge(backend: Backend) {
     let v1 = server.add_village(V1, "小河村");
     let v2 = server.add_village(V2, "大山村");
     server.add_assistant("lihua", "li-password-1", &[V1]);
-    server.add_assistant("wang", "wang-password-1", &[V2]);
+    server.add_assistant("wang", "stone-bridge-22", &[V2]);
 
     let laptop = Device::new(&server.url);
     let tablet = Device::new(&server.url);
     let other = Device::new(&server.url);
     laptop.login("lihua", "li-password-1");
     tablet.login("lihua", "li-password-1");
-    other.login("wang", "wang-password-1");
+    other.login("wang", "stone-bridge-22");
     for device in [&laptop, &tablet, &other] {
         device.sync().expect("first sync");
     }
@@ -79,7 +79,7 @@ fn two_laptops_a_second_village_and_the_platform_converge(backend: Backend) {
     fresh.sync().unwrap();
     assert_eq!(fresh.dump(), laptop.dump());
     let fresh_other = Device::new(&server.url);
-    fresh_other.login("wang", "wang-password-1");
+    fresh_other.login("wang", "stone-bridge-22");
     fresh_other.sync().unwrap();
     assert_eq!(fresh_other.dump(), other.dump());
 }

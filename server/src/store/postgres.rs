@@ -33,6 +33,13 @@ pub const MIGRATIONS: &[Migration] =
             name: "0004_history_epoch.sql",
             sql: include_str!("../../migrations/postgres/0004_history_epoch.sql"),
         },
+        Migration {
+            version: 5,
+            name: "0005_blob_scopes.sql",
+            sql: include_str!("../../migrations/postgres/0005_blob_scopes.sql"),
+        },
+        Migration { version: 6, name: "0006_sessions.sql", sql: include_str!("../../migrations/postgres/0006_sessions.sql") },
+        Migration { version: 7, name: "0007_audit_log.sql", sql: include_str!("../../migrations/postgres/0007_audit_log.sql") },
     ];
 
 /// The most connections one server instance opens, so several instances stay well below the

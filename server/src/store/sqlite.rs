@@ -1,6 +1,7 @@
 //! The SQLite backend: one database file in the data directory, the embedded default.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -29,19 +30,39 @@ pub const MIGRATIONS: &[Migration] =
             name: "0004_history_epoch.sql",
             sql: include_str!("../../migrations/sqlite/0004_history_epoch.sql"),
         },
+        Migration {
+            version: 5,
+            name: "0005_blob_scopes.sql",
+            sql: include_str!("../../migrations/sqlite/0005_blob_scopes.sql"),
+        },
+        Migration { version: 6, name: "0006_sessions.sql", sql: include_str!("../../migrations/sqlite/0006_sessions.sql") },
+        Migration { version: 7, name: "0007_audit_log.sql", sql: include_str!("../../migrations/sqlite/0007_audit_log.sql") },
     ];
 
-/// A SQLite database. One connection behind a mutex: SQLite has one writer at a time anyway, and
-/// the server's queries are short.
+/// A SQLite database: one connection for write transactions behind a mutex (SQLite has one
+/// writer at a time anyway), and a few more for read transactions. In WAL mode a reader sees the
+/// last commit and neither waits for the writer nor makes it wait, so the checks of every
+/// request's token and the pulls do not queue behind pushes, each of which waits for the disk.
 pub struct SqliteDatabase {
     connection: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
 }
+
+/// Connections kept for read transactions (a database in memory has none: it cannot be shared).
+const READERS: usize = 4;
 
 impl SqliteDatabase {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let connection = Connection::open(path)?;
-        Self::prepare(connection)
+        let mut database = Self::prepare(connection)?;
+        for _ in 0..READERS {
+            let reader = Connection::open(path)?;
+            Self::set_pragmas(&reader)?;
+            database.readers.push(Mutex::new(reader));
+        }
+        Ok(database)
     }
 
     /// An in-memory database, for tests.
@@ -50,6 +71,13 @@ impl SqliteDatabase {
     }
 
     fn prepare(connection: Connection) -> Result<Self> {
+        Self::set_pragmas(&connection)?;
+        let database = Self { connection: Mutex::new(connection), readers: Vec::new(), next_reader: AtomicUsize::new(0) };
+        database.migrate()?;
+        Ok(database)
+    }
+
+    fn set_pragmas(connection: &Connection) -> Result<()> {
         // Pragmas one at a time, each for a reason: WAL lets readers run beside the writer,
         // busy_timeout lets an operator command run while the server holds the lock, and
         // foreign_keys makes the assignment table's references real.
@@ -61,9 +89,24 @@ impl SqliteDatabase {
         // exist nowhere. The price is one fsync per write transaction (docs/server.md, Figures).
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        let database = Self { connection: Mutex::new(connection) };
-        database.migrate()?;
-        Ok(database)
+        Ok(())
+    }
+
+    /// A connection for a read transaction: a free reader if there is one, otherwise the next
+    /// in turn (or the writer's, for a database in memory).
+    fn reader(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+        if self.readers.is_empty() {
+            return self.lock();
+        }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for offset in 0..self.readers.len() {
+            if let Ok(connection) = self.readers[(start + offset) % self.readers.len()].try_lock() {
+                return Ok(connection);
+            }
+        }
+        self.readers[start % self.readers.len()]
+            .lock()
+            .map_err(|_| Error::Storage("the database lock was poisoned by a panic".into()))
     }
 
     fn migrate(&self) -> Result<()> {
@@ -97,7 +140,7 @@ fn finish(connection: &Connection, outcome: Result<()>) -> Result<()> {
 
 impl Database for SqliteDatabase {
     fn transaction(&self, write: bool, work: &mut dyn FnMut(&mut dyn Sql) -> Result<()>) -> Result<()> {
-        let connection = self.lock()?;
+        let connection = if write { self.lock()? } else { self.reader()? };
         // A write transaction takes the write lock at once, so what it reads cannot change
         // before it writes, even with a second process (an operator command) on the same file.
         connection.execute_batch(if write { "BEGIN IMMEDIATE" } else { "BEGIN" })?;

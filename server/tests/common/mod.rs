@@ -19,8 +19,8 @@ pub fn postgres_url() -> String {
     std::env::var("FURROW_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-/// The admin token of test servers.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The bootstrap admin token of test servers (the server accepts one of 32 characters or more).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123";
 
 /// Village codes used by the tests.
 pub const VILLAGE_A: &str = "520402101201";
@@ -103,7 +103,7 @@ pub fn seed(database: &dyn Database) -> (i64, i64) {
 pub fn caller(user_id: i64, scopes: &[&str]) -> Caller {
     let mut scopes: Vec<String> = scopes.iter().map(|scope| (*scope).to_owned()).collect();
     scopes.sort();
-    Caller { user_id, scopes }
+    Caller { user_id, scopes, session_id: "test-session".into(), client_id: None }
 }
 
 /// An HLC at the current time plus `counter`.
@@ -237,8 +237,18 @@ impl TestServer {
         Self::start_on(backend, true).await
     }
 
+    /// Starts a server over a fresh backend, seeded, with settings changed by `configure`.
+    pub async fn start_with(kind: Kind, configure: impl FnOnce(&mut Settings) + Send + 'static) -> Self {
+        Self::start_configured(Arc::new(Backend::new(kind)), true, configure).await
+    }
+
     /// Starts a server over an existing backend (a second instance sharing the database).
     pub async fn start_on(backend: Arc<Backend>, seed_data: bool) -> Self {
+        Self::start_configured(backend, seed_data, |_| {}).await
+    }
+
+    /// Starts a server over a backend with settings changed by `configure`.
+    pub async fn start_configured(backend: Arc<Backend>, seed_data: bool, configure: impl FnOnce(&mut Settings) + Send + 'static) -> Self {
         let opened = backend.clone();
         let state = tokio::task::spawn_blocking(move || {
             let database = opened.open();
@@ -246,8 +256,9 @@ impl TestServer {
                 seed(database.as_ref());
             }
             let blobs = Arc::new(FileBlobStore::new(&opened.dir.path().join("blobs")).expect("blob directory"));
-            let settings =
+            let mut settings =
                 Settings { admin_token: Some(ADMIN_TOKEN.into()), password_cost: PasswordCost::CHEAP_FOR_TESTS, ..Settings::default() };
+            configure(&mut settings);
             AppState::new(database, blobs, settings).expect("state")
         })
         .await

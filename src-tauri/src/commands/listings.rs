@@ -3,7 +3,7 @@
 
 use furrow::codes::PhotoOwner;
 use furrow::domain::listing::{self, Listing, Product};
-use furrow::domain::listing_rules::{self, RuleCheck};
+use furrow::domain::listing_rules::{self, RuleCheck, SubmissionState};
 use furrow::domain::sale::{self, ListingSale};
 use tauri::State;
 
@@ -56,10 +56,16 @@ pub async fn check_listing_rules(state: State<'_, AppState>, listing: Listing) -
 }
 
 /// Submits a saved listing to its platform once every rule passes; submitting again is the same
-/// submission.
+/// submission, unless the platform rejected it: then the fixed listing is a new submission.
 #[tauri::command]
 pub async fn submit_listing(state: State<'_, AppState>, id: String) -> CommandResult<Listing> {
     state.with_store(move |store| listing_rules::submit(store, &id)).await
+}
+
+/// Whether a listing may be submitted now, and its submissions with the platform's verdicts.
+#[tauri::command]
+pub async fn listing_submission_state(state: State<'_, AppState>, id: String) -> CommandResult<SubmissionState> {
+    state.with_store(move |store| listing_rules::submission_state(store, &id)).await
 }
 
 /// The sales of a listing, newest first.

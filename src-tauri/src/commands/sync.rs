@@ -1,24 +1,26 @@
 //! 同步 Sync commands: sign-in, the status the indicator shows, syncing with progress events,
 //! and the conflicts list. Every call to the engine runs on a blocking thread; the engine takes
-//! the store's lock only for each short step, so the window stays usable during a sync.
+//! the store's lock only for each short step, so the window stays usable during a sync. The
+//! same sync runs from the 同步 button and from the thread that syncs by itself
+//! ([`crate::autosync`]), one at a time.
 
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use furrow::sync::status::{self, Resolution};
-use furrow::sync::{Progress, SyncEngine};
+use furrow::sync::{Progress, SyncEngine, SyncError, SyncReport};
 use serde::Serialize;
-use tauri::{AppHandle, Emitter, State};
+use tauri::{AppHandle, Emitter, Manager, State};
 use ts_rs::TS;
 
+use crate::autosync::Outcome;
 use crate::error::{CommandError, CommandResult};
 use crate::state::{AppState, Settings};
 
 /// What the sync indicator shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct SyncStatus {
-    /// Whether the server answered a connection just now.
+    /// Whether the server answered its health check just now.
     pub online: bool,
     /// Local changes not yet acknowledged by the server.
     pub pending: i64,
@@ -32,6 +34,13 @@ pub struct SyncStatus {
     pub open_conflicts: i64,
     /// Why the last sync failed, if it did.
     pub last_error: Option<String>,
+    /// Whether a sync is under way (the button's or the one the app makes by itself).
+    pub syncing: bool,
+    /// When the app tries again by itself after a failed sync (RFC 3339), if it will; `None`
+    /// while offline (it syncs as soon as the server answers) or when the user must act.
+    pub retry_at: Option<String>,
+    /// Whether the app waits for the user (sign in again, update) before it syncs again.
+    pub needs_user: bool,
 }
 
 /// One step of a sync, sent as the `sync-progress` event.
@@ -104,37 +113,105 @@ fn rfc3339(milliseconds: i64) -> String {
     chrono::DateTime::from_timestamp_millis(milliseconds).map(|time| time.to_rfc3339()).unwrap_or_default()
 }
 
-/// Whether a TCP connection to the server's host and port opens within a second.
-fn reachable(server_url: &str) -> bool {
-    let without_scheme = server_url.split("://").nth(1).unwrap_or(server_url);
-    let authority = without_scheme.split('/').next().unwrap_or_default();
-    let default_port = if server_url.starts_with("https://") { 443 } else { 80 };
-    let address = if authority.contains(':') { authority.to_owned() } else { format!("{authority}:{default_port}") };
-    let Ok(mut addresses) = address.to_socket_addrs() else { return false };
-    addresses.any(|address| TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok())
+/// Whether the sync server answers: its health endpoint replies with success within two
+/// seconds. An open port is not enough: a proxy, a relay or another program can accept the
+/// connection while the server itself is down, and the indicator must not say 在线 then.
+pub fn reachable(server_url: &str) -> bool {
+    let Ok(client) = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build() else { return false };
+    client
+        .get(format!("{}/health", server_url.trim_end_matches('/')))
+        .send()
+        .map(|response| response.status().is_success())
+        .unwrap_or(false)
 }
 
-async fn status_of(state: &AppState) -> CommandResult<SyncStatus> {
-    let settings = state.settings();
-    let summary = state.with_store(|store| status::summary(store).map_err(furrow::sync::SyncError::into_store_error)).await?;
-    let server_url = summary.account.as_ref().map(|account| account.server_url.clone()).unwrap_or(settings.server_url);
-    let online = tauri::async_runtime::spawn_blocking(move || reachable(&server_url)).await.unwrap_or(false);
+/// The server this device syncs with: the one it signed in to, else the address in the settings.
+pub fn server_url(state: &AppState) -> Option<String> {
+    let account = {
+        let store = state.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        status::signed_in_account(&store).ok().flatten()
+    };
+    let url = account.map(|account| account.server_url).unwrap_or_else(|| state.settings().server_url);
+    (!url.is_empty()).then_some(url)
+}
+
+/// The indicator's figures, read on a blocking thread. `online` is a probe just made by the
+/// caller; without one, the server is asked now. A probe that finds the connection back wakes
+/// the thread that syncs by itself.
+pub fn status_blocking(state: &AppState, online: Option<bool>) -> CommandResult<SyncStatus> {
+    let summary = {
+        let store = state.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        status::summary(&store).map_err(SyncError::into_store_error)?
+    };
+    let server_url = summary.account.as_ref().map(|account| account.server_url.clone()).unwrap_or_else(|| state.settings().server_url);
+    let online = online.unwrap_or_else(|| reachable(&server_url));
+    let can_sync = state.engine().is_some();
+    if can_sync && state.auto.with_schedule(|schedule| schedule.observe(online)) {
+        state.auto.wake();
+    }
     Ok(SyncStatus {
         online,
         pending: summary.pending + summary.in_flight,
         last_sync_at: summary.last_sync_at.map(rfc3339),
         signed_in: summary.account.is_some(),
-        can_sync: state.engine().is_some(),
+        can_sync,
         open_conflicts: summary.open_conflicts,
         last_error: summary.last_error,
+        syncing: state.auto.syncing(),
+        retry_at: state.auto.next_attempt_at().map(|at| chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339()),
+        needs_user: state.auto.with_schedule(|schedule| schedule.needs_user()),
     })
 }
 
-/// The store's own errors inside a sync error, for `with_store`.
+async fn status_of(app: &AppHandle) -> CommandResult<SyncStatus> {
+    let app = app.clone();
+    tauri::async_runtime::spawn_blocking(move || status_blocking(&app.state::<AppState>(), None))
+        .await
+        .map_err(CommandError::background)?
+}
+
+/// Runs one sync on the calling (blocking) thread, one at a time: the 同步 button's and the
+/// automatic ones wait for each other. Progress goes to the window as `sync-progress` events,
+/// the outcome to the schedule of automatic syncs, and a success to the settings' last sync time.
+pub fn sync_blocking(app: &AppHandle, state: &AppState, engine: Arc<SyncEngine>) -> Result<SyncReport, SyncError> {
+    let _one_at_a_time = state.sync_gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _syncing = state.auto.begin();
+    let total = {
+        let store = state.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        store.pending_changes()?.max(1)
+    };
+    let send = |phase: &str, done: i64, total: i64| {
+        // A closed window cannot take the event; the sync carries on regardless.
+        let _ = app.emit("sync-progress", SyncProgress { phase: phase.to_owned(), done, total });
+    };
+    let result = engine.sync(&state.store, &|progress| match progress {
+        Progress::Started => send("push", 0, total),
+        Progress::Pushing { remaining, .. } => send("push", (total - remaining).clamp(0, total), total),
+        Progress::Pulled { has_more, .. } => send("pull", if *has_more { total * 9 / 10 } else { total }, total),
+        Progress::Retrying { attempt, .. } => send("retry", i64::from(*attempt), total),
+        Progress::Finished(_) => send("done", total, total),
+        _ => {}
+    });
+    let outcome = match &result {
+        Ok(_) => Outcome::Synced,
+        Err(error) if error.is_retryable() => Outcome::Retryable,
+        Err(_) => Outcome::NeedsUser,
+    };
+    state.auto.with_schedule(|schedule| schedule.record(outcome, Instant::now()));
+    if result.is_ok() {
+        if let Err(error) = state.update_settings(|settings| settings.last_sync_at = Some(chrono::Utc::now().to_rfc3339())) {
+            tracing::warn!(message = %error.message, "the last sync time could not be saved");
+        }
+    } else {
+        send("failed", 0, total);
+    }
+    result
+}
+
 /// The sync indicator's figures.
 #[tauri::command]
-pub async fn sync_status(state: State<'_, AppState>) -> CommandResult<SyncStatus> {
-    status_of(&state).await
+pub async fn sync_status(app: AppHandle) -> CommandResult<SyncStatus> {
+    status_of(&app).await
 }
 
 /// Signs in to a server (this needs the server once); afterwards the app works offline and
@@ -167,48 +244,64 @@ pub async fn sign_in(state: State<'_, AppState>, server_url: String, username: S
         Ok(engine)
     })
     .await
-    .map_err(CommandError::background)??;
+    .map_err(CommandError::background)?
+    .map_err(|error| match error {
+        // Nothing retries a sign-in by itself: say what the user can do instead.
+        SyncError::Transport(transport) => match transport.status() {
+            None => CommandError::new(
+                "offline",
+                "网络不通或服务器未响应：请检查服务器地址和网络后再登录",
+                format!("The server did not answer ({transport}); check the address and the network, then sign in again"),
+            ),
+            Some(code) => CommandError::new(
+                "offline",
+                format!("服务器暂时无法登录（{code}），请稍后再登录"),
+                format!("The server could not sign you in just now ({code}); sign in again later"),
+            ),
+        },
+        other => CommandError::from(other),
+    })?;
     let previous = state.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).replace(Arc::new(engine));
     if let Some(previous) = previous {
         tauri::async_runtime::spawn_blocking(move || drop(previous));
     }
-    state.update_settings(|settings| {
+    let settings = state.update_settings(|settings| {
         settings.server_url = server_url;
         settings.username = username.trim().to_owned();
         settings.signed_in = true;
-    })
+    })?;
+    // A new session: whatever waited for the user is tried again now.
+    state.auto.with_schedule(|schedule| schedule.user_acted());
+    state.auto.wake();
+    Ok(settings)
 }
 
-/// Opens the app without signing in; everything is kept on this device until a sign-in.
+/// Opens the app without signing in, in the villages the device already knows. A new device
+/// knows none (they come with the account, at the first sign-in), and nothing can be recorded
+/// without a village: it is told so, and stays on the sign-in screen.
 #[tauri::command]
 pub async fn work_offline(state: State<'_, AppState>) -> CommandResult<Settings> {
+    let villages = state.with_store(|store| furrow::domain::village::list(store)).await?;
+    if villages.is_empty() {
+        return Err(CommandError::new(
+            "no_villages",
+            "本设备还没有任何村的资料，离线无法登记。请先联网登录一次，取得您负责的村；之后没有信号也能工作。",
+            "This device knows no village yet, so nothing could be recorded offline. Sign in once while online to get your villages; after that you can work without a signal.",
+        ));
+    }
     state.update_settings(|settings| settings.signed_in = true)
 }
 
 /// Syncs with the server now, sending `sync-progress` events, and returns the new status.
 #[tauri::command]
 pub async fn sync_now(app: AppHandle, state: State<'_, AppState>) -> CommandResult<SyncStatus> {
-    let engine = state.engine().ok_or_else(|| CommandError::from(furrow::sync::SyncError::NotSignedIn))?;
-    let store = Arc::clone(&state.store);
-    let total = state.with_store(|store| store.pending_changes()).await?.max(1);
-    tauri::async_runtime::spawn_blocking(move || {
-        let send = |phase: &str, done: i64, total: i64| {
-            // A closed window cannot take the event; the sync carries on regardless.
-            let _ = app.emit("sync-progress", SyncProgress { phase: phase.to_owned(), done, total });
-        };
-        engine.sync(&store, &|progress| match progress {
-            Progress::Started => send("push", 0, total),
-            Progress::Pushing { remaining, .. } => send("push", (total - remaining).clamp(0, total), total),
-            Progress::Pulled { has_more, .. } => send("pull", if *has_more { total * 9 / 10 } else { total }, total),
-            Progress::Retrying { attempt, .. } => send("retry", i64::from(*attempt), total),
-            Progress::Finished(_) => send("done", total, total),
-            _ => {}
-        })
-    })
-    .await
-    .map_err(CommandError::background)??;
-    state.update_settings(|settings| settings.last_sync_at = Some(chrono::Utc::now().to_rfc3339()))?;
-    status_of(&state).await
+    let engine = state.engine().ok_or_else(|| CommandError::from(SyncError::NotSignedIn))?;
+    state.auto.with_schedule(|schedule| schedule.user_acted());
+    let handle = app.clone();
+    tauri::async_runtime::spawn_blocking(move || sync_blocking(&handle, &handle.state::<AppState>(), engine))
+        .await
+        .map_err(CommandError::background)??;
+    status_of(&app).await
 }
 
 /// A state's stable name, as the front end's dictionaries know it.
@@ -312,4 +405,44 @@ pub async fn resend_edit(state: State<'_, AppState>, id: i64, value: serde_json:
 pub async fn resolve_conflict(state: State<'_, AppState>, id: i64, keep_mine: bool) -> CommandResult<()> {
     let resolution = if keep_mine { Resolution::KeepMine } else { Resolution::KeepTheirs };
     state.with_store(move |store| status::resolve_conflict(store, id, resolution).map_err(furrow::sync::SyncError::into_store_error)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A port that accepts connections and answers each with `answer` (nothing when empty), as a
+    /// relay or a proxy in front of a stopped server does.
+    fn listener(answer: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request);
+                if !answer.is_empty() {
+                    let _ = stream.write_all(answer.as_bytes());
+                }
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn an_open_port_without_the_server_behind_it_is_not_online() {
+        assert!(!super::reachable(&listener("")), "a connection that is accepted and closed is not the server");
+        assert!(!super::reachable(&listener("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")));
+        let closed = {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", listener.local_addr().unwrap())
+        };
+        assert!(!super::reachable(&closed), "nothing listens");
+    }
+
+    #[test]
+    fn a_server_that_answers_its_health_check_is_online() {
+        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\nconnection: close\r\n\r\n{\"status\":\"ok\"}";
+        assert!(super::reachable(&listener(answer)));
+    }
 }

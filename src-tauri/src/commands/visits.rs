@@ -1,4 +1,4 @@
-//! 走访 Visit commands: quick entry and the follow-ups due.
+//! 走访 Visit commands: entry, correction and deletion, and the follow-ups due.
 
 use furrow::domain::visit::{self, FollowUp, Visit};
 use tauri::State;
@@ -10,6 +10,19 @@ use crate::state::AppState;
 #[tauri::command]
 pub async fn save_visit(state: State<'_, AppState>, visit: Visit) -> CommandResult<Visit> {
     state.with_store(move |store| visit::save(store, &visit)).await
+}
+
+/// Deletes a visit.
+#[tauri::command]
+pub async fn delete_visit(state: State<'_, AppState>, id: String) -> CommandResult<()> {
+    state.with_store(move |store| visit::delete(store, &id)).await
+}
+
+/// Marks the follow-up a visit asked for as done today, so it is no longer due.
+#[tauri::command]
+pub async fn mark_follow_up_done(state: State<'_, AppState>, id: String) -> CommandResult<Visit> {
+    let today = chrono::Local::now().date_naive().to_string();
+    state.with_store(move |store| visit::mark_follow_up_done(store, &id, &today)).await
 }
 
 /// Follow-ups due within `days` days from today (overdue ones included), most overdue first.

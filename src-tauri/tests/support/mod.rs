@@ -2,12 +2,18 @@
 //! a small W3C WebDriver client over HTTP, so the tests drive the real app window.
 //!
 //! On failure the fixture prints the data directory, the driver's log and the screenshot path.
+//!
+//! A run leaves no process behind: `tauri-driver` starts in a process group of its own, with the
+//! `WebKitWebDriver` it starts for each session (and the app that one starts), and the whole
+//! group is stopped when the test is done with it, or when the test process ends however it
+//! ends; the Xvfb the fixture starts is stopped when the test process ends.
 
 #![allow(dead_code)]
 
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -44,14 +50,15 @@ fn display() -> String {
             }
             let number = (90..140).find(|number| !Path::new(&format!("/tmp/.X{number}-lock")).exists()).expect("a free display");
             let display = format!(":{number}");
-            // The server outlives this process on purpose: it has no other user and Xvfb exits
-            // with the machine; killing it from a static would need a destructor Rust never runs.
-            Command::new("Xvfb")
-                .args([&display, "-screen", "0", "1920x1080x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb is not installed: run scripts/setup.sh");
+            assert!(Command::new("sh").args(["-c", "command -v Xvfb"]).stdout(Stdio::null()).status().is_ok_and(|status| status.success()), "Xvfb is not installed: run scripts/setup.sh");
+            // A static is never dropped, so the server cannot be stopped from a destructor: a
+            // small shell starts it and stops it once this test process has ended.
+            let script = format!(
+                "Xvfb {display} -screen 0 1920x1080x24 -nolisten tcp >/dev/null 2>&1 & server=$!; \
+                 while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $server",
+                parent = std::process::id()
+            );
+            Command::new("sh").args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("sh starts");
             let deadline = Instant::now() + Duration::from_secs(10);
             while !Path::new(&format!("/tmp/.X11-unix/X{number}")).exists() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -96,19 +103,44 @@ impl App {
         let native_port = free_port();
         let driver_log = data_dir.join(format!("tauri-driver-{port}.log"));
         let log = std::fs::File::create(&driver_log).unwrap();
+        // Its own process group, so that stopping it stops the WebKitWebDriver it starts too.
         let driver = Command::new(tauri_driver())
             .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
             .env("DISPLAY", display())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
+            .process_group(0)
             .spawn()
             .expect("tauri-driver is not installed: run scripts/setup.sh");
+        // Should this process end without dropping the fixture (killed, or aborted), the group is
+        // stopped all the same.
+        let watchdog = format!(
+            "while kill -0 {parent} 2>/dev/null && kill -0 {group} 2>/dev/null; do sleep 1; done; kill -TERM -{group} 2>/dev/null",
+            parent = std::process::id(),
+            group = driver.id()
+        );
+        // The watchdog has a group of its own too, so a signal to the test's group (Ctrl-C, a
+        // timeout) cannot stop it before it has done its work.
+        Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("sh starts");
         // Starting a debug build of the window can take minutes on a loaded two-core machine.
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while http.get(format!("{base}/status")).send().is_err() {
             assert!(Instant::now() < deadline, "tauri-driver did not start; log in {}", driver_log.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // tauri-driver answers before the WebKitWebDriver it started listens; a session asked for
+        // in between fails with a refused connection, so wait for that one too.
+        while std::net::TcpStream::connect(("127.0.0.1", native_port)).is_err() {
+            assert!(Instant::now() < deadline, "WebKitWebDriver did not start; log in {}", driver_log.display());
             std::thread::sleep(Duration::from_millis(50));
         }
         let capabilities = json!({"capabilities": {"alwaysMatch": {"tauri:options": {
@@ -340,22 +372,54 @@ impl App {
         found
     }
 
-    /// Ends the session (closing the window) and stops the driver.
-    pub fn quit(mut self) {
-        let _ = self.http.delete(self.url("")).send();
-        let _ = self.driver.kill();
+    /// Ends the session (closing the window) and stops the driver and everything it started.
+    pub fn quit(self) {
+        self.end_session();
+        // Dropping stops the driver's process group.
+    }
+
+    /// Asks the driver to end the session, which closes the window. The driver does not always
+    /// answer once the window is gone, so the wait is short; the process group is stopped after.
+    fn end_session(&self) {
+        let _ = self.http.delete(self.url("")).timeout(Duration::from_secs(10)).send();
+    }
+
+    /// Stops the driver's process group: the driver, the WebKitWebDriver it started and the app
+    /// that one started; politely first, then for good.
+    fn stop_driver(&mut self) {
+        // `kill -s SIGNAL -- -GROUP`: without the `--`, procps' kill reads "-GROUP" as an option
+        // and signals nothing.
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-s", "TERM", "--", &group]).stderr(Stdio::null()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && group_alive(self.driver.id()) {
+            let _ = self.driver.try_wait();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-s", "KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.driver.wait();
     }
+}
+
+/// Whether any process of the group `group` is still running.
+fn group_alive(group: u32) -> bool {
+    std::fs::read_dir("/proc").into_iter().flatten().filter_map(Result::ok).any(|entry| {
+        std::fs::read_to_string(entry.path().join("stat")).ok().is_some_and(|stat| {
+            // The fields after the command name: state, parent, process group, ...
+            let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or_default();
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            fields.get(2).and_then(|value| value.parse::<u32>().ok()) == Some(group) && fields.first() != Some(&"Z")
+        })
+    })
 }
 
 impl Drop for App {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("tauri-driver log: {}", self.driver_log.display());
-            let _ = self.http.delete(self.url("")).send();
+            self.end_session();
         }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.stop_driver();
     }
 }
 
@@ -400,7 +464,7 @@ impl PlatformServer {
     /// The demo villages the assistant is assigned to.
     pub const VILLAGES: [(&'static str, &'static str); 2] = [("530724100201", "演示·青山村"), ("530724100202", "演示·石门村")];
     /// The assistant's user name and password.
-    pub const ACCOUNT: (&'static str, &'static str) = ("demo", "demo-password-2024");
+    pub const ACCOUNT: (&'static str, &'static str) = ("demo", "qingshan-walnut-2024");
 
     /// Sets up and starts a server on a free port (building `furrow-server` when it is missing).
     pub fn new() -> PlatformServer {
@@ -426,7 +490,7 @@ impl PlatformServer {
             &["assistant", "add", "--username", Self::ACCOUNT.0, "--password-stdin", "--village", Self::VILLAGES[0].0, "--village", Self::VILLAGES[1].0],
             Some(&format!("{}\n", Self::ACCOUNT.1)),
         );
-        let mut server = PlatformServer { binary, data_dir, port: free_port(), admin_token: format!("admin-{}", fastrand::u64(..)), process: None };
+        let mut server = PlatformServer { binary, data_dir, port: free_port(), admin_token: format!("admin-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)), process: None };
         server.start();
         server
     }
@@ -440,7 +504,8 @@ impl PlatformServer {
     pub fn start(&mut self) {
         let child = Command::new(&self.binary)
             .args(["serve", "--data-dir", self.data_dir.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--admin-token", &self.admin_token])
+            // The server takes its bootstrap token from the environment, never the command line.
+            .env("FURROW_ADMIN_TOKEN", &self.admin_token)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

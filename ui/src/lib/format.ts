@@ -54,3 +54,13 @@ export function tidyTime(text: string): string {
   if (parts) return `${parts[1].padStart(2, "0")}:${parts[2].padStart(2, "0")}`;
   return trimmed;
 }
+
+/** A typed whole number within `min..=max`: the number, null when nothing was typed, or
+ * undefined when the text is not such a number (85.5, 八十, 120). */
+export function wholeNumber(text: string, min: number, max: number): number | null | undefined {
+  const trimmed = text.trim();
+  if (trimmed === "") return null;
+  if (!/^\d{1,9}$/.test(trimmed)) return undefined;
+  const value = Number(trimmed);
+  return value >= min && value <= max ? value : undefined;
+}

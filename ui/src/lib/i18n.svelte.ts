@@ -20,3 +20,13 @@ export async function setLanguage(language: string): Promise<void> {
   document.documentElement.lang = language;
   await api.setLanguage(language);
 }
+
+/** `text` in brackets, full-width in Chinese and ASCII in English. */
+export function paren(text: string): string {
+  return locale.language === "en" ? ` (${text})` : `（${text}）`;
+}
+
+/** The colon after a label: full-width in Chinese, ASCII in English. */
+export function colon(): string {
+  return locale.language === "en" ? ": " : "：";
+}

@@ -30,6 +30,16 @@ import type { SyncStatus } from "./bindings/SyncStatus";
 import type { SyncProgress } from "./bindings/SyncProgress";
 import type { ConflictView } from "./bindings/ConflictView";
 import type { RecordSync } from "./bindings/RecordSync";
+import type { Attendee } from "./bindings/Attendee";
+import type { DeletionImpact } from "./bindings/DeletionImpact";
+import type { PossibleDuplicate } from "./bindings/PossibleDuplicate";
+import type { IdCardFacts } from "./bindings/IdCardFacts";
+import type { HouseholdClosure } from "./bindings/HouseholdClosure";
+import type { SubmissionState } from "./bindings/SubmissionState";
+import type { CheckInCandidate } from "./bindings/CheckInCandidate";
+import type { CheckInReport } from "./bindings/CheckInReport";
+import type { ScoreEntry } from "./bindings/ScoreEntry";
+import type { AssessmentPhase } from "./bindings/AssessmentPhase";
 
 /** A command's failure, typed: a stable code, messages in both languages, and field errors. */
 export class IpcError extends Error {
@@ -90,7 +100,17 @@ export const api = {
   householdView: (id: string) => call<HouseholdView>("household_view", { id }),
   saveHousehold: (household: Household) => call<Household>("save_household", { household }),
   deleteHousehold: (id: string) => call<null>("delete_household", { id }),
+  householdDeletionImpact: (id: string) => call<DeletionImpact>("household_deletion_impact", { id }),
+  closeHousehold: (id: string, reason: HouseholdClosure, on: string, note: string | null) =>
+    call<Household>("close_household", { id, reason, on, note }),
+  reopenHousehold: (id: string) => call<Household>("reopen_household", { id }),
+  householdDuplicates: (household: Household) => call<PossibleDuplicate[]>("household_duplicates", { household }),
+  memberDuplicates: (member: Member) => call<PossibleDuplicate[]>("member_duplicates", { member }),
+  duplicatesOfHousehold: (id: string) => call<PossibleDuplicate[]>("duplicates_of_household", { id }),
+  idCardFacts: (number: string) => call<IdCardFacts | null>("id_card_facts", { number }),
   saveMember: (member: Member) => call<Member>("save_member", { member }),
+  deleteMember: (id: string) => call<null>("delete_member", { id }),
+  memberDeletionImpact: (id: string) => call<DeletionImpact>("member_deletion_impact", { id }),
   recordIncome: (record: IncomeRecord) => call<IncomeRecord>("record_income", { record }),
   correctIncome: (correctsId: string, record: IncomeRecord) => call<IncomeRecord>("correct_income", { correctsId, record }),
   listVillages: () => call<Village[]>("list_villages"),
@@ -100,8 +120,22 @@ export const api = {
   checkIn: (sessionId: string, memberIds: string[], status: AttendanceStatus) =>
     call<Attendance[]>("check_in", { sessionId, memberIds, status }),
   sessionAttendance: (sessionId: string) => call<Attendance[]>("session_attendance", { sessionId }),
+  sessionAttendees: (sessionId: string) => call<Attendee[]>("session_attendees", { sessionId }),
+  removeAttendee: (sessionId: string, memberId: string) => call<null>("remove_attendee", { sessionId, memberId }),
+  setAttendanceStatus: (sessionId: string, memberId: string, status: AttendanceStatus) =>
+    call<Attendance>("set_attendance_status", { sessionId, memberId, status }),
+  deleteSession: (id: string) => call<null>("delete_session", { id }),
+  sessionDeletionImpact: (id: string) => call<DeletionImpact>("session_deletion_impact", { id }),
+  sessionAssessments: (sessionId: string) => call<Assessment[]>("session_assessments", { sessionId }),
+  checkInCandidates: (sessionId: string, villageId: string | null, text: string | null) =>
+    call<CheckInCandidate[]>("check_in_candidates", { sessionId, villageId, text }),
+  checkInNew: (sessionId: string, memberIds: string[], status: AttendanceStatus) =>
+    call<CheckInReport>("check_in_new", { sessionId, memberIds, status }),
+  saveScores: (sessionId: string, phase: AssessmentPhase, entries: ScoreEntry[]) => call<number>("save_scores", { sessionId, phase, entries }),
   saveAssessment: (assessment: Assessment) => call<Assessment>("save_assessment", { assessment }),
   saveVisit: (visit: Visit) => call<Visit>("save_visit", { visit }),
+  deleteVisit: (id: string) => call<null>("delete_visit", { id }),
+  markFollowUpDone: (id: string) => call<Visit>("mark_follow_up_done", { id }),
   followUpsDue: (days: number) => call<FollowUp[]>("follow_ups_due", { days }),
   listProducts: () => call<Product[]>("list_products"),
   saveProduct: (product: Product) => call<Product>("save_product", { product }),
@@ -111,6 +145,7 @@ export const api = {
   checkListingRules: (listing: Listing) => call<RuleCheck[]>("check_listing_rules", { listing }),
   submitListing: (id: string) => call<Listing>("submit_listing", { id }),
   listingSales: (listingId: string) => call<ListingSale[]>("listing_sales", { listingId }),
+  listingSubmissionState: (id: string) => call<SubmissionState>("listing_submission_state", { id }),
   listingPhotos: (listingId: string) => call<PhotoView[]>("listing_photos", { listingId }),
   /** Sends a picked file's bytes as the raw request body (no JSON encoding of megabytes). */
   importPhoto: async (listingId: string, bytes: Uint8Array, keepLocation: boolean): Promise<PhotoView[]> => {
@@ -145,4 +180,7 @@ export const api = {
   resendEdit: (id: number, value: unknown) => call<null>("resend_edit", { id, value }),
   onSyncProgress: (handler: (progress: SyncProgress) => void): Promise<UnlistenFn> =>
     listen<SyncProgress>("sync-progress", (event) => handler(event.payload)),
+  /** The status after each sync the app makes by itself, and when the connection comes or goes. */
+  onSyncStatus: (handler: (status: SyncStatus) => void): Promise<UnlistenFn> =>
+    listen<SyncStatus>("sync-status", (event) => handler(event.payload)),
 };

@@ -32,6 +32,11 @@ describe("dictionaries", () => {
     expect(missing).toEqual([]);
   });
 
+  it("use ASCII punctuation in English", () => {
+    const wide = Object.entries(dictionaries.en).filter(([, text]) => /[^\x00-\x7f]/.test(text));
+    expect(wide).toEqual([]);
+  });
+
   it("write Chinese in the Chinese dictionary", () => {
     expect(zhCN["nav.roster"]).toMatch(/[\u4e00-\u9fff]/);
   });

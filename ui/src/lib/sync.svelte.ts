@@ -1,5 +1,7 @@
 // The sync indicator's shared state: refreshed on a timer and after every save, so the pending
-// count rises as the user edits offline.
+// count rises as the user edits offline, and from the events of the syncs the app makes by
+// itself. Answers can arrive out of order (a slow status read started before a fast one); only
+// the newest is shown, so a stale "online" never overwrites a fresh "offline".
 import { api, type IpcError } from "./ipc";
 import type { SyncStatus } from "./bindings/SyncStatus";
 
@@ -13,13 +15,50 @@ export const syncState = $state<{
   completed: number;
 }>({ status: null, syncing: false, progress: 0, error: null, completed: 0 });
 
+// Each status read (and each event) takes a number; an answer older than the one shown is dropped.
+let asked = 0;
+let shown = 0;
+
+/** Shows a status read under `ticket`, unless a newer one is shown already; a sync that finished
+ * since the last one shown makes the screens showing synced data reload. */
+function show(status: SyncStatus, ticket: number): void {
+  if (ticket < shown) return;
+  shown = ticket;
+  const before = syncState.status?.last_sync_at;
+  syncState.status = status;
+  if (before !== undefined && status.last_sync_at && status.last_sync_at !== before) {
+    syncState.completed += 1;
+    // A sync has finished since: the last one's failure is no longer news.
+    syncState.error = null;
+  }
+}
+
 /** Reads the status again (pending count, reachability, last sync). */
 export async function refreshSync(): Promise<void> {
+  const ticket = ++asked;
   try {
-    syncState.status = await api.syncStatus();
+    show(await api.syncStatus(), ticket);
   } catch {
     // The indicator keeps its last figures; a failing status read must not break a screen.
   }
+}
+
+/** Follows the syncs the app makes by itself: their progress and, after each, the new status.
+ * Returns a function that stops following them. */
+export async function followSync(): Promise<() => void> {
+  const stops = await Promise.all([
+    api.onSyncProgress((progress) => {
+      const ended = progress.phase === "done" || progress.phase === "failed";
+      syncState.syncing = !ended;
+      syncState.progress = ended ? (progress.phase === "done" ? 1 : 0) : progress.total > 0 ? Math.min(1, progress.done / progress.total) : 0;
+      if (ended) setTimeout(() => { if (!syncState.syncing) syncState.progress = 0; }, 1500);
+    }),
+    api.onSyncStatus((status) => {
+      syncState.syncing = status.syncing;
+      show(status, ++asked);
+    }),
+  ]);
+  return () => stops.forEach((stop) => stop());
 }
 
 /** Runs a sync, following its progress events. */
@@ -33,9 +72,12 @@ export async function runSync(): Promise<void> {
     syncState.progress = progress.total > 0 ? Math.min(1, progress.done / progress.total) : progress.phase === "done" ? 1 : 0;
   });
   try {
-    syncState.status = await api.syncNow();
+    const status = await api.syncNow();
     syncState.progress = 1;
-    syncState.completed += 1;
+    const before = syncState.status?.last_sync_at;
+    show(status, ++asked);
+    // The screens reload after every sync the user asked for, even one that brought nothing.
+    if (before === undefined || before === status.last_sync_at) syncState.completed += 1;
   } catch (error) {
     syncState.error = error as IpcError;
   } finally {

@@ -34,6 +34,7 @@ describe("HouseholdPage", () => {
         case "enum_labels": return enumFixture;
         case "list_villages": return [{ id: "v1", name: "演示·青山村" }];
         case "household_view": return view();
+        case "duplicates_of_household": return [];
         case "record_sync_states": {
           const { table, ids } = args as { table: string; ids: string[] };
           return ids.map((id) => ({

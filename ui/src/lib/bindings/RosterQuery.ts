@@ -28,6 +28,10 @@ monitoring_type?: MonitoringType | null,
  */
 cause?: PovertyCause | null, 
 /**
+ * `true` lists the households that left the register (closed) instead of those in it.
+ */
+closed?: boolean | null, 
+/**
  * At most this many (default 200).
  */
 limit?: number | null, 

@@ -5,7 +5,7 @@
  */
 export type SyncStatus = { 
 /**
- * Whether the server answered a connection just now.
+ * Whether the server answered its health check just now.
  */
 online: boolean, 
 /**
@@ -31,4 +31,17 @@ open_conflicts: number,
 /**
  * Why the last sync failed, if it did.
  */
-last_error: string | null, };
+last_error: string | null, 
+/**
+ * Whether a sync is under way (the button's or the one the app makes by itself).
+ */
+syncing: boolean, 
+/**
+ * When the app tries again by itself after a failed sync (RFC 3339), if it will; `None`
+ * while offline (it syncs as soon as the server answers) or when the user must act.
+ */
+retry_at: string | null, 
+/**
+ * Whether the app waits for the user (sign in again, update) before it syncs again.
+ */
+needs_user: boolean, };

@@ -78,4 +78,8 @@ housing_ok?: CheckAnswer | null,
 /**
  * 饮水安全有保障 Safe drinking water assured.
  */
-water_ok?: CheckAnswer | null, };
+water_ok?: CheckAnswer | null, 
+/**
+ * 已回访 The day the follow-up this visit asked for was done; it is then no longer due.
+ */
+follow_up_done_on?: string | null, };

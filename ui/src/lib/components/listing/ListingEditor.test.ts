@@ -64,7 +64,7 @@ describe("ListingEditor", () => {
 
   it("shows every rule's state live in Chinese and enables submit only when all pass", async () => {
     locale.language = "zh-CN";
-    const { container } = render(ListingEditor, { props: { listing: draft, product: { id: "p1", name: "薄皮核桃" }, onClose: vi.fn() } });
+    const { container } = render(ListingEditor, { props: { listing: draft, products: [{ id: "p1", name: "薄皮核桃" }], onClose: vi.fn() } });
     await vi.waitFor(() => expect(rule(container, "title_units").dataset.passed).toBe("false"));
     expect(rule(container, "title_units").textContent).toContain("标题 1–30 个汉字（60 字节），当前 0 字节");
     expect(screen.getByTestId("rules-count").textContent?.trim()).toBe("通过 0/4");
@@ -108,7 +108,7 @@ describe("ListingEditor", () => {
 
   it("saves a draft while rules fail, shows a bad price beside its field, in English", async () => {
     locale.language = "en";
-    const { container } = render(ListingEditor, { props: { listing: draft, product: null, onClose: vi.fn() } });
+    const { container } = render(ListingEditor, { props: { listing: draft, products: [{ id: "p1", name: "薄皮核桃" }], onClose: vi.fn() } });
     await fireEvent.input(container.querySelector("#listing-title")!, { target: { value: "Walnuts" } });
     await fireEvent.input(container.querySelector("#listing-price")!, { target: { value: "12.345" } });
     await vi.waitFor(() => expect(container.querySelector('[data-error-for="listing-price"]')?.textContent).toBe("Enter an amount, e.g. 12.50"));
@@ -153,7 +153,7 @@ describe("ListingEditor when the core refuses a submission", () => {
     });
     await loadLabels();
     const { container } = render(ListingEditor, {
-      props: { listing: { ...draft, title: "高坡村核桃", price_fen: 3990, stock_qty: 10, shelf_life_days: 180 }, product: null, onClose: vi.fn() },
+      props: { listing: { ...draft, title: "高坡村核桃", price_fen: 3990, stock_qty: 10, shelf_life_days: 180 }, products: [{ id: "p1", name: "薄皮核桃" }], onClose: vi.fn() },
     });
     const submit = screen.getByTestId("submit-listing") as HTMLButtonElement;
     await vi.waitFor(() => expect(submit.disabled).toBe(false));
@@ -185,6 +185,11 @@ describe("ListingEditor after a sync", () => {
       if (command === "enum_labels") return [...enums, { name: "moderation_status", values: [{ code: "approved", national: null, zh: "审核通过", en: "Approved" }, { code: "rejected", national: null, zh: "审核未通过", en: "Rejected" }] }, { name: "order_status", values: [{ code: "paid", national: null, zh: "已付款", en: "Paid" }] }];
       if (command === "check_listing_rules") return rules(payload.listing as Listing);
       if (command === "get_listing") return { ...draft, id: "l1", title: "核桃", status: "submitted", ...verdict };
+      if (command === "listing_submission_state")
+        return {
+          can_submit: verdict.moderation_status === "rejected",
+          history: [{ submission_key: "k1", submitted_at: "2026-11-27T09:00:00Z", moderation_status: verdict.moderation_status, moderation_reason: verdict.moderation_reason ?? null, current: true }],
+        };
       if (command === "listing_photos") return [photo("a", "main", 400_000), photo("b", "carousel", 200_000)];
       if (command === "listing_sales")
         return verdict.moderation_status === "approved"
@@ -196,13 +201,14 @@ describe("ListingEditor after a sync", () => {
     await loadLabels();
     const { syncState, refreshSync } = await import("../../sync.svelte");
     await refreshSync();
-    render(ListingEditor, { props: { listing: { ...draft, id: "l1", title: "核桃", status: "submitted" }, product: null, onClose: vi.fn() } });
+    render(ListingEditor, { props: { listing: { ...draft, id: "l1", title: "核桃", status: "submitted" }, products: [{ id: "p1", name: "薄皮核桃" }], onClose: vi.fn() } });
     await vi.waitFor(() => expect(screen.getByTestId("moderation-status").textContent).toBe("审核未通过"));
     expect(screen.getByTestId("moderation-reason").textContent).toBe("原因：主图含有联系方式");
     const states = () => screen.getAllByTestId("upload-state").map((badge) => badge.textContent);
     expect(states()).toEqual(["上传中 25%", "上传中 25%"]);
     expect(screen.getByTestId("listing-sales").textContent).toContain("暂无销售");
-    expect((screen.getByTestId("submit-listing") as HTMLButtonElement).textContent).toBe("已提交");
+    // A rejected listing is fixed and submitted again: the button offers it.
+    expect((screen.getByTestId("submit-listing") as HTMLButtonElement).textContent).toBe("修改后重新提交");
 
     // The platform approves it, sells three and marks it sold out; the next sync brings all.
     verdict = { moderation_status: "approved", moderation_reason: null, platform_item_id: "TB-42", sold_out: true };
@@ -217,6 +223,7 @@ describe("ListingEditor after a sync", () => {
     expect(screen.getAllByTestId("sale-row")).toHaveLength(1);
     expect(screen.getByTestId("sale-row").textContent).toContain("119.70");
     expect(screen.getByTestId("sales-total").textContent).toBe("合计 3 件，119.70 元");
+    expect((screen.getByTestId("submit-listing") as HTMLButtonElement).textContent).toBe("已提交");
   });
 });
 
