@@ -46,6 +46,9 @@ pub enum FieldType {
     TimeOfDay,
     /// A mainland mobile number: 11 digits starting with 1.
     Phone,
+    /// A household's telephone: a mobile number, or a landline with its area code
+    /// (0871-6512345).
+    Telephone,
     /// A resident identity card number (GB 11643): 6-digit region, 8-digit birth date, 3-digit
     /// sequence and a check character (a digit or X).
     IdCard,
@@ -180,7 +183,7 @@ pub const HOUSEHOLDS: TableSpec = TableSpec {
         required("village_id", FieldType::Ref("villages")),
         field("group_name", SHORT),
         required("head_name", SHORT),
-        field("phone", FieldType::Phone),
+        field("phone", FieldType::Telephone),
         required("attribute", FieldType::Enum(codes::HouseholdAttribute::DEF)),
         required("poverty_status", FieldType::Enum(codes::PovertyStatus::DEF)),
         field("monitoring_type", FieldType::Enum(codes::MonitoringType::DEF)),

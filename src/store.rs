@@ -219,6 +219,12 @@ impl Store {
         Ok(self.conn.query_row("SELECT count(*) FROM sync_outbox", [], |row| row.get(0))?)
     }
 
+    /// The number of records with changes not yet acknowledged by the server: a new household is
+    /// one record, however many of its fields wait. This is what the window counts as pending.
+    pub fn pending_records(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM (SELECT DISTINCT tbl, row_id FROM sync_outbox)", [], |row| row.get(0))?)
+    }
+
     /// The migrations recorded as applied, in order.
     pub fn applied_migrations(&self) -> Result<Vec<(i64, String)>> {
         let mut statement = self.conn.prepare("SELECT version, name FROM schema_migrations ORDER BY version")?;

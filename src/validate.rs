@@ -66,6 +66,39 @@ pub fn is_mobile_number(phone: &str) -> bool {
     bytes.len() == 11 && bytes[0] == b'1' && (b'3'..=b'9').contains(&bytes[1]) && bytes.iter().all(u8::is_ascii_digit)
 }
 
+/// Whether `phone` is a mainland landline number with its area code: 0, two or three more
+/// digits, an optional dash, and a 7- or 8-digit local number (010-12345678, 0871-6512345).
+pub fn is_landline_number(phone: &str) -> bool {
+    let (area, local) = match phone.split_once('-') {
+        Some((area, local)) => (area, local),
+        None if phone.len() >= 10 => phone.split_at(if phone.starts_with("01") || phone.starts_with("02") { 3 } else { 4 }),
+        None => return false,
+    };
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+    area.starts_with('0') && (3..=4).contains(&area.len()) && digits(area) && (7..=8).contains(&local.len()) && digits(local)
+}
+
+/// A phone number as typed, tidied the way it is stored: spaces and the separators people type
+/// inside a mobile number (138 0013 8000, 138-0013-8000, +86 138…) go; a landline keeps one dash
+/// between its area code and its number (0871 6512345 becomes 0871-6512345). Text that is no
+/// phone number is returned trimmed, for the checks to refuse.
+pub fn normalise_phone(text: &str) -> String {
+    let trimmed = text.trim();
+    let compact: String = trimmed.chars().filter(|character| !character.is_whitespace() && *character != '-').collect();
+    let compact = compact.strip_prefix("+86").or_else(|| compact.strip_prefix("0086")).map(str::to_owned).unwrap_or(compact);
+    if is_mobile_number(&compact) {
+        return compact;
+    }
+    let parts: Vec<&str> = trimmed.split(|character: char| character.is_whitespace() || character == '-').filter(|part| !part.is_empty()).collect();
+    if parts.len() == 2 && is_landline_number(&format!("{}-{}", parts[0], parts[1])) {
+        return format!("{}-{}", parts[0], parts[1]);
+    }
+    if is_landline_number(&compact) {
+        return compact;
+    }
+    trimmed.to_owned()
+}
+
 /// Whether `text` is a resident identity card number (GB 11643-1999): 17 digits, of which the
 /// 7th to 14th are a real birth date, and the ISO 7064 MOD 11-2 check character (a digit or X).
 pub fn is_id_card_number(text: &str) -> bool {
@@ -251,6 +284,17 @@ pub fn check_value(field: &FieldSpec, value: &Value) -> Result<(), FieldError> {
                     "invalid_phone",
                     "手机号应为11位数字，以1开头",
                     "must be an 11-digit mobile number starting with 1",
+                ));
+            }
+        }
+        FieldType::Telephone => {
+            let ok = value.as_str().is_some_and(|phone| is_mobile_number(phone) || is_landline_number(phone));
+            if !ok {
+                return Err(error(
+                    name,
+                    "invalid_phone",
+                    "电话应为11位手机号，或带区号的固定电话（如 0871-6512345）",
+                    "must be an 11-digit mobile number, or a landline with its area code (like 0871-6512345)",
                 ));
             }
         }

@@ -71,7 +71,7 @@ fn households_refuse_each_bad_field() {
     let village = world.village.clone();
     let cases: Vec<(&str, Vec<(&str, &str)>, Household)> = vec![
         ("short phone", vec![("phone", "invalid_phone")], Household { phone: Some("1380013800".into()), ..household_draft(&village, "李四") }),
-        ("landline", vec![("phone", "invalid_phone")], Household { phone: Some("0851-1234567".into()), ..household_draft(&village, "李四") }),
+        ("landline too short", vec![("phone", "invalid_phone")], Household { phone: Some("0851-12345".into()), ..household_draft(&village, "李四") }),
         ("no head", vec![("head_name", "required")], Household { head_name: Some("   ".into()), ..household_draft(&village, "x") }),
         ("no village", vec![("village_id", "required")], Household { village_id: None, ..household_draft(&village, "李四") }),
         (

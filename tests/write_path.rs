@@ -79,7 +79,7 @@ fn sample(ty: &FieldType, salt: i64, refs: &BTreeMap<&str, String>) -> Option<Va
         FieldType::Date => json!(format!("2024-06-{:02}", 10 + salt)),
         FieldType::DateTime => json!(format!("2024-06-{:02}T09:00:00+08:00", 1 + salt)),
         FieldType::TimeOfDay => json!(format!("{:02}:30", 8 + salt)),
-        FieldType::Phone => json!(format!("1380013800{}", salt % 10)),
+        FieldType::Phone | FieldType::Telephone => json!(format!("1380013800{}", salt % 10)),
         FieldType::IdCard => json!(id_card(&format!("202406{:02}", 10 + salt))),
         FieldType::AdminCode => json!(format!("52263310100{}", salt % 10)),
         FieldType::Sha256 => json!(format!("{:064x}", salt + 1)),

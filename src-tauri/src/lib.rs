@@ -126,6 +126,7 @@ pub fn run() {
             commands::sync::sync_status,
             commands::sync::sign_in,
             commands::sync::work_offline,
+            commands::sync::sign_out,
             commands::sync::sync_now,
             commands::sync::list_conflicts,
             commands::sync::resolve_conflict,

@@ -85,7 +85,8 @@ fn a_household_with_a_bad_phone_shows_the_chinese_error_beside_the_field_then_sa
     app.type_into("#household-phone", "1380013");
     app.click("[data-testid=household-save]");
     let error = app.wait_text("[data-error-for=household-phone]", |text| !text.is_empty());
-    assert_eq!(error, "手机号应为11位数字，以1开头");
+    // A household's phone may be a mobile or a landline; the message says both.
+    assert_eq!(error, "电话应为11位手机号，或带区号的固定电话（如 0871-6512345）");
     // The message belongs to the phone field's block, beside its input.
     assert_eq!(
         app.script(

@@ -506,3 +506,107 @@ fn a_visit_edited_and_one_deleted_reach_a_second_device() {
     assert_eq!(seen[0].summary.as_deref(), Some("查看核桃晾晒，已拍主图"));
     assert_eq!(seen[0].visited_at.as_deref(), Some("2026-11-20T10:15:00+08:00"));
 }
+
+#[test]
+fn a_villages_members_are_checked_in_at_once_and_scored_in_the_grid_after_a_restart() {
+    let directory = tempfile::Builder::new().prefix("furrow-e2e-day-").tempdir().unwrap();
+    let (session, members) = {
+        let mut store = store_at(directory.path());
+        furrow_app::demo::seed(&mut store, 6).unwrap();
+        let (household, _, _) = zhao(&mut store);
+        let village = household::get(&store, &household).unwrap().village_id;
+        let session = training::save_session(
+            &mut store,
+            &TrainingSession {
+                title: Some("定价与包装培训".into()),
+                topics: Some(vec![TrainingTopic::Pricing, TrainingTopic::Packaging]),
+                format: Some(TrainingFormat::Classroom),
+                date: Some("2026-11-30".into()),
+                village_id: village.clone(),
+                ..TrainingSession::default()
+            },
+        )
+        .unwrap()
+        .id
+        .unwrap();
+        let listed = training::check_in_candidates(&store, &session, None, None).unwrap();
+        (session, listed.len())
+    };
+    assert!(members > 3, "the village has more than one household's members ({members})");
+    Settings { signed_in: true, ..Settings::default() }.save(directory.path()).unwrap();
+
+    let app = App::start(directory.path());
+    app.resize(1024, 768);
+    app.click("[data-nav=training]");
+    app.click("[data-testid=session-item]");
+    // With nothing typed, the session village's members are listed, household by household.
+    app.wait_until(
+        "the village's members",
+        &format!("return document.querySelectorAll('[data-testid=member-option]').length === {members}"),
+    );
+    app.screenshot("check-in-village-zh");
+    language(&app, "en");
+    wait_content(&app, "[data-testid=tick-all]", |text| text.starts_with("Tick all"));
+    app.screenshot("check-in-village-en");
+    language(&app, "zh");
+    app.click("[data-testid=tick-all]");
+    wait_content(&app, "[data-testid=check-in]", |text| text.contains(&members.to_string()));
+    app.click("[data-testid=check-in]");
+    wait_content(&app, "[data-testid=check-in-notice]", |text| text == format!("已签到 {members} 人"));
+    app.wait_until(
+        "everyone checked in",
+        &format!("return document.querySelector('[data-testid=attendee-count]').dataset.count === '{members}'"),
+    );
+    assert_eq!(
+        app.script("return [...document.querySelectorAll('[data-testid=member-option]')].every(input => input.disabled)", json!([])),
+        json!(true),
+        "checked-in people are shown as such"
+    );
+    app.quit();
+
+    // After a restart, the scores go into the sheet: Enter moves down a column.
+    let app = App::start(directory.path());
+    app.resize(1024, 768);
+    app.click("[data-nav=training]");
+    app.click("[data-testid=session-item]");
+    app.wait_until("the sheet's cells", &format!("return document.querySelectorAll('[data-testid=score-cell]').length === {}", members * 2));
+    app.choose("[data-testid=score-phase]", "pre");
+    for row in 0..members {
+        let cell = format!("[data-testid=score-cell][data-row='{row}'][data-column='0']");
+        app.type_into(&cell, &(60 + row).to_string());
+        app.send_keys(&cell, "\u{E007}");
+    }
+    assert_eq!(
+        app.script("return document.activeElement.dataset.testid", json!([])),
+        json!("save-scores"),
+        "Enter on the last row goes to the save button"
+    );
+    app.type_into("[data-testid=score-cell][data-row='0'][data-column='1']", "八十");
+    app.click("[data-testid=save-scores]");
+    wait_content(&app, "[data-testid=score-cell-error]", |text| text == "分数应为0到100的整数");
+    app.screenshot("score-sheet-error-zh");
+    app.type_into("[data-testid=score-cell][data-row='0'][data-column='1']", "80");
+    app.click("[data-testid=save-scores]");
+    wait_content(&app, "[data-testid=scores-notice]", |text| text == "成绩已保存");
+    app.screenshot("score-sheet-zh");
+    language(&app, "en");
+    wait_content(&app, "[data-testid=save-scores]", |text| text == "Save the sheet");
+    app.screenshot("score-sheet-en");
+    language(&app, "zh");
+    app.quit();
+
+    let store = store_at(directory.path());
+    let scores = training::assessments_of_session(&store, &session).unwrap();
+    assert_eq!(scores.len(), members + 1, "a score for everyone on pricing, one on packaging");
+    assert!(scores.iter().all(|score| score.phase == Some(furrow::codes::AssessmentPhase::Pre)));
+    // The sheet shows them again after another start.
+    let app = App::start(directory.path());
+    app.click("[data-nav=training]");
+    app.click("[data-testid=session-item]");
+    app.choose("[data-testid=score-phase]", "pre");
+    app.wait_until(
+        "the saved scores in the sheet",
+        "return document.querySelector(\"[data-testid=score-cell][data-row='0'][data-column='1']\")?.value === '80'",
+    );
+    app.quit();
+}

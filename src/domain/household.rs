@@ -117,9 +117,12 @@ pub struct Member {
     pub id_card_no: Option<String>,
 }
 
-/// Creates or edits a household.
+/// Creates or edits a household. The phone is stored tidied (spaces gone, a landline's dash
+/// after its area code), so the same number typed two ways is one number.
 pub fn save(store: &mut Store, household: &Household) -> Result<Household> {
-    super::save(store, &HOUSEHOLDS, household.id.as_deref(), household)
+    let mut household = household.clone();
+    household.phone = household.phone.as_deref().map(crate::validate::normalise_phone);
+    super::save(store, &HOUSEHOLDS, household.id.as_deref(), &household)
 }
 
 /// Closes a household (迁出, 死亡, 自然消亡) on a date with a note. It stays in the store with
@@ -194,6 +197,7 @@ pub fn deletion_impact(store: &Store, id: &str) -> Result<DeletionImpact> {
 /// given, the checks compare them with the card.
 pub fn save_member(store: &mut Store, member: &Member) -> Result<Member> {
     let mut member = member.clone();
+    member.phone = member.phone.as_deref().map(crate::validate::normalise_phone);
     if let Some(facts) = member.id_card_no.as_deref().and_then(id_card_facts) {
         if member.birth_date.as_deref().is_none_or(|date| date.trim().is_empty()) {
             member.birth_date = Some(facts.birth_date);
@@ -303,7 +307,7 @@ pub fn household_duplicates(store: &Store, household: &Household) -> Result<Vec<
     let (Some(village), Some(head)) = (household.village_id.as_deref(), household.head_name.as_deref().map(str::trim)) else {
         return Ok(Vec::new());
     };
-    let phone = household.phone.as_deref().map(str::trim).filter(|phone| !phone.is_empty());
+    let phone = household.phone.as_deref().map(crate::validate::normalise_phone).filter(|phone| !phone.is_empty());
     let mut statement = store.conn().prepare_cached(
         "SELECT h.id, h.head_name, v.name, NULL, NULL FROM households h LEFT JOIN villages v ON v.id = h.village_id
           WHERE h.deleted = 0 AND h.village_id = ?1 AND h.head_name = ?2 AND h.phone IS ?3 AND h.id IS NOT ?4

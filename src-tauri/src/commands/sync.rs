@@ -22,7 +22,8 @@ use crate::state::{AppState, Settings};
 pub struct SyncStatus {
     /// Whether the server answered its health check just now.
     pub online: bool,
-    /// Local changes not yet acknowledged by the server.
+    /// Records with changes not yet acknowledged by the server (a new household is one, however
+    /// many of its fields wait).
     pub pending: i64,
     /// When the last sync succeeded (RFC 3339), if ever.
     pub last_sync_at: Option<String>,
@@ -139,9 +140,9 @@ pub fn server_url(state: &AppState) -> Option<String> {
 /// caller; without one, the server is asked now. A probe that finds the connection back wakes
 /// the thread that syncs by itself.
 pub fn status_blocking(state: &AppState, online: Option<bool>) -> CommandResult<SyncStatus> {
-    let summary = {
+    let (summary, pending) = {
         let store = state.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        status::summary(&store).map_err(SyncError::into_store_error)?
+        (status::summary(&store).map_err(SyncError::into_store_error)?, store.pending_records()?)
     };
     let server_url = summary.account.as_ref().map(|account| account.server_url.clone()).unwrap_or_else(|| state.settings().server_url);
     let online = online.unwrap_or_else(|| reachable(&server_url));
@@ -151,7 +152,7 @@ pub fn status_blocking(state: &AppState, online: Option<bool>) -> CommandResult<
     }
     Ok(SyncStatus {
         online,
-        pending: summary.pending + summary.in_flight,
+        pending,
         last_sync_at: summary.last_sync_at.map(rfc3339),
         signed_in: summary.account.is_some(),
         can_sync,
@@ -274,6 +275,20 @@ pub async fn sign_in(state: State<'_, AppState>, server_url: String, username: S
     state.auto.with_schedule(|schedule| schedule.user_acted());
     state.auto.wake();
     Ok(settings)
+}
+
+/// Signs out: the server forgets the session when it can be reached, the device forgets its
+/// tokens, and the sign-in screen comes next. Every record and every unsynced change stays on the
+/// device and is sent after the next sign-in to the same account.
+#[tauri::command]
+pub async fn sign_out(state: State<'_, AppState>) -> CommandResult<Settings> {
+    let engine = state.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    if let Some(engine) = engine {
+        let store = Arc::clone(&state.store);
+        // The engine's HTTP client blocks: it is used and dropped on a blocking thread.
+        tauri::async_runtime::spawn_blocking(move || engine.logout(&store)).await.map_err(CommandError::background)??;
+    }
+    state.update_settings(|settings| settings.signed_in = false)
 }
 
 /// Opens the app without signing in, in the villages the device already knows. A new device

@@ -173,6 +173,7 @@ export const api = {
   signIn: (serverUrl: string, username: string, password: string) =>
     call<Settings>("sign_in", { serverUrl, username, password }),
   workOffline: () => call<Settings>("work_offline"),
+  signOut: () => call<Settings>("sign_out"),
   syncNow: () => call<SyncStatus>("sync_now"),
   listConflicts: () => call<ConflictView[]>("list_conflicts"),
   resolveConflict: (id: number, keepMine: boolean) => call<null>("resolve_conflict", { id, keepMine }),

@@ -9,7 +9,8 @@ export type SyncStatus = {
  */
 online: boolean, 
 /**
- * Local changes not yet acknowledged by the server.
+ * Records with changes not yet acknowledged by the server (a new household is one, however
+ * many of its fields wait).
  */
 pending: number, 
 /**
