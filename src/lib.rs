@@ -6,15 +6,13 @@
 //! that stamps each changed field with a hybrid logical clock ([`hlc`]) and queues it for sync.
 //! It knows nothing of Tauri or of HTTP frameworks.
 
-pub mod codes;
 pub mod domain;
 pub mod error;
-pub mod hlc;
 pub mod record;
-pub mod schema;
 pub mod store;
 pub mod sync;
-pub mod validate;
+
+pub use furrow_contract::{codes, hlc, schema, validate};
 
 pub use error::{Error, FieldError, Result};
 pub use store::{OpenOptions, Store};

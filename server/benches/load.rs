@@ -14,7 +14,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use furrow::sync::wire::{Change, PushRequest, TokenResponse, SCHEMA_VERSION};
+use furrow_contract::wire::{Change, PushRequest, TokenResponse, SCHEMA_VERSION};
 use furrow_server::auth::{self, PasswordCost};
 use furrow_server::platform::{self, ServerClock};
 use furrow_server::{open_database, store, Storage};
@@ -170,7 +170,7 @@ async fn sign_in(http: reqwest::Client, base: String, index: usize) -> Result<(A
 async fn round(http: &reqwest::Client, base: &str, assistant: &mut Assistant) -> Vec<(Duration, bool)> {
     let mut measured = Vec::with_capacity(2);
     let village_row = platform::village_row_id(&assistant.village);
-    let stamp = furrow::hlc::pack(furrow::hlc::wall_ms(), 0);
+    let stamp = furrow_contract::hlc::pack(furrow_contract::hlc::wall_ms(), 0);
     let mut changes = Vec::with_capacity(10);
     for _ in 0..2 {
         let id = uuid::Uuid::now_v7().to_string();

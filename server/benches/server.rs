@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use furrow::hlc::{self, NodeId};
-use furrow::sync::wire::{Change, PullResponse, PushRequest, SCHEMA_VERSION};
+use furrow_contract::hlc::{self, NodeId};
+use furrow_contract::wire::{Change, PullResponse, PushRequest, SCHEMA_VERSION};
 use furrow_server::auth::{self, Caller, PasswordCost};
 use furrow_server::blobs::FileBlobStore;
 use furrow_server::platform::{self, ServerClock};
@@ -71,7 +71,7 @@ async fn run(name: &str, storage: Storage, blob_dir: &std::path::Path, rows: usi
     let base = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(furrow_server::serve(listener, state));
     let http = reqwest::Client::builder().no_gzip().build().expect("client");
-    let tokens: furrow::sync::wire::TokenResponse = http
+    let tokens: furrow_contract::wire::TokenResponse = http
         .post(format!("{base}/auth/v1/login"))
         .json(&json!({"username": "bench", "password": "correct horse", "device_name": "bench"}))
         .send()

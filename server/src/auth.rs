@@ -13,7 +13,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use base64::Engine;
-use furrow::sync::wire::TokenResponse;
+use furrow_contract::wire::TokenResponse;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};

@@ -4,7 +4,7 @@
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use furrow::sync::wire::ErrorBody;
+use furrow_contract::wire::ErrorBody;
 
 /// Everything that can go wrong in the server.
 #[derive(Debug, thiserror::Error)]

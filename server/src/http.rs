@@ -1,6 +1,6 @@
 //! The HTTP contract (sync-design.md sections 4 and 10): the router, its handlers and the
 //! server loop. Handlers are thin: they read and check the request, run the storage work on a
-//! blocking thread, and answer with the wire types of `furrow::sync::wire`.
+//! blocking thread, and answer with the wire types of `furrow_contract::wire`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -14,8 +14,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use axum::{Extension, Json, Router};
-use furrow::hlc;
-use furrow::sync::wire::{LoginRequest, PushRequest, RefreshRequest, MAX_BATCH_BYTES, SCHEMA_VERSION};
+use furrow_contract::hlc;
+use furrow_contract::wire::{LoginRequest, PushRequest, RefreshRequest, MAX_BATCH_BYTES, SCHEMA_VERSION};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

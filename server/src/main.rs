@@ -274,7 +274,7 @@ fn run(cli: Cli) -> Result<(), Error> {
 fn operator_audit(tx: &mut store::Tx<'_>, username: &str, detail: &str) -> Result<(), Error> {
     tx.audit(&store::AuditEntry {
         id: 0,
-        at: furrow::hlc::wall_ms(),
+        at: furrow_contract::hlc::wall_ms(),
         kind: "scope_change".into(),
         actor: "operator".into(),
         address: "-".into(),
@@ -285,7 +285,7 @@ fn operator_audit(tx: &mut store::Tx<'_>, username: &str, detail: &str) -> Resul
 
 fn new_epoch(args: NewEpochArgs) -> Result<(), Error> {
     let database = open(&args.storage)?;
-    let now = furrow::hlc::wall_ms();
+    let now = furrow_contract::hlc::wall_ms();
     let epoch = store::write(database.as_ref(), |tx| sync::new_epoch(tx, now))?;
     println!(
         "the history now has epoch {epoch}; every device will take a fresh snapshot at its next pull \
@@ -298,7 +298,7 @@ fn prune(args: PruneArgs) -> Result<(), Error> {
     // Refused before the database is opened: a short horizon is a usage error.
     sync::check_history_days(args.older_than_days)?;
     let database = open(&args.storage)?;
-    let now = furrow::hlc::wall_ms();
+    let now = furrow_contract::hlc::wall_ms();
     let done = store::write(database.as_ref(), |tx| sync::prune_history(tx, args.older_than_days, now))?;
     println!(
         "pruned {} deleted rows and {} change-log entries older than {} days (history before sequence {}); \

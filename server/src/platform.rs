@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
-use furrow::hlc::{self, Clock, NodeId};
-use furrow::schema::{self, TableSpec};
-use furrow::validate;
+use furrow_contract::hlc::{self, Clock, NodeId};
+use furrow_contract::schema::{self, TableSpec};
+use furrow_contract::validate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -314,7 +314,7 @@ pub fn record_submissions(
         let Some(row) = tx.row(schema::LISTINGS.name, listing_id)?.filter(|row| !row.deleted) else { continue };
         let value = |stored: Option<StoredField>| stored.and_then(|stored| stored.value.as_str().map(str::to_owned));
         let status = value(tx.field(schema::LISTINGS.name, listing_id, "status")?);
-        if status.as_deref() != Some(furrow::codes::ListingStatus::Submitted.code()) {
+        if status.as_deref() != Some(furrow_contract::codes::ListingStatus::Submitted.code()) {
             continue;
         }
         let Some(key) = value(tx.field(schema::LISTINGS.name, listing_id, "submission_key")?).filter(|key| !key.trim().is_empty())

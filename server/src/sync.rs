@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::http::StatusCode;
 use base64::Engine;
-use furrow::hlc;
-use furrow::sync::page::{page_fields, sent_whole, Positions};
-use furrow::schema::{self, FieldType, Policy, ScopeRule, TableSpec};
-use furrow::sync::wire::{Change, ChangeResult, CurrentValue, PullResponse, PulledRow, PushRequest, PushResponse, Reset, SCHEMA_VERSION};
-use furrow::validate;
-use furrow::FieldError;
+use furrow_contract::hlc;
+use furrow_contract::pull::{page_fields, sent_whole, Positions};
+use furrow_contract::schema::{self, FieldType, Policy, ScopeRule, TableSpec};
+use furrow_contract::wire::{Change, ChangeResult, CurrentValue, PullResponse, PulledRow, PushRequest, PushResponse, Reset, SCHEMA_VERSION};
+use furrow_contract::validate;
+use furrow_contract::FieldError;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -74,10 +74,10 @@ pub fn check_push(request: &PushRequest) -> Result<()> {
     if request.batch_id.is_empty() || request.batch_id.len() > 64 {
         return Err(Error::bad_request("invalid_batch_id", "batch_id must be 1 to 64 characters"));
     }
-    if request.changes.len() > furrow::sync::wire::MAX_BATCH_CHANGES {
+    if request.changes.len() > furrow_contract::wire::MAX_BATCH_CHANGES {
         return Err(Error::too_large(format!(
             "a batch holds at most {} changes; this one has {}. Split it.",
-            furrow::sync::wire::MAX_BATCH_CHANGES,
+            furrow_contract::wire::MAX_BATCH_CHANGES,
             request.changes.len()
         )));
     }
@@ -793,7 +793,7 @@ pub fn scope_hash(scopes: &[String]) -> String {
 /// of another epoch (the database was restored from a backup and given a new epoch), or one
 /// ahead of the server's sequence (the server lost acknowledged changes). The device takes a
 /// fresh snapshot and then re-sends every field it holds that the server lacks or holds older.
-pub const SERVER_RESTORED: &str = furrow::sync::wire::SERVER_RESTORED;
+pub const SERVER_RESTORED: &str = furrow_contract::wire::SERVER_RESTORED;
 
 /// Gives the history a fresh random epoch: what `furrow-server new-epoch` does, and what an
 /// operator runs after restoring the database from a backup, before serving it. Every cursor a
@@ -868,17 +868,17 @@ pub fn pull(tx: &mut Tx<'_>, caller: &Caller, cursor: Option<&str>, limit: i64, 
 ///
 /// A row sent whole always says whether it is deleted, as [`PulledRow`] promises: a row never
 /// deleted nor restored has no stored `deleted` field, so it carries `0` with the least stamp
-/// ([`furrow::hlc::Stamp::NONE`]), which every real deletion beats and devices keep no clock
+/// ([`furrow_contract::hlc::Stamp::NONE`]), which every real deletion beats and devices keep no clock
 /// for.
 fn pulled_row(row: ChangedRow, complete: i64) -> PulledRow {
     let whole = sent_whole(row.fields.iter().map(|(name, stored)| (name.as_str(), stored.server_seq)), complete);
     let versions = row.fields.into_iter().map(|(name, stored)| (name, stored.server_seq, stored)).collect();
-    let mut fields: BTreeMap<String, furrow::sync::wire::PulledField> = page_fields(versions, complete)
+    let mut fields: BTreeMap<String, furrow_contract::wire::PulledField> = page_fields(versions, complete)
         .into_iter()
         .map(|(name, stored)| (name, (stored.value, stored.hlc, node_base64(&stored.node))))
         .collect();
     if whole {
-        let never = furrow::hlc::Stamp::NONE;
+        let never = furrow_contract::hlc::Stamp::NONE;
         fields.entry(DELETED_FIELD.to_owned()).or_insert_with(|| (Value::from(0), never.hlc, node_base64(&never.node.0)));
     }
     PulledRow { tbl: row.tbl, id: row.row_id, scope_id: row.meta.scope_id, sv: row.meta.sv, fields }

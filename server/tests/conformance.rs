@@ -5,22 +5,22 @@
 mod common;
 
 use common::{caller, now_hlc, seed, Backend, Device, Kind, VILLAGE_A, VILLAGE_B};
-use furrow::sync::wire::{PullResponse, PushResponse};
+use furrow_contract::wire::{PullResponse, PushResponse};
 use furrow_server::platform::{self, ModerationRequest, ServerClock};
 use furrow_server::store::{self, BlobMeta, RowMeta, TokenRow, Upload};
 use furrow_server::sync;
 use furrow_server::Error;
 use serde_json::{json, Value};
 
-fn push(database: &dyn store::Database, who: &furrow_server::auth::Caller, request: &furrow::sync::wire::PushRequest) -> PushResponse {
+fn push(database: &dyn store::Database, who: &furrow_server::auth::Caller, request: &furrow_contract::wire::PushRequest) -> PushResponse {
     sync::check_push(request).expect("a well-formed batch");
     let clock = ServerClock::new();
-    let outcome = store::write(database, |tx| sync::push(tx, who, &clock, request, furrow::hlc::wall_ms())).expect("push");
+    let outcome = store::write(database, |tx| sync::push(tx, who, &clock, request, furrow_contract::hlc::wall_ms())).expect("push");
     serde_json::from_str(&outcome.body).expect("response JSON")
 }
 
 fn pull(database: &dyn store::Database, who: &furrow_server::auth::Caller, cursor: Option<&str>, limit: i64) -> PullResponse {
-    store::read(database, |tx| sync::pull(tx, who, cursor, limit, furrow::sync::wire::SCHEMA_VERSION, furrow::hlc::wall_ms())).expect("pull")
+    store::read(database, |tx| sync::pull(tx, who, cursor, limit, furrow_contract::wire::SCHEMA_VERSION, furrow_contract::hlc::wall_ms())).expect("pull")
 }
 
 fn statuses(response: &PushResponse) -> Vec<String> {
@@ -119,8 +119,8 @@ fn replayed_batch_is_identical_and_logged_once(kind: Kind) {
     let mut device = Device::new();
     let household = uuid::Uuid::now_v7().to_string();
     let request = device.household_batch(VILLAGE_A, &household, "王大山", now_hlc(0));
-    let first = store::write(database.as_ref(), |tx| sync::push(tx, &who, &ServerClock::new(), &request, furrow::hlc::wall_ms())).expect("first");
-    let second = store::write(database.as_ref(), |tx| sync::push(tx, &who, &ServerClock::new(), &request, furrow::hlc::wall_ms())).expect("second");
+    let first = store::write(database.as_ref(), |tx| sync::push(tx, &who, &ServerClock::new(), &request, furrow_contract::hlc::wall_ms())).expect("first");
+    let second = store::write(database.as_ref(), |tx| sync::push(tx, &who, &ServerClock::new(), &request, furrow_contract::hlc::wall_ms())).expect("second");
     assert_eq!(first.body, second.body, "the stored response is replayed byte for byte");
     assert!(second.replayed);
     for change in &request.changes {
@@ -393,7 +393,7 @@ fn concurrent_writers_on_two_instances_leave_no_gaps(kind: Kind) {
                 let id = uuid::Uuid::now_v7().to_string();
                 let request = device.household_batch(VILLAGE_A, &id, &format!("户{worker}-{round}"), now_hlc(0));
                 sync::check_push(&request).expect("valid");
-                store::write(database.as_ref(), |tx| sync::push(tx, &who, &ServerClock::new(), &request, furrow::hlc::wall_ms())).expect("push");
+                store::write(database.as_ref(), |tx| sync::push(tx, &who, &ServerClock::new(), &request, furrow_contract::hlc::wall_ms())).expect("push");
                 ids.push(id);
             }
             ids
@@ -563,7 +563,7 @@ fn pruning_purges_old_tombstones_and_resets_older_cursors(kind: Kind) {
     assert_eq!(statuses(&push(database.as_ref(), &who, &delete_batch)), vec!["applied"]);
     let delete_change = delete_batch.changes[0].change_id.clone();
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let horizon = furrow::hlc::wall_ms();
+    let horizon = furrow_contract::hlc::wall_ms();
     std::thread::sleep(std::time::Duration::from_millis(5));
     // A row deleted after the horizon is kept, as is every live row.
     let second_delete = device.change("households", &late, "deleted", json!(1), start + 2, None);
@@ -571,15 +571,15 @@ fn pruning_purges_old_tombstones_and_resets_older_cursors(kind: Kind) {
     let after_deletes = pull(database.as_ref(), &who, Some(&before_deletes), 100).cursor;
 
     // The library refuses a horizon shorter than max_offline_days, as the command does.
-    let refused = store::write(database.as_ref(), |tx| sync::prune_history(tx, 30, furrow::hlc::wall_ms()));
+    let refused = store::write(database.as_ref(), |tx| sync::prune_history(tx, 30, furrow_contract::hlc::wall_ms()));
     assert_eq!(refused.map(|_| ()).map_err(|error| error.status().as_u16()), Err(400));
     // 180 days back nothing here is old enough.
-    let nothing = store::write(database.as_ref(), |tx| sync::prune_history(tx, sync::MIN_HISTORY_DAYS, furrow::hlc::wall_ms())).expect("prune");
+    let nothing = store::write(database.as_ref(), |tx| sync::prune_history(tx, sync::MIN_HISTORY_DAYS, furrow_contract::hlc::wall_ms())).expect("prune");
     assert_eq!((nothing.rows_purged, nothing.changes_purged, nothing.horizon_seq), (0, 0, 0));
     assert!(row_exists(database.as_ref(), "households", &gone));
     assert!(pull(database.as_ref(), &who, Some(&before_deletes), 100).reset.is_none());
 
-    let pruned = store::write(database.as_ref(), |tx| sync::prune_history_before(tx, horizon, furrow::hlc::wall_ms())).expect("prune");
+    let pruned = store::write(database.as_ref(), |tx| sync::prune_history_before(tx, horizon, furrow_contract::hlc::wall_ms())).expect("prune");
     assert_eq!((pruned.rows_purged, pruned.changes_purged), (1, 6), "the tombstone with its five fields and its delete");
     assert!(!row_exists(database.as_ref(), "households", &gone));
     assert_eq!(store::read(database.as_ref(), |tx| tx.change_log_count(&delete_change)).expect("count"), 0);
@@ -598,7 +598,7 @@ fn pruning_purges_old_tombstones_and_resets_older_cursors(kind: Kind) {
     assert!(pull(database.as_ref(), &who, Some(&after_deletes), 100).reset.is_none());
     assert!(pull(database.as_ref(), &who, None, 100).reset.is_none());
     // A later run with an older horizon does not move the horizon back.
-    let again = store::write(database.as_ref(), |tx| sync::prune_history_before(tx, 0, furrow::hlc::wall_ms())).expect("prune");
+    let again = store::write(database.as_ref(), |tx| sync::prune_history_before(tx, 0, furrow_contract::hlc::wall_ms())).expect("prune");
     assert_eq!((again.rows_purged, again.horizon_seq), (0, pruned.horizon_seq));
     // An edit of the purged row does not bring it back: the server no longer knows the row.
     let edit = device.change("households", &gone, "head_name", json!("复活"), start + 3, None);
@@ -662,7 +662,7 @@ fn housekeeping_forgets_only_what_expired(kind: Kind) {
     let backend = Backend::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
-    let now = furrow::hlc::wall_ms();
+    let now = furrow_contract::hlc::wall_ms();
     store::write(database.as_ref(), |tx| {
         let row = TokenRow { kind: "access".into(), session_id: "s".into(), user_id: alice, device_name: "d".into(), expires_at: now - 1 };
         tx.insert_token("old", &row, 0)?;

@@ -424,7 +424,7 @@ async fn upload(server: &TestServer, token: &str, bytes: &[u8]) -> u16 {
 }
 
 /// A household and a photo of it in `village` naming `sha256` and `thumb_sha256`.
-fn household_photo(device: &mut common::Device, village: &str, sha256: &str, thumb_sha256: &str, size: usize) -> Vec<furrow::sync::wire::Change> {
+fn household_photo(device: &mut common::Device, village: &str, sha256: &str, thumb_sha256: &str, size: usize) -> Vec<furrow_contract::wire::Change> {
     let (household, photo) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
     let stamp = common::now_hlc(0);
     let mut changes = device.household(village, &household, "王大山", stamp);
@@ -554,7 +554,7 @@ async fn control_characters_are_refused(kind: Kind) {
     let (status, _) = server.push(&token, &device.household_batch(common::VILLAGE_A, &household, "王大山", common::now_hlc(0))).await;
     assert_eq!(status, 200);
     let before = written(&server).await;
-    let push = |changes: Vec<furrow::sync::wire::Change>, device: &common::Device| {
+    let push = |changes: Vec<furrow_contract::wire::Change>, device: &common::Device| {
         let request = device.batch(changes);
         server.http.post(server.url("/sync/v1/push")).bearer_auth(&token).json(&request).send()
     };
@@ -642,7 +642,7 @@ async fn weak_passwords_are_refused_postgres() {
 
 // Finding 8: refresh tokens and sessions.
 
-async fn sign_in_from(server: &TestServer, device: &str) -> furrow::sync::wire::TokenResponse {
+async fn sign_in_from(server: &TestServer, device: &str) -> furrow_contract::wire::TokenResponse {
     let response = server
         .http
         .post(server.url("/auth/v1/login"))
@@ -655,7 +655,7 @@ async fn sign_in_from(server: &TestServer, device: &str) -> furrow::sync::wire::
     response.json().await.expect("tokens")
 }
 
-async fn refresh_from(server: &TestServer, device: &str, refresh_token: &str) -> (u16, Option<furrow::sync::wire::TokenResponse>) {
+async fn refresh_from(server: &TestServer, device: &str, refresh_token: &str) -> (u16, Option<furrow_contract::wire::TokenResponse>) {
     let response = server
         .http
         .post(server.url("/auth/v1/refresh"))
@@ -720,7 +720,7 @@ async fn a_session_ends_at_its_absolute_lifetime(kind: Kind) {
     let server = TestServer::start_with(kind, |settings| settings.lifetimes.session_ms = 1).await;
     let laptop = common::Device::new().id();
     let tokens = sign_in_from(&server, &laptop).await;
-    assert!(tokens.expires_at <= furrow::hlc::wall_ms() + 1000, "the access token ends with the session");
+    assert!(tokens.expires_at <= furrow_contract::hlc::wall_ms() + 1000, "the access token ends with the session");
     assert_eq!(refresh_from(&server, &laptop, &tokens.refresh_token).await.0, 401);
 }
 
@@ -913,7 +913,7 @@ async fn admins_are_named_accounts(kind: Kind) {
         .send()
         .await
         .expect("sign-in");
-    let admin: furrow::sync::wire::TokenResponse = response.json().await.expect("tokens");
+    let admin: furrow_contract::wire::TokenResponse = response.json().await.expect("tokens");
     let verdict = json!({"moderator": "somebody-else", "moderation_status": "approved"});
     assert_eq!(admin_moderation(&server, &admin.access_token, &listing, verdict.clone()).await.status(), 204);
     let database = server.state.database().clone();
@@ -1015,7 +1015,7 @@ async fn sign_ins_admin_actions_and_scope_changes_are_audited(kind: Kind) {
     tokio::task::spawn_blocking(move || {
         let old = furrow_server::store::AuditEntry {
             id: 0,
-            at: furrow::hlc::wall_ms() - 181 * 24 * 60 * 60 * 1000,
+            at: furrow_contract::hlc::wall_ms() - 181 * 24 * 60 * 60 * 1000,
             kind: "sign_in".into(),
             actor: "someone-long-ago".into(),
             address: "-".into(),

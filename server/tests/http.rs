@@ -5,7 +5,7 @@ mod common;
 use std::io::{Read, Write};
 
 use common::{now_hlc, Device, Kind, TestServer, ADMIN_TOKEN, VILLAGE_A, VILLAGE_B};
-use furrow::sync::wire::{ErrorBody, PullResponse, PushRequest, PushResponse, TokenResponse, SCHEMA_VERSION};
+use furrow_contract::wire::{ErrorBody, PullResponse, PushRequest, PushResponse, TokenResponse, SCHEMA_VERSION};
 use furrow_server::store;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -44,7 +44,7 @@ async fn sign_in_refresh_and_out(kind: Kind) {
     let server = TestServer::start(kind).await;
     let tokens = server.login("alice").await;
     assert_eq!(tokens.scopes, vec![VILLAGE_A.to_owned()]);
-    assert!(tokens.expires_at > furrow::hlc::wall_ms() + 50 * 60 * 1000, "about an hour");
+    assert!(tokens.expires_at > furrow_contract::hlc::wall_ms() + 50 * 60 * 1000, "about an hour");
     let (status, _) = server.pull(&tokens.access_token, None, 10).await;
     assert_eq!(status, 200);
     // Refresh rotates: the old refresh token and the old access token stop working.
@@ -209,7 +209,7 @@ async fn a_batch_id_is_not_reused_for_another_body(kind: Kind) {
     let database = server.state.database().clone();
     let (client, stored) = (device.id(), first.to_string());
     tokio::task::spawn_blocking(move || {
-        store::write(database.as_ref(), |tx| tx.put_batch(&client, "batch-without-digest", &stored, furrow::hlc::wall_ms()))
+        store::write(database.as_ref(), |tx| tx.put_batch(&client, "batch-without-digest", &stored, furrow_contract::hlc::wall_ms()))
     })
     .await
     .expect("task")
@@ -321,7 +321,7 @@ async fn merge_outcomes_over_http() {
     assert_eq!(body["results"][1]["current"]["value"], json!(1500));
     assert_eq!(body["results"][1]["current"]["actor"], json!("assistant:1"));
     // A change stamped far in the future is refused whole with the server's time.
-    let ahead = phone.change("listings", &listing, "title", json!("未来"), furrow::hlc::pack(furrow::hlc::wall_ms() + 3_600_000, 0), None);
+    let ahead = phone.change("listings", &listing, "title", json!("未来"), furrow_contract::hlc::pack(furrow_contract::hlc::wall_ms() + 3_600_000, 0), None);
     let before = written(&server).await;
     let response = server
         .http
@@ -333,7 +333,7 @@ async fn merge_outcomes_over_http() {
         .expect("push");
     let (status, error) = error_body(response).await;
     assert_eq!((status, error.error.as_str()), (409, "clock_ahead"));
-    assert!(error.server_time.is_some_and(|time| (time - furrow::hlc::wall_ms()).abs() < 60_000));
+    assert!(error.server_time.is_some_and(|time| (time - furrow_contract::hlc::wall_ms()).abs() < 60_000));
     assert_eq!(written(&server).await, before);
     // Too old or too new a schema is 426, and nothing is written.
     let title = phone_title(&mut phone, &listing);
@@ -353,7 +353,7 @@ async fn merge_outcomes_over_http() {
     assert_eq!(written(&server).await, before);
 }
 
-fn phone_title(phone: &mut Device, listing: &str) -> furrow::sync::wire::Change {
+fn phone_title(phone: &mut Device, listing: &str) -> furrow_contract::wire::Change {
     phone.change("listings", listing, "title", json!("x"), now_hlc(0), None)
 }
 

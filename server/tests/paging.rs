@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use common::{now_hlc, Device, Kind, TestServer, VILLAGE_A};
-use furrow::sync::wire::SCHEMA_VERSION;
+use furrow_contract::wire::SCHEMA_VERSION;
 use serde_json::{json, Value};
 
 /// Rows by (table, id), each with its fields by name, from pages applied in order (a later page's
@@ -29,7 +29,7 @@ fn field_names(row: &Value) -> Vec<String> {
     row["fields"].as_object().map(|fields| fields.keys().cloned().collect()).unwrap_or_default()
 }
 
-async fn push_ok(server: &TestServer, token: &str, device: &Device, changes: Vec<furrow::sync::wire::Change>) {
+async fn push_ok(server: &TestServer, token: &str, device: &Device, changes: Vec<furrow_contract::wire::Change>) {
     let (status, body) = server.push(token, &device.batch(changes)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["results"].as_array().expect("results").iter().all(|result| result["status"] == "applied"), "{body}");

@@ -9,12 +9,13 @@ pub mod blobs;
 pub mod engine;
 pub mod error;
 pub mod outbox;
-pub mod page;
 pub mod pull;
 pub mod state;
 pub mod status;
 pub mod transport;
-pub mod wire;
+
+pub use furrow_contract::pull as page;
+pub use furrow_contract::wire;
 
 pub use blobs::{add_attachment, attachment, Attachment};
 pub use engine::{BackgroundSync, Progress, RetryPolicy, SyncEngine, SyncOptions, SyncReport};

@@ -157,7 +157,7 @@ pub(crate) fn migrate(sql: &mut dyn Sql, migrations: &[Migration], apply: &mut d
             apply(migration.sql)?;
             sql.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                &[migration.version.into(), migration.name.into(), furrow::hlc::wall_ms().into()],
+                &[migration.version.into(), migration.name.into(), furrow_contract::hlc::wall_ms().into()],
             )?;
         }
     }

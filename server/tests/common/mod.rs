@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use furrow::hlc::{self, NodeId};
-use furrow::sync::wire::{Change, PushRequest, TokenResponse, SCHEMA_VERSION};
+use furrow_contract::hlc::{self, NodeId};
+use furrow_contract::wire::{Change, PushRequest, TokenResponse, SCHEMA_VERSION};
 use furrow_server::auth::{Caller, PasswordCost};
 use furrow_server::blobs::FileBlobStore;
 use furrow_server::platform::{self, ServerClock};

@@ -149,7 +149,7 @@ pub struct PulledRow {
     /// The server sequence number of the row's latest change.
     pub sv: i64,
     /// Every field changed after the point where the pull began, whichever page the row is on
-    /// (see [`crate::sync::page`]); every field when the row is sent whole (in a snapshot, or
+    /// (see [`crate::pull`]); every field when the row is sent whole (in a snapshot, or
     /// when it entered the caller's villages since), and then always `deleted`, which carries
     /// `0` with [`crate::hlc::Stamp::NONE`] for a row never deleted nor restored.
     pub fields: std::collections::BTreeMap<String, PulledField>,
