@@ -77,3 +77,45 @@ describe("A new listing with 全部商品 chosen", () => {
     expect(saved[0]).toMatchObject({ product_id: "p2", category: "tea", unit: "box", shelf_life_days: 365 });
   });
 });
+
+describe("The listing list", () => {
+  afterEach(() => {
+    cleanup();
+    clearMocks();
+  });
+
+  it("shows each listing's main photo as a thumbnail in its row, and none for a listing without photos", async () => {
+    locale.language = "zh-CN";
+    const view = (id: string, kind: string, thumbnail: string | null) => ({
+      photo: { id, owner_type: "listing", kind, width_px: 800, height_px: 800 },
+      thumbnail,
+      upload: { state: "uploaded", uploaded_bytes: 10, size: 10, last_error: null },
+    });
+    mockIPC((command, args) => {
+      switch (command) {
+        case "enum_labels": return enums;
+        case "list_products": return products;
+        case "list_listings":
+          return [
+            { id: "l1", product_id: "p1", title: "高坡村核桃", platform: "taobao", status: "draft", price_fen: 3990 },
+            { id: "l2", product_id: "p2", title: "高山绿茶", platform: "taobao", status: "draft", price_fen: 5800 },
+          ];
+        case "list_villages": return [{ id: "v1", name: "青山村" }];
+        case "listing_photos":
+          return (args as { listingId: string }).listingId === "l1"
+            ? [view("ph2", "detail", "data:image/jpeg;base64,DETAIL"), view("ph1", "main", "data:image/jpeg;base64,MAIN")]
+            : [];
+        case "sync_status": return { online: false, pending: 0, last_sync_at: null, signed_in: true, can_sync: false, open_conflicts: 0, last_error: null, syncing: false, retry_at: null, needs_user: false };
+        default: throw new Error(`unexpected command ${command}`);
+      }
+    });
+    await loadLabels();
+    render(Products);
+    await vi.waitFor(() => expect(screen.getAllByTestId("listing-row")).toHaveLength(2));
+    const [first, second] = screen.getAllByTestId("listing-row");
+    await vi.waitFor(() => expect(first.querySelector('[data-testid="listing-thumb"] img')?.getAttribute("src")).toBe("data:image/jpeg;base64,MAIN"));
+    expect(first.querySelector("img")?.getAttribute("alt")).toBe("高坡村核桃");
+    expect(second.querySelector('[data-testid="listing-thumb"]')).not.toBeNull();
+    expect(second.querySelector("img")).toBeNull();
+  });
+});

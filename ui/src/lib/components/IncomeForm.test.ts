@@ -81,7 +81,7 @@ describe("IncomeForm", () => {
     expect((calls[0].args.record as Record<string, unknown>).id).toBeUndefined();
   });
 
-  it("shows its own checks in English and cancels on Escape", async () => {
+  it("shows its own checks in English and, on Escape, asks before discarding what was typed", async () => {
     locale.language = "en";
     const onCancel = vi.fn();
     const { container } = render(IncomeForm, { props: { householdId: "h1", onSaved: vi.fn(), onCancel } });
@@ -91,6 +91,9 @@ describe("IncomeForm", () => {
       expect(container.querySelector('[data-error-for="income-quantity"]')?.textContent).toBe("Enter a weight in kg with at most three decimals"),
     );
     await fireEvent.keyDown(container.querySelector("#income-amount")!, { key: "Escape" });
+    expect(onCancel).not.toHaveBeenCalled();
+    expect(screen.getByTestId("confirm-dialog").textContent).toContain("Discard the changes?");
+    await fireEvent.click(screen.getByTestId("confirm-ok"));
     expect(onCancel).toHaveBeenCalledOnce();
   });
 });
