@@ -234,7 +234,7 @@ fn run(households: usize) {
     for _ in 0..200 {
         let id = &household_ids[(random.next() % household_ids.len() as u64) as usize];
         let started = Instant::now();
-        household::view(&store, id).expect("view");
+        furrow::domain::household_view::view(&store, id).expect("view");
         samples.push(started.elapsed());
     }
     println!(

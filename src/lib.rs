@@ -4,11 +4,14 @@
 //! The core holds an assistant's whole caseload in a local SQLite store ([`store`]), with every
 //! domain rule ([`domain`], [`validate`]) and every write going through one path ([`record`])
 //! that stamps each changed field with a hybrid logical clock ([`hlc`]) and queues it for sync.
-//! It knows nothing of Tauri or of HTTP frameworks.
+//! The roster search index ([`search`]) and the photo files with their uploads ([`media`]) are
+//! kept beside the records. It knows nothing of Tauri or of HTTP frameworks.
 
 pub mod domain;
 pub mod error;
+pub mod media;
 pub mod record;
+pub mod search;
 pub mod store;
 pub mod sync;
 

@@ -1,14 +1,17 @@
 //! The device store: one SQLite file (encrypted with SQLCipher when a key is given), opened
 //! through [`Store::open`], migrated before anything else touches it.
 
-use std::path::PathBuf;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::hlc::{Clock, NodeId};
 use crate::record::Writer;
+use crate::schema::TableSpec;
 use crate::validate::Context;
 
 /// A numbered migration embedded in the binary.
@@ -129,7 +132,7 @@ impl Store {
         migrate(&mut conn, options.migrate_to)?;
         let (node, clock) = load_clock(&mut conn)?;
         if options.migrate_to.is_none() {
-            rebuild_derived_indexes(&mut conn)?;
+            crate::search::rebuild_if_outdated(&mut conn)?;
         }
         // Gives the query planner fresh statistics where they are missing or stale (cheap when
         // nothing changed), so roster queries pick their indexes.
@@ -176,18 +179,18 @@ impl Store {
     /// anyway, and the app calls it when idle so that they rarely have to. Returns how many
     /// households were re-indexed.
     pub fn flush_search_index(&self) -> Result<usize> {
-        crate::domain::household::flush_search_index(&self.conn)
+        crate::search::flush_all(&self.conn)
     }
 
     /// Rewrites at most `limit` pending search documents in one short transaction; the app calls
     /// it from a background thread after imports and syncs until it returns zero.
     pub fn flush_search_batch(&self, limit: usize) -> Result<usize> {
-        crate::domain::household::flush_search_batch(&self.conn, i64::try_from(limit).unwrap_or(i64::MAX))
+        crate::search::flush_batch(&self.conn, i64::try_from(limit).unwrap_or(i64::MAX))
     }
 
     /// How many households wait for their search document to be rewritten.
     pub fn search_pending(&self) -> Result<i64> {
-        crate::domain::household::search_pending(&self.conn)
+        crate::search::pending(&self.conn)
     }
 
     /// Copies the write-ahead log back into the database file; the app calls it when idle so
@@ -195,6 +198,28 @@ impl Store {
     pub fn checkpoint(&self) -> Result<()> {
         self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    /// Writes a consistent copy of the whole store into `directory` (created if needed), named
+    /// after the local time, and returns its path. The copy is made through the store's own
+    /// connection, so an encrypted store's copy is encrypted with the same key; `VACUUM INTO`
+    /// copies a snapshot while the app keeps running.
+    pub fn back_up(&self, directory: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(directory)?;
+        let target = directory.join(format!("furrow-backup-{}.db", chrono::Local::now().format("%Y%m%d-%H%M%S")));
+        self.conn.execute("VACUUM INTO ?1", [target.display().to_string()])?;
+        Ok(target)
+    }
+
+    /// Checks a record as the write path would, before a write (a photo's record before its files
+    /// are stored): the fields that fail, or the storage error a check met.
+    pub fn check(&self, table: &TableSpec, record: &Map<String, Value>) -> Result<Vec<FieldError>> {
+        let context = Recording { conn: &self.conn, failure: RefCell::new(None) };
+        let errors = crate::validate::check_record(table, record, &context);
+        match context.failure.into_inner() {
+            Some(error) => Err(error),
+            None => Ok(errors),
+        }
     }
 
     /// The lower limit of a platform rule (e.g. the shortest description), if one is set.
@@ -233,13 +258,51 @@ impl Store {
     }
 }
 
+/// The store as the checks' context outside a write (a platform's limits for the listing rules).
+/// A read that fails counts as finding nothing here; [`Store::check`] returns it instead, and a
+/// write checks again inside its transaction and returns it too.
 impl Context for Store {
     fn exists(&self, table: &str, id: &str) -> bool {
-        crate::record::exists(&self.conn, table, id)
+        crate::record::exists(&self.conn, table, id).unwrap_or(false)
     }
 
     fn platform_limit(&self, platform: &str, rule: &str) -> Option<i64> {
-        crate::record::platform_limit(&self.conn, platform, rule)
+        crate::record::platform_limit(&self.conn, platform, rule).ok().flatten()
+    }
+
+    /// The device's own date, as in the write path.
+    fn today(&self) -> chrono::NaiveDate {
+        chrono::Local::now().date_naive()
+    }
+}
+
+/// The checks' context for [`Store::check`]: reads the store, keeping the first storage error
+/// a check met, since a check cannot return one.
+struct Recording<'s> {
+    conn: &'s Connection,
+    failure: RefCell<Option<Error>>,
+}
+
+impl Recording<'_> {
+    /// The value of a storage read a check made, keeping its error (the first one).
+    fn recorded<T>(&self, result: Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.failure.borrow_mut().get_or_insert(error);
+                None
+            }
+        }
+    }
+}
+
+impl Context for Recording<'_> {
+    fn exists(&self, table: &str, id: &str) -> bool {
+        self.recorded(crate::record::exists(self.conn, table, id)).unwrap_or(false)
+    }
+
+    fn platform_limit(&self, platform: &str, rule: &str) -> Option<i64> {
+        self.recorded(crate::record::platform_limit(self.conn, platform, rule)).flatten()
     }
 
     /// The device's own date, as in the write path.
@@ -283,34 +346,6 @@ fn migrate(conn: &mut Connection, migrate_to: Option<i64>) -> Result<()> {
             params![migration.version, migration.name, checksum(migration.sql), now],
         )?;
     }
-    transaction.commit()?;
-    Ok(())
-}
-
-/// The version of the derived search index; raising it makes the next open rebuild the index
-/// from the records, so an upgrade that changes what is indexed needs no hand-written backfill.
-const SEARCH_INDEX_VERSION: i64 = 2;
-
-fn rebuild_derived_indexes(conn: &mut Connection) -> Result<()> {
-    let built: Option<i64> =
-        conn.query_row("SELECT v FROM sync_state WHERE k = 'search_index_version'", [], |row| row.get(0)).optional()?;
-    if built == Some(SEARCH_INDEX_VERSION) {
-        return Ok(());
-    }
-    let transaction = conn.transaction()?;
-    let ids: Vec<String> = {
-        let mut statement = transaction.prepare("SELECT id FROM households")?;
-        let ids = statement.query_map([], |row| row.get(0))?;
-        ids.collect::<rusqlite::Result<_>>()?
-    };
-    for id in ids {
-        crate::domain::household::refresh_search(&transaction, &id)?;
-    }
-    transaction.execute("DELETE FROM household_search_pending", [])?;
-    transaction.execute(
-        "INSERT INTO sync_state (k, v) VALUES ('search_index_version', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-        [SEARCH_INDEX_VERSION],
-    )?;
     transaction.commit()?;
     Ok(())
 }

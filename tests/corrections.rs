@@ -6,19 +6,17 @@
 
 mod common;
 
-use common::{household_draft, Fixture};
+use common::{household_draft, remote_stamp, Fixture};
 use furrow::codes::{
-    AssessmentPhase, AttendanceStatus, HouseholdClosure, IncomeCategory, ListingStatus, ModerationStatus, PhotoKind, PhotoOwner, Platform,
-    ProductCategory, SaleUnit, Storage, TrainingFormat, TrainingTopic, VisitType,
+    AssessmentPhase, AttendanceStatus, HouseholdClosure, IncomeCategory, ModerationStatus, PhotoKind, PhotoOwner, TrainingFormat, TrainingTopic,
+    VisitType,
 };
 use furrow::domain::household::{self, DuplicateReason, Household, Member, RosterQuery};
 use furrow::domain::income::{self, IncomeRecord};
-use furrow::domain::listing::{self, Listing, Photo, Product};
+use furrow::domain::listing::{self, Photo};
 use furrow::domain::listing_rules;
 use furrow::domain::training::{self, Assessment, TrainingSession};
 use furrow::domain::visit::{self, Visit};
-use furrow::hlc::{pack, wall_ms, NodeId, Stamp};
-use furrow::record::RemoteField;
 use furrow::{OpenOptions, Store};
 use serde_json::json;
 
@@ -196,7 +194,7 @@ fn a_closed_household_keeps_its_history_and_leaves_the_roster_and_the_follow_ups
     assert_eq!((gone[0].closed_reason, gone[0].closed_on.as_deref()), (Some(HouseholdClosure::MovedOut), Some("2024-07-01")));
     assert!(visit::follow_ups_due(store, "2024-06-15", "2024-06-30").unwrap().is_empty(), "no follow-up is due for it");
     // Its history stays.
-    let view = household::view(store, &world.household).unwrap();
+    let view = furrow::domain::household_view::view(store, &world.household).unwrap();
     assert_eq!((view.members.len(), view.visits.len(), view.income_records.len()), (3, 1, 1));
     assert_eq!(view.household.closed_note.as_deref(), Some("全家迁往昆明务工"));
 
@@ -268,13 +266,10 @@ fn possible_duplicates_are_found_before_a_save_and_after_a_sync() {
 
     // A member with the same number arrives by sync (no check ran): both pages show it.
     let scope = household::get(&world.fixture.store, &other).unwrap().scope_id.unwrap();
-    let stamp = Stamp { hlc: pack(wall_ms(), 0), node: NodeId([3; 16]) };
-    let fields: Vec<RemoteField> = [("scope_id", json!(scope)), ("household_id", json!(other)), ("name", json!("赵小村")), ("id_card_no", json!(card))]
-        .into_iter()
-        .map(|(field, value)| RemoteField { field: field.into(), value, stamp })
-        .collect();
+    let stamp = remote_stamp(0, 3);
+    let fields = [("scope_id", json!(scope)), ("household_id", json!(other)), ("name", json!("赵小村")), ("id_card_no", json!(card))];
     let synced = uuid::Uuid::now_v7().to_string();
-    world.fixture.store.write(|writer| writer.apply_remote(&furrow::schema::MEMBERS, &synced, &fields)).unwrap();
+    world.fixture.apply_remote(&furrow::schema::MEMBERS, &synced, stamp, &fields);
     let on_first = household::duplicates_of(&world.fixture.store, &world.household).unwrap();
     assert!(on_first.iter().any(|duplicate| duplicate.member_id.as_deref() == Some(synced.as_str())), "{on_first:?}");
     let on_second = household::duplicates_of(&world.fixture.store, &other).unwrap();
@@ -292,32 +287,7 @@ fn the_identity_card_facts_are_read_for_the_form() {
 #[test]
 fn a_rejected_listing_keeps_its_verdict_in_its_history_after_it_is_submitted_again() {
     let mut fixture = Fixture::new();
-    let village = fixture.village("522633101001", "高坡村");
-    let product = listing::save_product(
-        &mut fixture.store,
-        &Product { village_id: Some(village), name: Some("薄皮核桃".into()), category: Some(ProductCategory::Nuts), ..Product::default() },
-    )
-    .unwrap();
-    let draft = listing::save_listing(
-        &mut fixture.store,
-        &Listing {
-            product_id: product.id,
-            platform: Some(Platform::Taobao),
-            title: Some("高坡村薄皮核桃 500g".into()),
-            description: Some("高坡村农户种植的薄皮核桃，当年新货，皮薄易剥，果仁饱满香脆。".repeat(2)),
-            category: Some(ProductCategory::Nuts),
-            price_fen: Some(3_990),
-            unit: Some(SaleUnit::Jin),
-            stock_qty: Some(200),
-            shelf_life_days: Some(180),
-            storage: Some(Storage::CoolDry),
-            production_date: Some("2024-10-01".into()),
-            status: Some(ListingStatus::Draft),
-            ..Listing::default()
-        },
-    )
-    .unwrap();
-    let id = draft.id.clone().unwrap();
+    let id = fixture.draft_listing();
     listing::save_photo(
         &mut fixture.store,
         &Photo {
@@ -333,10 +303,7 @@ fn a_rejected_listing_keeps_its_verdict_in_its_history_after_it_is_submitted_aga
     )
     .unwrap();
     let verdict = |fixture: &mut Fixture, offset: i64, fields: &[(&str, serde_json::Value)]| {
-        let stamp = Stamp { hlc: pack(wall_ms() + offset, 0), node: NodeId([0x5E; 16]) };
-        let fields: Vec<RemoteField> =
-            fields.iter().map(|(field, value)| RemoteField { field: (*field).into(), value: value.clone(), stamp }).collect();
-        fixture.store.write(|writer| writer.apply_remote(&furrow::schema::LISTINGS, &id, &fields)).unwrap();
+        fixture.apply_remote(&furrow::schema::LISTINGS, &id, remote_stamp(offset, 0x5E), fields);
     };
     let first = listing_rules::submit(&mut fixture.store, &id).unwrap();
     assert!(!listing_rules::can_submit(&fixture.store, &first).unwrap(), "a submitted listing waits for its verdict");

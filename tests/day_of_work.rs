@@ -5,18 +5,13 @@
 
 mod common;
 
-use common::Fixture;
-use furrow::codes::{
-    IncomeCategory, ListingStatus, ModerationStatus, PhotoKind, PhotoOwner, Platform, ProductCategory, RelationToHead, SaleUnit,
-    Sex, Storage, VisitType,
-};
+use common::{remote_stamp, Fixture};
+use furrow::codes::{IncomeCategory, ListingStatus, ModerationStatus, PhotoKind, PhotoOwner, RelationToHead, Sex, VisitType};
 use furrow::domain::household::{self, Member};
 use furrow::domain::income::{self, IncomeRecord};
-use furrow::domain::listing::{self, Listing, Photo, Product};
+use furrow::domain::listing::{self, Photo};
 use furrow::domain::listing_rules;
 use furrow::domain::visit::{self, Visit};
-use furrow::hlc::{pack, wall_ms, NodeId, Stamp};
-use furrow::record::RemoteField;
 use furrow::Error;
 use serde_json::json;
 
@@ -42,32 +37,7 @@ fn refused(fixture: &mut Fixture, field: &str, code: &str, attempt: impl FnOnce(
 #[test]
 fn a_listing_the_platform_rejected_is_fixed_and_submitted_again_under_a_new_key() {
     let mut fixture = Fixture::new();
-    let village = fixture.village("522633101001", "高坡村");
-    let product = listing::save_product(
-        &mut fixture.store,
-        &Product { village_id: Some(village), name: Some("薄皮核桃".into()), category: Some(ProductCategory::Nuts), ..Product::default() },
-    )
-    .unwrap();
-    let draft = listing::save_listing(
-        &mut fixture.store,
-        &Listing {
-            product_id: product.id,
-            platform: Some(Platform::Taobao),
-            title: Some("高坡村薄皮核桃 500g".into()),
-            description: Some("高坡村农户种植的薄皮核桃，当年新货，皮薄易剥，果仁饱满香脆。".repeat(2)),
-            category: Some(ProductCategory::Nuts),
-            price_fen: Some(3_990),
-            unit: Some(SaleUnit::Jin),
-            stock_qty: Some(200),
-            shelf_life_days: Some(180),
-            storage: Some(Storage::CoolDry),
-            production_date: Some("2024-10-01".into()),
-            status: Some(ListingStatus::Draft),
-            ..Listing::default()
-        },
-    )
-    .unwrap();
-    let id = draft.id.clone().unwrap();
+    let id = fixture.draft_listing();
     for (kind, width, height) in [(PhotoKind::Main, 800, 800), (PhotoKind::Carousel, 1200, 800)] {
         listing::save_photo(
             &mut fixture.store,
@@ -89,12 +59,8 @@ fn a_listing_the_platform_rejected_is_fixed_and_submitted_again_under_a_new_key(
     let first_key = first.submission_key.clone().expect("a submission key");
 
     // The platform rejects it; the verdict arrives by sync, stamped by the server.
-    let verdict = Stamp { hlc: pack(wall_ms() + 1_000, 0), node: NodeId([0x5E; 16]) };
-    let fields: Vec<RemoteField> = [("moderation_status", json!("rejected")), ("moderation_reason", json!("标题含有夸大用语"))]
-        .into_iter()
-        .map(|(field, value)| RemoteField { field: field.into(), value, stamp: verdict })
-        .collect();
-    fixture.store.write(|writer| writer.apply_remote(&furrow::schema::LISTINGS, &id, &fields)).unwrap();
+    let verdict = [("moderation_status", json!("rejected")), ("moderation_reason", json!("标题含有夸大用语"))];
+    fixture.apply_remote(&furrow::schema::LISTINGS, &id, remote_stamp(1_000, 0x5E), &verdict);
 
     // The assistant fixes the title and submits again: a new submission, under a new key.
     let mut fixed = listing::get_listing(&fixture.store, &id).unwrap();
@@ -153,19 +119,15 @@ fn a_visit_dated_ahead_hides_no_real_follow_up_at_any_range() {
     // A visit of the waiting household dated three months ahead, as a device with a wrong date
     // (or an older version, which did not refuse it) sends it.
     let scope = household::get(&fixture.store, &waiting).unwrap().scope_id.unwrap();
-    let stamp = Stamp { hlc: pack(wall_ms(), 0), node: NodeId([7; 16]) };
-    let fields: Vec<RemoteField> = [
+    let fields = [
         ("scope_id", json!(scope)),
         ("household_id", json!(waiting)),
         ("visit_type", json!("home")),
         ("visited_at", json!("2024-09-15T10:00:00+08:00")),
         ("summary", json!("日期填错的走访")),
-    ]
-    .into_iter()
-    .map(|(field, value)| RemoteField { field: field.into(), value, stamp })
-    .collect();
+    ];
     let future = uuid::Uuid::now_v7().to_string();
-    fixture.store.write(|writer| writer.apply_remote(&furrow::schema::VISITS, &future, &fields)).unwrap();
+    fixture.apply_remote(&furrow::schema::VISITS, &future, remote_stamp(0, 7), &fields);
 
     for days in [7, 14, 30, 90] {
         let until = (chrono::NaiveDate::from_ymd_opt(2024, 6, 15).unwrap() + chrono::Duration::days(days)).to_string();

@@ -337,3 +337,30 @@ fn a_photo_picked_in_the_window_imports_from_its_bytes_is_captioned_and_deleted(
     assert_eq!(left[1].kind, Some(PhotoKind::Carousel));
     assert!(photo::delete(&mut studio.fixture.store, &ids[0]).is_err(), "a deleted photo is gone");
 }
+
+/// The strip the listing studio shows: every photo in order with its thumbnail and how far its
+/// upload got; a photo whose image this device never registered (made on another device) shows
+/// as missing with its recorded size.
+#[test]
+fn the_photo_strip_shows_each_photo_with_its_thumbnail_and_upload() {
+    let mut studio = studio();
+    for (width, height) in [(900, 600), (600, 900)] {
+        photo::import_bytes(&mut studio.fixture.store, &studio.media, &jpeg(&noisy(width, height), 90), PhotoOwner::Listing, &studio.listing, &ImportOptions::default())
+            .unwrap();
+    }
+    let strip = photo::strip(&studio.fixture.store, &studio.media, &studio.listing).unwrap();
+    assert_eq!(strip.len(), 2);
+    for view in &strip {
+        assert!(view.thumbnail.as_deref().is_some_and(|url| url.starts_with("data:image/jpeg;base64,")));
+        assert_eq!((view.upload.state.as_str(), view.upload.uploaded_bytes), ("pending_upload", 0));
+        assert_eq!(Some(view.upload.size), view.photo.bytes);
+        assert_eq!(view.upload.last_error, None);
+    }
+    let second = strip[1].photo.id.clone().unwrap();
+    assert_eq!(photo::strip_of_photo(&studio.fixture.store, &studio.media, &second).unwrap(), strip);
+
+    let sha = strip[1].photo.sha256.clone().unwrap();
+    rusqlite::Connection::open(studio.fixture.path()).unwrap().execute("DELETE FROM attachments WHERE sha256 = ?1", [&sha]).unwrap();
+    let strip = photo::strip(&studio.fixture.store, &studio.media, &studio.listing).unwrap();
+    assert_eq!((strip[1].upload.state.as_str(), Some(strip[1].upload.size)), ("missing", strip[1].photo.bytes));
+}

@@ -266,7 +266,7 @@ fn checking_in_the_same_person_twice_or_on_two_devices_makes_one_row() {
         training::check_in(&mut fixture.store, &session_id, &[member_id.clone()], AttendanceStatus::Present).unwrap();
         assert_eq!(training::attendance(&fixture.store, &session_id).unwrap().len(), 1);
 
-        let view = household::view(&fixture.store, household.id.as_deref().unwrap()).unwrap();
+        let view = furrow::domain::household_view::view(&fixture.store, household.id.as_deref().unwrap()).unwrap();
         assert_eq!(view.trainings.len(), 1);
         assert_eq!(view.trainings[0].session.title.as_deref(), Some("直播带货入门"));
         assert_eq!(view.members.len(), 1);

@@ -125,3 +125,38 @@ fn an_encrypted_store_hides_its_text_and_refuses_a_wrong_key_untouched() {
     let found = household::search(&store, &household::RosterQuery { text: Some("小梅".into()), ..Default::default() }).unwrap();
     assert_eq!(found.len(), 1);
 }
+
+#[test]
+fn a_backup_of_an_encrypted_store_is_whole_and_opens_with_the_same_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = OpenOptions::file(dir.path().join("secret.db")).with_key("correct horse battery staple");
+    let mut store = Store::open(&options).unwrap();
+    let village = furrow::domain::village::save(
+        &mut store,
+        &furrow::domain::village::Village { code: Some("522633101001".into()), name: Some("高坡村".into()), ..Default::default() },
+    )
+    .unwrap();
+    household::save(&mut store, &common::household_draft(village.id.as_deref().unwrap(), "王小梅")).unwrap();
+    let backup = store.back_up(&dir.path().join("backups")).unwrap();
+    drop(store);
+
+    assert!(backup.starts_with(dir.path().join("backups")), "{}", backup.display());
+    let name = "王小梅".as_bytes();
+    assert!(!file_bytes(&backup).windows(name.len()).any(|window| window == name), "the name is readable in the backup");
+    let error = Store::open(&OpenOptions::file(&backup)).err().expect("a backup without its key is refused");
+    assert!(matches!(error, Error::WrongKey), "{error:?}");
+    let copy = Store::open(&OpenOptions { key: options.key.clone(), ..OpenOptions::file(&backup) }).unwrap();
+    let found = household::search(&copy, &household::RosterQuery { text: Some("小梅".into()), ..Default::default() }).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(copy.pending_records().unwrap(), 2, "the unsynced work is in the backup too");
+}
+
+#[test]
+fn a_backup_of_a_plain_store_opens_as_one() {
+    let mut fixture = Fixture::new();
+    let village = fixture.village("522633101001", "高坡村");
+    fixture.household(&village, "王小梅");
+    let backup = fixture.store.back_up(&fixture.dir.path().join("backups")).unwrap();
+    let copy = Store::open(&OpenOptions::file(&backup)).unwrap();
+    assert_eq!(household::search(&copy, &household::RosterQuery::default()).unwrap().len(), 1);
+}

@@ -327,3 +327,24 @@ fn a_pulled_page_inserts_new_rows_whole_and_merges_known_rows_field_by_field() {
     assert_eq!(again, 0, "a page applied twice changes nothing the second time");
     assert_eq!(fixture.fingerprint(), before);
 }
+
+/// A storage failure a check meets (here the platform rules the title check reads are gone) is
+/// the write's error, not a record that passed or failed its checks; nothing is written.
+#[test]
+fn a_storage_error_met_by_a_check_is_the_writes_error_and_writes_nothing() {
+    let mut fixture = Fixture::new();
+    let listing = fixture.draft_listing();
+    Connection::open(fixture.path()).unwrap().execute_batch("ALTER TABLE platform_rules RENAME TO platform_rules_gone").unwrap();
+    let before = fixture.fingerprint();
+    let Value::Object(changes) = json!({ "status": "ready" }) else { unreachable!() };
+    let error = fixture.store.write(|writer| writer.save(&schema::LISTINGS, Some(&listing), changes)).expect_err("the check could not read");
+    assert!(matches!(error, Error::Sqlite(_)), "{error:?}");
+    assert_eq!(fixture.fingerprint(), before);
+
+    // The same holds for a check made before a write.
+    let mut record = furrow::sync::read_record(&fixture.store, "listings", &listing).unwrap().expect("the listing").fields;
+    record.retain(|_, value| !value.is_null());
+    record.insert("status".into(), json!("ready"));
+    let error = fixture.store.check(&schema::LISTINGS, &record).expect_err("the check could not read");
+    assert!(matches!(error, Error::Sqlite(_)), "{error:?}");
+}

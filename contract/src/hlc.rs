@@ -1,4 +1,4 @@
-//! The hybrid logical clock (sync-design.md section 2).
+//! The hybrid logical clock (docs/sync.md section 2).
 //!
 //! An HLC is an `i64`: the physical part in milliseconds shifted left 16 bits, plus a 16-bit
 //! counter. Together with the 16-byte node id of the device that made it, it totally orders every
@@ -34,7 +34,89 @@ impl NodeId {
     pub fn to_uuid_string(&self) -> String {
         uuid::Uuid::from_bytes(self.0).to_string()
     }
+
+    /// The node id of a device from its client id (a UUID in any form [`uuid::Uuid::parse_str`]
+    /// reads), as a push names its sender.
+    pub fn from_client_id(client_id: &str) -> Option<NodeId> {
+        uuid::Uuid::parse_str(client_id).ok().map(|id| NodeId(*id.as_bytes()))
+    }
+
+    /// The node id of 16 stored bytes; `None` for any other length.
+    pub fn from_slice(bytes: &[u8]) -> Option<NodeId> {
+        bytes.try_into().ok().map(NodeId)
+    }
+
+    /// The wire form: standard base64 with padding ([`node_base64`]).
+    pub fn to_base64(&self) -> String {
+        node_base64(&self.0)
+    }
+
+    /// Reads a node id in its wire form, exactly as [`NodeId::to_base64`] writes it: standard
+    /// base64 of 16 bytes, decoded without allocating. The server accepts a pushed node in this
+    /// form only.
+    pub fn from_standard_base64(text: &str) -> Option<NodeId> {
+        use base64::Engine as _;
+        // Room for two bytes more than a node, so a longer text is told apart from a node.
+        let mut bytes = [0u8; 18];
+        match base64::engine::general_purpose::STANDARD.decode_slice(text, &mut bytes) {
+            Ok(16) => {
+                let mut node = [0u8; 16];
+                node.copy_from_slice(&bytes[..16]);
+                Some(NodeId(node))
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads a node id received from the server: standard base64 of 16 bytes (the wire form,
+    /// decoded without allocating, as almost every node of a pull page is), or else URL-safe
+    /// base64 without padding. The error says what is wrong.
+    pub fn from_base64(text: &str) -> Result<NodeId, NodeIdError> {
+        use base64::Engine as _;
+        if let Some(node) = Self::from_standard_base64(text) {
+            return Ok(node);
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+            .map_err(|error| NodeIdError::NotBase64 { text: text.to_owned(), reason: error.to_string() })?;
+        Self::from_slice(&bytes).ok_or_else(|| NodeIdError::NotSixteenBytes { text: text.to_owned() })
+    }
 }
+
+/// The wire form of a node id's bytes: standard base64 with padding.
+pub fn node_base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Why a text is not a node id ([`NodeId::from_base64`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeIdError {
+    /// The text is base64 in neither form.
+    NotBase64 {
+        /// The text received.
+        text: String,
+        /// What the decoder found wrong.
+        reason: String,
+    },
+    /// The text decodes to other than 16 bytes.
+    NotSixteenBytes {
+        /// The text received.
+        text: String,
+    },
+}
+
+impl std::fmt::Display for NodeIdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeIdError::NotBase64 { text, reason } => write!(f, "node {text:?} is not base64: {reason}"),
+            NodeIdError::NotSixteenBytes { text } => write!(f, "node {text:?} is not 16 bytes"),
+        }
+    }
+}
+
+impl std::error::Error for NodeIdError {}
 
 /// A field's version: the HLC of its last write and the node that made it. Ordered by HLC, then
 /// node, which is the last-writer-wins order everywhere.
@@ -124,7 +206,45 @@ mod tests {
         assert_eq!(next, pack(11, 0));
     }
 
+    #[test]
+    fn a_node_id_reads_back_from_its_wire_form_and_its_client_id() {
+        let node = NodeId([0xAB; 16]);
+        assert_eq!(NodeId::from_base64(&node.to_base64()), Ok(node));
+        assert_eq!(NodeId::from_standard_base64(&node.to_base64()), Some(node));
+        assert_eq!(NodeId::from_client_id(&node.to_uuid_string()), Some(node));
+        assert_eq!(NodeId::from_client_id("not a uuid"), None);
+        assert_eq!(NodeId::from_slice(&[1; 17]), None);
+    }
+
+    #[test]
+    fn the_url_safe_form_is_read_from_the_server_but_not_taken_in_a_push() {
+        use base64::Engine as _;
+        let node = NodeId([0xFB; 16]);
+        let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(node.0);
+        assert_eq!(NodeId::from_base64(&url_safe), Ok(node));
+        assert_eq!(NodeId::from_standard_base64(&url_safe), None);
+    }
+
+    #[test]
+    fn a_text_that_is_no_node_says_why() {
+        assert_eq!(NodeId::from_base64("AAAA").unwrap_err().to_string(), "node \"AAAA\" is not 16 bytes");
+        let long = node_base64(&[7; 17]);
+        assert!(matches!(NodeId::from_base64(&long), Err(NodeIdError::NotSixteenBytes { .. })));
+        assert_eq!(NodeId::from_standard_base64(&long), None);
+        assert_eq!(NodeId::from_standard_base64(&node_base64(&[7; 64])), None);
+        let error = NodeId::from_base64("not base64!").unwrap_err().to_string();
+        assert!(error.starts_with("node \"not base64!\" is not base64: "), "{error}");
+    }
+
     proptest! {
+        #[test]
+        fn every_node_id_survives_its_wire_form(bytes in any::<[u8; 16]>()) {
+            let node = NodeId(bytes);
+            prop_assert_eq!(NodeId::from_base64(&node.to_base64()), Ok(node));
+            prop_assert_eq!(NodeId::from_standard_base64(&node.to_base64()), Some(node));
+            prop_assert_eq!(NodeId::from_client_id(&node.to_uuid_string()), Some(node));
+        }
+
         #[test]
         fn every_tick_is_greater_than_the_last(walls in proptest::collection::vec(0i64..1_000_000, 1..200)) {
             let mut clock = Clock { last: 0, offset_ms: 0 };

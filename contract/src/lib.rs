@@ -10,6 +10,7 @@
 pub mod codes;
 pub mod error;
 pub mod hlc;
+pub mod merge;
 pub mod pull;
 pub mod schema;
 pub mod validate;

@@ -1,5 +1,5 @@
 //! What a pull page carries, as pure functions over a row's history and the pull's positions,
-//! so the server, the test fake and the property tests share one rule (sync-design.md section 4).
+//! so the server, the test fake and the property tests share one rule (docs/sync.md section 4).
 //!
 //! A pull has two positions. `reached` is how far its pages have gone in the server's order:
 //! the next page holds the rows whose latest change is after it. `complete` is the point up to
@@ -203,6 +203,51 @@ mod tests {
             let (positions, visible) = pull(&history, first, &[], limit, Positions::SNAPSHOT, &mut device);
             let (_, visible) = pull(&history, (visible + 3).min(history.len()), &growth, limit, positions, &mut device);
             prop_assert_eq!(device, state(&history, visible));
+        }
+    }
+
+    /// The rows a pull from `start` carries over the server's state after the whole history,
+    /// in pages of `limit` rows: per row, the fields each page carried it with, and the positions
+    /// at the end.
+    fn carried(history: &History, start: Positions, limit: usize) -> (BTreeMap<u8, Vec<BTreeMap<String, (i64, u32)>>>, Positions) {
+        let server = state(history, history.len());
+        let mut rows: Vec<(&u8, &BTreeMap<String, (i64, u32)>)> = server.iter().collect();
+        rows.sort_by_key(|(_, fields)| sv(fields));
+        let mut positions = start;
+        let mut carried: BTreeMap<u8, Vec<BTreeMap<String, (i64, u32)>>> = BTreeMap::new();
+        loop {
+            let next: Vec<_> = rows.iter().filter(|(_, fields)| sv(fields) > positions.reached).take(limit + 1).collect();
+            let has_more = next.len() > limit;
+            let page = &next[..next.len().min(limit)];
+            for (id, fields) in page {
+                let list: Vec<(String, i64, (i64, u32))> =
+                    fields.iter().map(|(name, version)| (name.clone(), version.0, *version)).collect();
+                carried.entry(**id).or_default().push(page_fields(list, positions.complete).into_iter().collect());
+            }
+            positions = positions.after_page(page.last().map(|(_, fields)| sv(fields)), has_more);
+            if !has_more {
+                return (carried, positions);
+            }
+        }
+    }
+
+    proptest! {
+        /// Any split of a history into pages gives the same rows as one page: each row comes
+        /// once, carrying exactly the fields a pull in one page gives it, and the pull ends at
+        /// the same positions, whatever the page size and wherever the device was complete.
+        #[test]
+        fn any_split_into_pages_carries_the_same_rows_as_one_page(
+            history in prop::collection::vec((0u8..12, 0u8..5, any::<u32>()), 1..80),
+            complete in 0i64..80,
+            limit in 1usize..9,
+        ) {
+            let complete = complete.min(history.len() as i64);
+            let start = if complete == 0 { Positions::SNAPSHOT } else { Positions::single(complete) };
+            let (paged, paged_end) = carried(&history, start, limit);
+            let (whole, whole_end) = carried(&history, start, usize::MAX - 1);
+            prop_assert!(paged.values().all(|pages| pages.len() == 1), "a row comes on one page only");
+            prop_assert_eq!(paged, whole);
+            prop_assert_eq!(paged_end, whole_end);
         }
     }
 

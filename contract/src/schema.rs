@@ -64,7 +64,7 @@ pub enum FieldType {
     Ref(&'static str),
 }
 
-/// How concurrent edits of a field are merged (sync-design.md section 1).
+/// How concurrent edits of a field are merged (docs/sync.md section 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
     /// Last writer wins by (HLC, node).

@@ -1,4 +1,4 @@
-//! The HTTP contract's bodies (sync-design.md section 4 and 10), shared by the device's sync
+//! The HTTP contract's bodies (docs/sync.md section 4 and 10), shared by the device's sync
 //! client and the server so the two can never disagree on a field. Only these boundary types
 //! derive `Serialize`/`Deserialize` for the wire.
 

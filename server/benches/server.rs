@@ -1,4 +1,4 @@
-//! The server's side of the sync figures (sync-design.md section 12), for each backend: a push
+//! The server's side of the sync figures (docs/sync.md section 12), for each backend: a push
 //! of 10k field changes over HTTP in batches of 500, and a snapshot of 100k rows pulled over
 //! HTTP in pages of 1000 (server time and bytes only; applying rows is the device's part).
 //!

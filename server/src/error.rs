@@ -46,10 +46,97 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    /// The storage is in a state the code does not understand (a failed migration check, a
-    /// column of an unexpected type).
-    #[error("storage: {0}")]
-    Storage(String),
+    /// A column held another kind of value than the query expects (e.g. text where an integer
+    /// belongs).
+    #[error("storage: expected {expected} column, found {found}")]
+    ColumnKind {
+        /// The kind the query expects (`an integer`, `a text`, `a bytes`).
+        expected: &'static str,
+        /// The kind of value found (`NULL`, `an integer`, `text`, `bytes`).
+        found: &'static str,
+    },
+    /// A PostgreSQL column of a type the server never uses.
+    #[error("storage: column {column} has unexpected type {type_name}")]
+    ColumnType {
+        /// The column's name.
+        column: String,
+        /// The type's name.
+        type_name: String,
+    },
+    /// A floating-point value read from storage that is no exact 64-bit integer (every column the
+    /// server uses is an integer, text or bytes): it is refused instead of being cut to one.
+    #[error("storage: column {column} holds {value}, which is no exact integer")]
+    InexactNumber {
+        /// The column's index in the query's answer.
+        column: usize,
+        /// The value read.
+        value: f64,
+    },
+    /// A query that always answers a row answered none (`sync_counter`, `sync_epoch`, an insert
+    /// returning its id, a count); the text names which.
+    #[error("storage: {0} returned no row")]
+    MissingRow(&'static str),
+    /// A transaction committed without its work producing a result.
+    #[error("storage: the transaction finished without a result")]
+    NoResult,
+    /// A value could not be encoded as JSON (a push response to store, a request to digest).
+    #[error("encoding: {0}")]
+    Encoding(#[source] serde_json::Error),
+    /// A stored field value is not JSON.
+    #[error("storage: stored value is not JSON: {0}")]
+    StoredValue(#[source] serde_json::Error),
+    /// The database records a migration under another name than this build has.
+    #[error("storage: migration {version} is recorded as {recorded} but this version has {known}")]
+    MigrationRenamed {
+        /// The migration's number.
+        version: i64,
+        /// The name the database records.
+        recorded: String,
+        /// The name this build has.
+        known: &'static str,
+    },
+    /// The database records a migration this build does not know: a newer server wrote it.
+    #[error("storage: the database has migration {version} ({name}) from a newer server")]
+    MigrationFromNewerServer {
+        /// The migration's number.
+        version: i64,
+        /// Its recorded name.
+        name: String,
+    },
+    /// A PostgreSQL schema name that is not letters, digits and underscores.
+    #[error("storage: schema name {0:?} must be letters, digits and underscores")]
+    SchemaName(String),
+    /// The PostgreSQL server runs with `fsync = off`.
+    #[error(
+        "storage: the PostgreSQL server runs with fsync = off, so a power cut can lose or corrupt changes it has already \
+         acknowledged to devices, which then no longer hold them; set fsync = on in postgresql.conf and reload \
+         the server before starting furrow-server"
+    )]
+    FsyncOff,
+    /// No pooled database connection became free in time.
+    #[error("storage: no database connection became free in time")]
+    PoolExhausted,
+    /// A pooled connection was missing from its lease.
+    #[error("storage: the lease lost its connection")]
+    LeaseLost,
+    /// A lock was poisoned by a panic while held; the text names the lock.
+    #[error("storage: the {0} lock was poisoned by a panic")]
+    Poisoned(&'static str),
+    /// A blocking task running storage work failed (it panicked or was cancelled).
+    #[error("storage: a storage task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// The operating system gave no random bytes.
+    #[error("no randomness available: {0}")]
+    Randomness(#[source] getrandom::Error),
+    /// Argon2 refused its parameters.
+    #[error("bad Argon2 parameters: {0}")]
+    PasswordParams(#[source] argon2::Error),
+    /// Hashing a password failed (its salt or the hash itself).
+    #[error("password hashing failed: {0}")]
+    PasswordHash(#[source] argon2::password_hash::Error),
+    /// The password gate was closed, so no turn can be given.
+    #[error("the password gate was closed")]
+    GateClosed,
 }
 
 /// The server's result type.
@@ -138,4 +225,15 @@ impl IntoResponse for Error {
         }
         response
     }
+}
+
+/// 400 `control_character`: text that carries a control character.
+pub fn control_character_error(place: &str, character: char) -> Error {
+    Error::bad_request(
+        "control_character",
+        format!(
+            "{place} contains the control character U+{:04X}; text may not hold control characters (notes may hold newlines and tabs)",
+            u32::from(character)
+        ),
+    )
 }

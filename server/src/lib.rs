@@ -1,7 +1,7 @@
 //! `furrow-server`: the platform's sync service of Furrow (田垄).
 //!
 //! Devices sign in ([`auth`]), push field changes and pull pages of rows ([`sync`]) and upload
-//! photos ([`blobs`]) over the HTTP contract of sync-design.md ([`http`]); the platform writes
+//! photos ([`blobs`]) over the HTTP contract of docs/sync.md ([`http`]); the platform writes
 //! moderation results and sales ([`platform`]). Storage sits behind a trait with a SQLite and a
 //! PostgreSQL backend ([`store`]).
 
@@ -12,8 +12,11 @@ pub mod blobs;
 pub mod error;
 pub mod http;
 pub mod platform;
+pub mod rows;
 pub mod store;
 pub mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

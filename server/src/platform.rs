@@ -1,12 +1,12 @@
-//! Data the platform originates (sync-design.md section 11): accounts and villages, listing
+//! Data the platform originates (docs/sync.md section 11): accounts and villages, listing
 //! moderation, and sales credited to households. The platform writes with the server's own clock
 //! and node, and an actor such as `platform` or `moderator:li`; devices receive these writes in
 //! their pulls like any other change.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
-use furrow_contract::hlc::{self, Clock, NodeId};
+use furrow_contract::hlc;
 use furrow_contract::schema::{self, TableSpec};
 use furrow_contract::validate;
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,11 @@ use serde_json::Value;
 
 use crate::auth::{self, Caller, PasswordCost};
 use crate::error::{Error, Result};
+use crate::rows::{value_error_code, write_field, SCOPE_FIELD};
 use crate::store::{StoredField, SubmissionRow, SubmissionVerdict, Tx};
-use crate::sync::{write_field, SCOPE_FIELD};
+
+/// The server's own clock and node, with which the platform writes.
+pub use crate::rows::ServerClock;
 
 /// The namespace of village row ids: a village's synced row has id `uuidv5(NAMESPACE, code)`, so
 /// every server and every operator command names the same village the same way.
@@ -24,44 +27,6 @@ pub const VILLAGE_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6675_7272_6f77
 /// The synced row id of the village with this code.
 pub fn village_row_id(code: &str) -> String {
     uuid::Uuid::new_v5(&VILLAGE_NAMESPACE, code.as_bytes()).to_string()
-}
-
-/// The server's own clock and node, used for platform writes.
-pub struct ServerClock {
-    node: NodeId,
-    clock: Mutex<Clock>,
-}
-
-impl ServerClock {
-    /// A clock with a fresh random node id (each server instance is its own writer).
-    pub fn new() -> Self {
-        Self { node: NodeId::random(), clock: Mutex::new(Clock { last: 0, offset_ms: 0 }) }
-    }
-
-    /// The node id.
-    pub fn node(&self) -> NodeId {
-        self.node
-    }
-
-    /// Takes note of an HLC accepted from a device, so later platform writes order after it.
-    pub fn observe(&self, remote: i64) {
-        if let Ok(mut clock) = self.clock.lock() {
-            clock.observe(remote);
-        }
-    }
-
-    /// The next HLC, greater than `at_least`.
-    pub fn tick_after(&self, at_least: i64) -> Result<i64> {
-        let mut clock = self.clock.lock().map_err(|_| Error::Storage("the clock lock was poisoned by a panic".into()))?;
-        clock.observe(at_least);
-        Ok(clock.tick(hlc::wall_ms()))
-    }
-}
-
-impl Default for ServerClock {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Writes fields of a row as the platform: each with a fresh HLC greater than the one stored,
@@ -99,7 +64,7 @@ fn check(table: &TableSpec, name: &str, value: &Value) -> Result<()> {
         .ok_or_else(|| Error::bad_request("unknown_field", format!("table {} has no field {name:?}", table.name)))?;
     validate::check_value(field, value).map_err(|failure| {
         Error::bad_request(
-            crate::sync::value_error_code(&failure.code),
+            value_error_code(&failure.code),
             format!("{}.{name} {} ({})", table.name, failure.message_en, failure.code),
         )
     })
@@ -165,7 +130,7 @@ pub fn check_password(username: &str, password: &str) -> Result<()> {
         return weak("a password has 8 to 1024 characters; a phrase of several words is easy to remember and hard to guess");
     }
     if let Some(character) = password.chars().find(|character| character.is_control()) {
-        return Err(crate::http::control_character_error("the password", character));
+        return Err(crate::error::control_character_error("the password", character));
     }
     let mut characters = password.chars();
     let first = characters.next();

@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::postgres_url;
+use common::{postgres_url, Backend};
+use furrow_server::on_both_backends;
 
 fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_furrow-server"))
@@ -106,28 +107,31 @@ fn manage_accounts(storage: &[&str]) {
     fails_with_usage(&with(&["new-epoch", "--now"]), None, "--now");
 }
 
-#[test]
-fn operator_commands_on_sqlite() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let data = dir.path().join("data");
-    let data = data.to_str().expect("utf-8 path");
-    manage_accounts(&["--data-dir", data]);
-    assert!(dir.path().join("data/furrow.db").is_file());
-}
-
-#[test]
-fn operator_commands_on_postgres() {
-    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let mut client = postgres::Client::connect(&postgres_url(), postgres::NoTls).expect("connect to PostgreSQL");
-    client.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("schema");
-    let url = format!("{}?options=-csearch_path%3D{schema}", postgres_url());
-    manage_accounts(&["--database-url", &url]);
-    let count: i64 = client
-        .query_one(&format!("SELECT COUNT(*) FROM {schema}.users WHERE username = 'alice'"), &[])
-        .expect("count")
-        .get(0);
-    assert_eq!(count, 1);
-    client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).expect("drop");
+/// The operator commands on a fresh SQLite data directory, or on PostgreSQL inside a schema of
+/// their own named by the URL's options.
+fn operator_commands(backend: Backend) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let data = dir.path().join("data");
+            let data = data.to_str().expect("utf-8 path");
+            manage_accounts(&["--data-dir", data]);
+            assert!(dir.path().join("data/furrow.db").is_file());
+        }
+        Backend::Postgres => {
+            let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+            let mut client = ::postgres::Client::connect(&postgres_url(), ::postgres::NoTls).expect("connect to PostgreSQL");
+            client.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("schema");
+            let url = format!("{}?options=-csearch_path%3D{schema}", postgres_url());
+            manage_accounts(&["--database-url", &url]);
+            let count: i64 = client
+                .query_one(&format!("SELECT COUNT(*) FROM {schema}.users WHERE username = 'alice'"), &[])
+                .expect("count")
+                .get(0);
+            assert_eq!(count, 1);
+            client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).expect("drop");
+        }
+    }
 }
 
 #[test]
@@ -168,3 +172,5 @@ fn serve_answers_a_sign_in_made_by_the_operator_commands() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"scopes\":[\"520402101201\"]"), "{answer}");
 }
+
+on_both_backends!(operator_commands);

@@ -1,11 +1,12 @@
 //! One conformance suite for every storage backend: the same checks of accounts, tokens, the
 //! push algorithm, pull pages and blobs, run against SQLite and against the PostgreSQL server at
-//! 127.0.0.1:5432 (each test in its own schema).
+//! 127.0.0.1:5432 (each test in its own database).
 
 mod common;
 
-use common::{caller, now_hlc, seed, Backend, Device, Kind, VILLAGE_A, VILLAGE_B};
+use common::{caller, now_hlc, seed, Backend, Device, TestStorage, VILLAGE_A, VILLAGE_B};
 use furrow_contract::wire::{PullResponse, PushResponse};
+use furrow_server::on_both_backends;
 use furrow_server::platform::{self, ModerationRequest, ServerClock};
 use furrow_server::store::{self, BlobMeta, RowMeta, TokenRow, Upload};
 use furrow_server::sync;
@@ -34,8 +35,8 @@ fn statuses(response: &PushResponse) -> Vec<String> {
         .collect()
 }
 
-fn accounts_and_tokens(kind: Kind) {
-    let backend = Backend::new(kind);
+fn accounts_and_tokens(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, bob) = seed(database.as_ref());
     assert_ne!(alice, bob);
@@ -74,8 +75,8 @@ fn accounts_and_tokens(kind: Kind) {
     assert_eq!(store::read(database.as_ref(), |tx| tx.user_by_name("carol")).expect("read"), None);
 }
 
-fn migrations_run_once_and_reopen(kind: Kind) {
-    let backend = Backend::new(kind);
+fn migrations_run_once_and_reopen(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let first = backend.open();
     seed(first.as_ref());
     drop(first);
@@ -83,8 +84,8 @@ fn migrations_run_once_and_reopen(kind: Kind) {
     assert!(store::read(second.as_ref(), |tx| tx.user_by_name("alice")).expect("read").is_some());
 }
 
-fn push_then_pull_snapshot(kind: Kind) {
-    let backend = Backend::new(kind);
+fn push_then_pull_snapshot(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let who = caller(alice, &[VILLAGE_A]);
@@ -111,8 +112,8 @@ fn push_then_pull_snapshot(kind: Kind) {
     assert_eq!(again.cursor, page.cursor);
 }
 
-fn replayed_batch_is_identical_and_logged_once(kind: Kind) {
-    let backend = Backend::new(kind);
+fn replayed_batch_is_identical_and_logged_once(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let who = caller(alice, &[VILLAGE_A]);
@@ -137,8 +138,8 @@ fn replayed_batch_is_identical_and_logged_once(kind: Kind) {
     }
 }
 
-fn last_writer_wins_by_hlc_then_node(kind: Kind) {
-    let backend = Backend::new(kind);
+fn last_writer_wins_by_hlc_then_node(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let who = caller(alice, &[VILLAGE_A]);
@@ -170,8 +171,8 @@ fn last_writer_wins_by_hlc_then_node(kind: Kind) {
     assert_eq!(stored.map(|field| field.value), Some(json!("高")));
 }
 
-fn stale_base_server_only_and_forbidden(kind: Kind) {
-    let backend = Backend::new(kind);
+fn stale_base_server_only_and_forbidden(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, bob) = seed(database.as_ref());
     let who = caller(alice, &[VILLAGE_A]);
@@ -228,8 +229,8 @@ fn stale_base_server_only_and_forbidden(kind: Kind) {
     assert_eq!(refused.map(|outcome| outcome.body).map_err(|error| error.status().as_u16()), Err(403));
 }
 
-fn tombstones_are_kept_and_pulled(kind: Kind) {
-    let backend = Backend::new(kind);
+fn tombstones_are_kept_and_pulled(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let who = caller(alice, &[VILLAGE_A]);
@@ -255,8 +256,8 @@ fn tombstones_are_kept_and_pulled(kind: Kind) {
     assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![edit]))), vec!["rejected/invalid"]);
 }
 
-fn pull_pages_in_order_and_resets_on_scope_change(kind: Kind) {
-    let backend = Backend::new(kind);
+fn pull_pages_in_order_and_resets_on_scope_change(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, bob) = seed(database.as_ref());
     let who = caller(alice, &[VILLAGE_A]);
@@ -306,8 +307,8 @@ fn pull_pages_in_order_and_resets_on_scope_change(kind: Kind) {
     assert_eq!(garbage.map(|_| ()).map_err(|error| error.status().as_u16()), Err(400));
 }
 
-fn a_row_moved_into_scope_arrives_whole(kind: Kind) {
-    let backend = Backend::new(kind);
+fn a_row_moved_into_scope_arrives_whole(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let both = caller(alice, &[VILLAGE_A, VILLAGE_B]);
@@ -325,8 +326,8 @@ fn a_row_moved_into_scope_arrives_whole(kind: Kind) {
     assert_eq!(row.fields["head_name"].0, json!("王大山"), "every field, not only the scope");
 }
 
-fn platform_writes_win_and_are_pulled(kind: Kind) {
-    let backend = Backend::new(kind);
+fn platform_writes_win_and_are_pulled(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let who = caller(alice, &[VILLAGE_A]);
@@ -377,8 +378,8 @@ fn platform_writes_win_and_are_pulled(kind: Kind) {
     assert_eq!(refused.map(|_| ()).map_err(|error| error.status().as_u16()), Err(400));
 }
 
-fn concurrent_writers_on_two_instances_leave_no_gaps(kind: Kind) {
-    let backend = Backend::new(kind);
+fn concurrent_writers_on_two_instances_leave_no_gaps(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let first = backend.open();
     let (alice, _) = seed(first.as_ref());
     let second = backend.open();
@@ -422,8 +423,8 @@ fn concurrent_writers_on_two_instances_leave_no_gaps(kind: Kind) {
     assert_eq!(last, 2 * 3 + 40 * 5, "one sequence number per written field, none lost");
 }
 
-fn blob_and_upload_bookkeeping(kind: Kind) {
-    let backend = Backend::new(kind);
+fn blob_and_upload_bookkeeping(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let sha = "ab".repeat(32);
@@ -462,8 +463,8 @@ fn row_exists(database: &dyn store::Database, tbl: &str, row_id: &str) -> bool {
     row.is_some()
 }
 
-fn whole_records_are_checked_on_push(kind: Kind) {
-    let backend = Backend::new(kind);
+fn whole_records_are_checked_on_push(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let who = caller(alice, &[VILLAGE_A]);
@@ -544,8 +545,8 @@ fn whole_records_are_checked_on_push(kind: Kind) {
     assert_eq!(statuses(&push(database.as_ref(), &who, &device.batch(vec![delete]))), vec!["applied"]);
 }
 
-fn pruning_purges_old_tombstones_and_resets_older_cursors(kind: Kind) {
-    let backend = Backend::new(kind);
+fn pruning_purges_old_tombstones_and_resets_older_cursors(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let who = caller(alice, &[VILLAGE_A]);
@@ -611,8 +612,8 @@ fn pruning_purges_old_tombstones_and_resets_older_cursors(kind: Kind) {
 /// the server merges and stores them under that node, so the field comes back exactly as it was,
 /// and the writer's own copy of the same stamp is then a no-op. A node that is not base64 of 16
 /// bytes refuses the batch.
-fn a_resent_field_keeps_its_writers_node(kind: Kind) {
-    let backend = Backend::new(kind);
+fn a_resent_field_keeps_its_writers_node(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let who = caller(alice, &[VILLAGE_A]);
@@ -647,19 +648,8 @@ fn a_resent_field_keeps_its_writers_node(kind: Kind) {
     }
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::$name(super::Kind::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::Kind::Postgres) })*
-        }
-    };
-}
-
-fn housekeeping_forgets_only_what_expired(kind: Kind) {
-    let backend = Backend::new(kind);
+fn housekeeping_forgets_only_what_expired(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let now = furrow_contract::hlc::wall_ms();
@@ -684,8 +674,8 @@ fn housekeeping_forgets_only_what_expired(kind: Kind) {
     .expect("housekeeping");
 }
 
-fn more_concurrent_requests_than_connections_all_succeed(kind: Kind) {
-    let backend = Backend::new(kind);
+fn more_concurrent_requests_than_connections_all_succeed(kind: Backend) {
+    let backend = TestStorage::new(kind);
     let database = backend.open();
     let (alice, _) = seed(database.as_ref());
     let threads: Vec<_> = (0..40)
@@ -703,10 +693,8 @@ fn more_concurrent_requests_than_connections_all_succeed(kind: Kind) {
     for thread in threads {
         assert_eq!(thread.join().expect("thread").expect("read"), vec![VILLAGE_A.to_owned()]);
     }
-    if let (Kind::Postgres, Some(schema)) = (kind, backend.schema.as_deref()) {
-        let pool = std::sync::Arc::new(
-            furrow_server::store::postgres::PostgresDatabase::open(&common::postgres_url(), Some(schema)).expect("open"),
-        );
+    if let Some(url) = backend.database_url() {
+        let pool = std::sync::Arc::new(furrow_server::store::postgres::PostgresDatabase::open(url, None).expect("open"));
         let threads: Vec<_> = (0..40)
             .map(|_| {
                 let pool = pool.clone();
@@ -726,7 +714,7 @@ fn more_concurrent_requests_than_connections_all_succeed(kind: Kind) {
     }
 }
 
-conformance!(
+on_both_backends!(
     more_concurrent_requests_than_connections_all_succeed,
     housekeeping_forgets_only_what_expired,
     accounts_and_tokens,

@@ -7,7 +7,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{Kind, TestServer};
+use common::{Backend, TestServer};
+use furrow_server::on_both_backends;
 
 /// Requests generated per operation and phase: enough to reach every documented status of
 /// this contract, few enough for CI on two cores.
@@ -34,7 +35,7 @@ fn tester() -> String {
 /// `paths`, sending `token`; returns its summary, failing the test with its whole output when it
 /// finds a problem.
 async fn run_tester(server: &TestServer, token: &str, paths: &str, exclude: bool) -> String {
-    let (base, token, paths) = (server.base.clone(), token.to_owned(), paths.to_owned());
+    let (base, token, paths) = (server.url.clone(), token.to_owned(), paths.to_owned());
     let report = tempfile::tempdir().expect("a report directory");
     let report_dir = report.path().to_owned();
     let output = tokio::task::spawn_blocking(move || {
@@ -62,8 +63,8 @@ async fn run_tester(server: &TestServer, token: &str, paths: &str, exclude: bool
     stdout.lines().filter(|line| line.contains(" generated, ")).map(str::trim).collect::<Vec<_>>().join(" ")
 }
 
-async fn the_served_contract_holds(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn the_served_contract_holds(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let token = server.login("alice").await.access_token;
     // The assistant's operations with an assistant's token, the platform's with the bootstrap
     // token, so neither is refused wholesale for the wrong credentials.
@@ -73,12 +74,7 @@ async fn the_served_contract_holds(kind: Kind) {
     println!("{kind:?}: assistant operations: {assistant}; platform operations: {platform}");
 }
 
-#[tokio::test]
-async fn the_served_contract_holds_sqlite() {
-    the_served_contract_holds(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn the_served_contract_holds_postgres() {
-    the_served_contract_holds(Kind::Postgres).await;
-}
+on_both_backends!(
+    async:
+    the_served_contract_holds,
+);

@@ -7,8 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Kind, TestServer};
+use common::{Backend, TestServer};
 use furrow_server::auth::{PasswordCost, SignInPolicy};
+use furrow_server::on_both_backends;
 use furrow_server::store;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,7 +26,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 async fn sign_in(server: &TestServer, username: &str, password: &str, address: &str) -> (u16, Option<String>) {
     let response = server
         .http
-        .post(server.url("/auth/v1/login"))
+        .post(server.endpoint("/auth/v1/login"))
         .header("x-forwarded-for", address)
         .json(&json!({"username": username, "password": password, "device_name": "laptop"}))
         .send()
@@ -36,18 +37,18 @@ async fn sign_in(server: &TestServer, username: &str, password: &str, address: &
 }
 
 /// A server trusting `X-Forwarded-For`, so one test can speak from many addresses.
-async fn server_behind_proxy(kind: Kind) -> TestServer {
-    TestServer::start_with(kind, |settings| settings.trust_forwarded_for = true).await
+fn server_behind_proxy(kind: Backend) -> TestServer {
+    TestServer::seeded_with(kind, |settings| settings.trust_forwarded_for = true)
 }
 
 // Finding 1: the limit holds under concurrency.
 
-async fn guesses_sent_at_once_cannot_pass_the_limit(kind: Kind) {
-    let server = server_behind_proxy(kind).await;
+async fn guesses_sent_at_once_cannot_pass_the_limit(kind: Backend) {
+    let server = server_behind_proxy(kind);
     let free = SignInPolicy::default().free_failures as usize;
     let mut guesses = JoinSet::new();
     for index in 0..250 {
-        let (http, url) = (server.http.clone(), server.url("/auth/v1/login"));
+        let (http, url) = (server.http.clone(), server.endpoint("/auth/v1/login"));
         guesses.spawn(async move {
             let body = json!({"username": "alice", "password": format!("guess-{index}"), "device_name": "x"});
             let response = http.post(url).header("x-forwarded-for", "203.0.113.9").json(&body).send().await.expect("guess");
@@ -69,29 +70,18 @@ async fn guesses_sent_at_once_cannot_pass_the_limit(kind: Kind) {
     assert_eq!(sign_in(&server, "alice", "correct horse", "198.51.100.20").await.0, 200);
 }
 
-#[tokio::test]
-async fn guesses_sent_at_once_cannot_pass_the_limit_sqlite() {
-    guesses_sent_at_once_cannot_pass_the_limit(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn guesses_sent_at_once_cannot_pass_the_limit_postgres() {
-    guesses_sent_at_once_cannot_pass_the_limit(Kind::Postgres).await;
-}
-
 // Finding 2: password verifications are bounded; the rest wait or are told to come back.
 
-async fn sign_ins_beyond_the_queue_are_told_to_come_back(kind: Kind) {
-    let server = TestServer::start_with(kind, |settings| {
+async fn sign_ins_beyond_the_queue_are_told_to_come_back(kind: Backend) {
+    let server = TestServer::seeded_with(kind, |settings| {
         settings.trust_forwarded_for = true;
         settings.password_concurrency = Some((1, 2));
-    })
-    .await;
+    });
     // Every verification slot is taken, so the sign-ins queue behind it.
     let held = server.state.password_gate().hold_all().await;
     let mut sign_ins = JoinSet::new();
     for index in 0..10 {
-        let (http, url) = (server.http.clone(), server.url("/auth/v1/login"));
+        let (http, url) = (server.http.clone(), server.endpoint("/auth/v1/login"));
         sign_ins.spawn(async move {
             let body = json!({"username": "alice", "password": "correct horse", "device_name": "x"});
             let response =
@@ -117,20 +107,10 @@ async fn sign_ins_beyond_the_queue_are_told_to_come_back(kind: Kind) {
     assert_eq!(sign_in(&server, "alice", "correct horse", "198.51.100.0").await.0, 200);
 }
 
-#[tokio::test]
-async fn sign_ins_beyond_the_queue_are_told_to_come_back_sqlite() {
-    sign_ins_beyond_the_queue_are_told_to_come_back(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn sign_ins_beyond_the_queue_are_told_to_come_back_postgres() {
-    sign_ins_beyond_the_queue_are_told_to_come_back(Kind::Postgres).await;
-}
-
 // Finding 4: the attacker slows himself, not the assistant, and spraying is stopped.
 
-async fn an_attacker_slows_himself_not_the_assistant(kind: Kind) {
-    let server = server_behind_proxy(kind).await;
+async fn an_attacker_slows_himself_not_the_assistant(kind: Backend) {
+    let server = server_behind_proxy(kind);
     let attacker = "203.0.113.50";
     for _ in 0..5 {
         assert_eq!(sign_in(&server, "alice", "wrong password", attacker).await.0, 401);
@@ -142,18 +122,8 @@ async fn an_attacker_slows_himself_not_the_assistant(kind: Kind) {
     assert_eq!(sign_in(&server, "bob", "correct horse", attacker).await.0, 200);
 }
 
-#[tokio::test]
-async fn an_attacker_slows_himself_not_the_assistant_sqlite() {
-    an_attacker_slows_himself_not_the_assistant(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn an_attacker_slows_himself_not_the_assistant_postgres() {
-    an_attacker_slows_himself_not_the_assistant(Kind::Postgres).await;
-}
-
-async fn spraying_many_accounts_from_many_addresses_is_stopped(kind: Kind) {
-    let server = server_behind_proxy(kind).await;
+async fn spraying_many_accounts_from_many_addresses_is_stopped(kind: Backend) {
+    let server = server_behind_proxy(kind);
     let accounts: Vec<String> = (0..20).map(|index| format!("user{index:02}")).collect();
     let database = server.state.database().clone();
     let names = accounts.clone();
@@ -181,7 +151,7 @@ async fn spraying_many_accounts_from_many_addresses_is_stopped(kind: Kind) {
         let mut guesses = JoinSet::new();
         {
             for account in &accounts {
-                let (http, url, account) = (server.http.clone(), server.url("/auth/v1/login"), account.clone());
+                let (http, url, account) = (server.http.clone(), server.endpoint("/auth/v1/login"), account.clone());
                 guesses.spawn(async move {
                     let body = json!({"username": account, "password": format!("spray-{round}"), "device_name": "x"});
                     let response =
@@ -212,16 +182,6 @@ async fn spraying_many_accounts_from_many_addresses_is_stopped(kind: Kind) {
     assert_eq!(sign_in(&server, "user03", "correct horse", "192.0.2.77").await.0, 429);
 }
 
-#[tokio::test]
-async fn spraying_many_accounts_from_many_addresses_is_stopped_sqlite() {
-    spraying_many_accounts_from_many_addresses_is_stopped(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn spraying_many_accounts_from_many_addresses_is_stopped_postgres() {
-    spraying_many_accounts_from_many_addresses_is_stopped(Kind::Postgres).await;
-}
-
 // Finding 3: slow and half-sent requests, too many connections, and a bounded shutdown.
 
 /// Reads from a raw connection until the server closes it; returns what it sent, or `None` if it
@@ -242,27 +202,26 @@ async fn read_until_closed(stream: &mut TcpStream) -> Option<String> {
 }
 
 fn address_of(server: &TestServer) -> String {
-    server.base.trim_start_matches("http://").to_owned()
+    server.url.trim_start_matches("http://").to_owned()
 }
 
 #[tokio::test]
 async fn half_sent_headers_are_cut_off() {
-    let server = TestServer::start_with(Kind::Sqlite, |settings| settings.connections.header_timeout = Duration::from_millis(300)).await;
+    let server = TestServer::seeded_with(Backend::Sqlite, |settings| settings.connections.header_timeout = Duration::from_millis(300));
     let mut stream = TcpStream::connect(address_of(&server)).await.expect("connect");
     stream.write_all(b"POST /auth/v1/login HTTP/1.1\r\nHost: furrow\r\nContent-Type: application/json\r\n").await.expect("write");
     assert!(read_until_closed(&mut stream).await.is_some(), "a request whose headers never end holds its connection");
     // Legitimate requests are served meanwhile and after.
-    let health = server.http.get(server.url("/health")).send().await.expect("health");
+    let health = server.http.get(server.endpoint("/health")).send().await.expect("health");
     assert_eq!(health.status(), 200);
 }
 
 #[tokio::test]
 async fn a_body_trickled_a_byte_at_a_time_is_refused() {
-    let server = TestServer::start_with(Kind::Sqlite, |settings| {
+    let server = TestServer::seeded_with(Backend::Sqlite, |settings| {
         settings.connections.body_grace = Duration::from_millis(300);
         settings.connections.body_min_rate = 100;
-    })
-    .await;
+    });
     let mut stream = TcpStream::connect(address_of(&server)).await.expect("connect");
     stream
         .write_all(b"POST /auth/v1/login HTTP/1.1\r\nHost: furrow\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n")
@@ -304,7 +263,7 @@ async fn a_body_trickled_a_byte_at_a_time_is_refused() {
 
 #[tokio::test]
 async fn one_address_cannot_take_every_connection() {
-    let server = TestServer::start_with(Kind::Sqlite, |settings| settings.connections.max_connections_per_address = 3).await;
+    let server = TestServer::seeded_with(Backend::Sqlite, |settings| settings.connections.max_connections_per_address = 3);
     let mut idle = Vec::new();
     for _ in 0..3 {
         idle.push(TcpStream::connect(address_of(&server)).await.expect("connect"));
@@ -337,7 +296,7 @@ async fn one_address_cannot_take_every_connection() {
 
 #[tokio::test]
 async fn the_server_holds_no_more_connections_than_its_limit() {
-    let server = TestServer::start_with(Kind::Sqlite, |settings| settings.connections.max_connections = 2).await;
+    let server = TestServer::seeded_with(Backend::Sqlite, |settings| settings.connections.max_connections = 2);
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut stream = TcpStream::connect(address_of(&server)).await.expect("connect");
@@ -361,12 +320,12 @@ async fn the_server_holds_no_more_connections_than_its_limit() {
 
 #[tokio::test]
 async fn a_stopping_server_does_not_wait_for_requests_that_never_end() {
-    let backend = std::sync::Arc::new(common::Backend::new(Kind::Sqlite));
+    let backend = std::sync::Arc::new(common::TestStorage::new(Backend::Sqlite));
     let opened = backend.clone();
     let state = tokio::task::spawn_blocking(move || {
         let database = opened.open();
         common::seed(database.as_ref());
-        let blobs = std::sync::Arc::new(furrow_server::blobs::FileBlobStore::new(&opened.dir.path().join("blobs")).expect("blobs"));
+        let blobs = opened.blobs();
         let mut settings = furrow_server::Settings { password_cost: PasswordCost::CHEAP_FOR_TESTS, ..Default::default() };
         settings.connections.header_timeout = Duration::from_secs(3600);
         settings.connections.shutdown_grace = Duration::from_millis(300);
@@ -402,7 +361,7 @@ fn digest(bytes: &[u8]) -> String {
 async fn upload(server: &TestServer, token: &str, bytes: &[u8]) -> u16 {
     let created = server
         .http
-        .post(server.url("/blobs/uploads"))
+        .post(server.endpoint("/blobs/uploads"))
         .bearer_auth(token)
         .json(&json!({"sha256": digest(bytes), "size": bytes.len(), "mime": "image/jpeg"}))
         .send()
@@ -412,7 +371,7 @@ async fn upload(server: &TestServer, token: &str, bytes: &[u8]) -> u16 {
     let location = created.headers()["location"].to_str().expect("location").to_owned();
     let chunk = server
         .http
-        .patch(server.url(&location))
+        .patch(server.endpoint(&location))
         .bearer_auth(token)
         .header("Upload-Offset", "0")
         .header("Content-Type", "application/offset+octet-stream")
@@ -443,12 +402,12 @@ fn household_photo(device: &mut common::Device, village: &str, sha256: &str, thu
 }
 
 async fn blob_status(server: &TestServer, token: &str, method: reqwest::Method, sha256: &str) -> u16 {
-    let request = server.http.request(method, server.url(&format!("/blobs/{sha256}"))).bearer_auth(token);
+    let request = server.http.request(method, server.endpoint(&format!("/blobs/{sha256}"))).bearer_auth(token);
     request.send().await.expect("blob request").status().as_u16()
 }
 
-async fn blobs_are_readable_only_where_they_were_uploaded_or_legitimately_named(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn blobs_are_readable_only_where_they_were_uploaded_or_legitimately_named(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let database = server.state.database().clone();
     tokio::task::spawn_blocking(move || {
         let hash = furrow_server::auth::hash_password("correct horse", PasswordCost::CHEAP_FOR_TESTS).expect("hash");
@@ -481,7 +440,7 @@ async fn blobs_are_readable_only_where_they_were_uploaded_or_legitimately_named(
     }
     let dedupe = server
         .http
-        .post(server.url("/blobs/uploads"))
+        .post(server.endpoint("/blobs/uploads"))
         .bearer_auth(&bob)
         .json(&json!({"sha256": photo_sha, "size": photo.len(), "mime": "image/jpeg"}))
         .send()
@@ -504,16 +463,6 @@ async fn blobs_are_readable_only_where_they_were_uploaded_or_legitimately_named(
     assert_eq!(blob_status(&server, &bob, reqwest::Method::GET, &thumb_sha).await, 404, "the thumbnail's bytes were never sent");
 }
 
-#[tokio::test]
-async fn blobs_are_readable_only_where_they_were_uploaded_or_legitimately_named_sqlite() {
-    blobs_are_readable_only_where_they_were_uploaded_or_legitimately_named(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn blobs_are_readable_only_where_they_were_uploaded_or_legitimately_named_postgres() {
-    blobs_are_readable_only_where_they_were_uploaded_or_legitimately_named(Kind::Postgres).await;
-}
-
 // Finding 6: control characters in text are refused with 400 control_character.
 
 /// The server's sequence counter: unchanged means nothing synced was written.
@@ -528,13 +477,13 @@ async fn error_code(response: reqwest::Response) -> (u16, String) {
     (status, body["error"].as_str().unwrap_or_default().to_owned())
 }
 
-async fn control_characters_are_refused(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn control_characters_are_refused(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let control = |status_and_code: (u16, String)| assert_eq!(status_and_code, (400, "control_character".to_owned()));
     // A sign-in without a token, its user name holding a NUL.
     let response = server
         .http
-        .post(server.url("/auth/v1/login"))
+        .post(server.endpoint("/auth/v1/login"))
         .json(&json!({"username": "ali\u{0}ce", "password": "correct horse", "device_name": "laptop"}))
         .send()
         .await
@@ -542,7 +491,7 @@ async fn control_characters_are_refused(kind: Kind) {
     control(error_code(response).await);
     let response = server
         .http
-        .post(server.url("/auth/v1/login"))
+        .post(server.endpoint("/auth/v1/login"))
         .json(&json!({"username": "alice", "password": "correct horse", "device_name": "lap\ntop"}))
         .send()
         .await
@@ -556,7 +505,7 @@ async fn control_characters_are_refused(kind: Kind) {
     let before = written(&server).await;
     let push = |changes: Vec<furrow_contract::wire::Change>, device: &common::Device| {
         let request = device.batch(changes);
-        server.http.post(server.url("/sync/v1/push")).bearer_auth(&token).json(&request).send()
+        server.http.post(server.endpoint("/sync/v1/push")).bearer_auth(&token).json(&request).send()
     };
     // A NUL in an id, and a newline or a NUL in a one-line name, refuse the batch whole.
     let mut nul_id = device.change("households", &household, "group_name", json!("三组"), common::now_hlc(1), None);
@@ -570,14 +519,14 @@ async fn control_characters_are_refused(kind: Kind) {
     // A path or a query holding one is refused before anything is looked up.
     let response = server
         .http
-        .post(server.url("/admin/v1/assistants/ali%00ce/status"))
+        .post(server.endpoint("/admin/v1/assistants/ali%00ce/status"))
         .bearer_auth(common::ADMIN_TOKEN)
         .json(&json!({"disabled": true}))
         .send()
         .await
         .expect("status");
     control(error_code(response).await);
-    let response = server.http.get(server.url("/sync/v1/pull?cursor=%00")).bearer_auth(&token).send().await.expect("pull");
+    let response = server.http.get(server.endpoint("/sync/v1/pull?cursor=%00")).bearer_auth(&token).send().await.expect("pull");
     control(error_code(response).await);
     // Notes may run over lines and hold tabs.
     let notes = device.change("households", &household, "notes", json!("第一行\n第二行\t备注"), common::now_hlc(4), None);
@@ -585,24 +534,14 @@ async fn control_characters_are_refused(kind: Kind) {
     assert_eq!(response.status(), 200);
 }
 
-#[tokio::test]
-async fn control_characters_are_refused_sqlite() {
-    control_characters_are_refused(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn control_characters_are_refused_postgres() {
-    control_characters_are_refused(Kind::Postgres).await;
-}
-
 // Finding 7: weak passwords are refused.
 
-async fn weak_passwords_are_refused(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn weak_passwords_are_refused(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let create = |username: &str, password: &str| {
         server
             .http
-            .post(server.url("/admin/v1/assistants"))
+            .post(server.endpoint("/admin/v1/assistants"))
             .bearer_auth(common::ADMIN_TOKEN)
             .json(&json!({"username": username, "password": password, "villages": [common::VILLAGE_A]}))
             .send()
@@ -630,22 +569,12 @@ async fn weak_passwords_are_refused(kind: Kind) {
     assert_eq!(response.status(), 201);
 }
 
-#[tokio::test]
-async fn weak_passwords_are_refused_sqlite() {
-    weak_passwords_are_refused(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn weak_passwords_are_refused_postgres() {
-    weak_passwords_are_refused(Kind::Postgres).await;
-}
-
 // Finding 8: refresh tokens and sessions.
 
 async fn sign_in_from(server: &TestServer, device: &str) -> furrow_contract::wire::TokenResponse {
     let response = server
         .http
-        .post(server.url("/auth/v1/login"))
+        .post(server.endpoint("/auth/v1/login"))
         .header("x-client-id", device)
         .json(&json!({"username": "alice", "password": "correct horse", "device_name": "laptop"}))
         .send()
@@ -658,7 +587,7 @@ async fn sign_in_from(server: &TestServer, device: &str) -> furrow_contract::wir
 async fn refresh_from(server: &TestServer, device: &str, refresh_token: &str) -> (u16, Option<furrow_contract::wire::TokenResponse>) {
     let response = server
         .http
-        .post(server.url("/auth/v1/refresh"))
+        .post(server.endpoint("/auth/v1/refresh"))
         .header("x-client-id", device)
         .json(&json!({"refresh_token": refresh_token}))
         .send()
@@ -672,8 +601,8 @@ async fn pull_status(server: &TestServer, access_token: &str) -> u16 {
     server.pull(access_token, None, 10).await.0
 }
 
-async fn sessions_resist_stolen_tokens(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn sessions_resist_stolen_tokens(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let laptop = common::Device::new().id();
     // A refresh token used twice (a stolen copy) revokes the whole session, the new tokens too.
     let first = sign_in_from(&server, &laptop).await;
@@ -704,34 +633,14 @@ async fn sessions_resist_stolen_tokens(kind: Kind) {
     }
 }
 
-#[tokio::test]
-async fn sessions_resist_stolen_tokens_sqlite() {
-    sessions_resist_stolen_tokens(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn sessions_resist_stolen_tokens_postgres() {
-    sessions_resist_stolen_tokens(Kind::Postgres).await;
-}
-
-async fn a_session_ends_at_its_absolute_lifetime(kind: Kind) {
+async fn a_session_ends_at_its_absolute_lifetime(kind: Backend) {
     // Sessions that last a moment: the refresh after it is refused however recently the
     // refresh token was issued.
-    let server = TestServer::start_with(kind, |settings| settings.lifetimes.session_ms = 1).await;
+    let server = TestServer::seeded_with(kind, |settings| settings.lifetimes.session_ms = 1);
     let laptop = common::Device::new().id();
     let tokens = sign_in_from(&server, &laptop).await;
     assert!(tokens.expires_at <= furrow_contract::hlc::wall_ms() + 1000, "the access token ends with the session");
     assert_eq!(refresh_from(&server, &laptop, &tokens.refresh_token).await.0, 401);
-}
-
-#[tokio::test]
-async fn a_session_ends_at_its_absolute_lifetime_sqlite() {
-    a_session_ends_at_its_absolute_lifetime(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_session_ends_at_its_absolute_lifetime_postgres() {
-    a_session_ends_at_its_absolute_lifetime(Kind::Postgres).await;
 }
 
 // Finding 10: a photo's owner, implausible dates, racing chunks, and foreign row ids.
@@ -748,8 +657,8 @@ fn results(body: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
-async fn small_checks_hold(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn small_checks_hold(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let alice = server.login("alice").await.access_token;
     let bob = server.login("bob").await.access_token;
     let mut laptop = common::Device::new();
@@ -809,25 +718,15 @@ async fn small_checks_hold(kind: Kind) {
     assert!(results(&foreign).iter().all(|(status, _, _)| status == "rejected"), "{foreign}");
 }
 
-#[tokio::test]
-async fn small_checks_hold_sqlite() {
-    small_checks_hold(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn small_checks_hold_postgres() {
-    small_checks_hold(Kind::Postgres).await;
-}
-
-async fn chunks_racing_at_one_offset_cannot_corrupt_an_upload(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn chunks_racing_at_one_offset_cannot_corrupt_an_upload(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let token = server.login("alice").await.access_token;
     for round in 0..20u32 {
         let photo: Vec<u8> = (0..4000u32).map(|index| ((index * 7 + round) % 251) as u8).collect();
         let forged: Vec<u8> = photo[..2000].iter().map(|byte| byte ^ 0xff).collect();
         let created = server
             .http
-            .post(server.url("/blobs/uploads"))
+            .post(server.endpoint("/blobs/uploads"))
             .bearer_auth(&token)
             .json(&json!({"sha256": digest(&photo), "size": photo.len(), "mime": "image/jpeg"}))
             .send()
@@ -837,7 +736,7 @@ async fn chunks_racing_at_one_offset_cannot_corrupt_an_upload(kind: Kind) {
         let chunk = |offset: usize, bytes: Vec<u8>| {
             server
                 .http
-                .patch(server.url(&location))
+                .patch(server.endpoint(&location))
                 .bearer_auth(&token)
                 .header("Upload-Offset", offset.to_string())
                 .header("Content-Type", "application/offset+octet-stream")
@@ -854,7 +753,7 @@ async fn chunks_racing_at_one_offset_cannot_corrupt_an_upload(kind: Kind) {
         let last = chunk(2000, photo[2000..].to_vec()).await.expect("chunk").status().as_u16();
         if right == 204 {
             assert_eq!(last, 204, "round {round}: the right bytes won, yet the upload is corrupt");
-            let stored = server.http.get(server.url(&format!("/blobs/{}", digest(&photo)))).bearer_auth(&token).send().await.expect("get");
+            let stored = server.http.get(server.endpoint(&format!("/blobs/{}", digest(&photo)))).bearer_auth(&token).send().await.expect("get");
             assert_eq!(stored.bytes().await.expect("bytes").as_ref(), photo.as_slice());
         } else {
             assert_eq!(last, 422, "round {round}: the forged bytes won, yet the digest matched");
@@ -862,22 +761,12 @@ async fn chunks_racing_at_one_offset_cannot_corrupt_an_upload(kind: Kind) {
     }
 }
 
-#[tokio::test]
-async fn chunks_racing_at_one_offset_cannot_corrupt_an_upload_sqlite() {
-    chunks_racing_at_one_offset_cannot_corrupt_an_upload(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn chunks_racing_at_one_offset_cannot_corrupt_an_upload_postgres() {
-    chunks_racing_at_one_offset_cannot_corrupt_an_upload(Kind::Postgres).await;
-}
-
 // Finding 9: admins are named accounts; the bootstrap token is long and rate-limited.
 
 async fn admin_moderation(server: &TestServer, token: &str, listing: &str, body: Value) -> reqwest::Response {
     server
         .http
-        .post(server.url(&format!("/admin/v1/listings/{listing}/moderation")))
+        .post(server.endpoint(&format!("/admin/v1/listings/{listing}/moderation")))
         .bearer_auth(token)
         .json(&body)
         .send()
@@ -885,8 +774,8 @@ async fn admin_moderation(server: &TestServer, token: &str, listing: &str, body:
         .expect("moderation")
 }
 
-async fn admins_are_named_accounts(kind: Kind) {
-    let server = server_behind_proxy(kind).await;
+async fn admins_are_named_accounts(kind: Backend) {
+    let server = server_behind_proxy(kind);
     let database = server.state.database().clone();
     tokio::task::spawn_blocking(move || {
         let hash = furrow_server::auth::hash_password("tea terraces at dawn", PasswordCost::CHEAP_FOR_TESTS).expect("hash");
@@ -907,7 +796,7 @@ async fn admins_are_named_accounts(kind: Kind) {
     assert_eq!(status, 200);
     let response = server
         .http
-        .post(server.url("/auth/v1/login"))
+        .post(server.endpoint("/auth/v1/login"))
         .header("x-forwarded-for", "198.51.100.60")
         .json(&json!({"username": "lihong", "password": "tea terraces at dawn", "device_name": "office"}))
         .send()
@@ -936,7 +825,7 @@ async fn admins_are_named_accounts(kind: Kind) {
     let guess = |token: String| {
         server
             .http
-            .post(server.url(&format!("/admin/v1/listings/{listing}/moderation")))
+            .post(server.endpoint(&format!("/admin/v1/listings/{listing}/moderation")))
             .header("x-forwarded-for", "203.0.113.80")
             .bearer_auth(token)
             .json(&json!({"sold_out": true}))
@@ -949,21 +838,11 @@ async fn admins_are_named_accounts(kind: Kind) {
 }
 
 #[tokio::test]
-async fn admins_are_named_accounts_sqlite() {
-    admins_are_named_accounts(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn admins_are_named_accounts_postgres() {
-    admins_are_named_accounts(Kind::Postgres).await;
-}
-
-#[tokio::test]
 async fn a_short_bootstrap_token_is_refused() {
-    let backend = common::Backend::new(Kind::Sqlite);
+    let backend = common::TestStorage::new(Backend::Sqlite);
     let refused = tokio::task::spawn_blocking(move || {
         let database = backend.open();
-        let blobs = std::sync::Arc::new(furrow_server::blobs::FileBlobStore::new(&backend.dir.path().join("blobs")).expect("blobs"));
+        let blobs = backend.blobs();
         let settings = furrow_server::Settings { admin_token: Some("short-token".into()), ..Default::default() };
         furrow_server::AppState::new(database, blobs, settings).err().map(|error| error.to_string())
     })
@@ -975,19 +854,19 @@ async fn a_short_bootstrap_token_is_refused() {
 // Finding 11: the audit log.
 
 async fn audit_entries(server: &TestServer, token: &str) -> (u16, Vec<Value>) {
-    let response = server.http.get(server.url("/admin/v1/audit?limit=1000")).bearer_auth(token).send().await.expect("audit");
+    let response = server.http.get(server.endpoint("/admin/v1/audit?limit=1000")).bearer_auth(token).send().await.expect("audit");
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     (status, body["entries"].as_array().cloned().unwrap_or_default())
 }
 
-async fn sign_ins_admin_actions_and_scope_changes_are_audited(kind: Kind) {
-    let server = server_behind_proxy(kind).await;
+async fn sign_ins_admin_actions_and_scope_changes_are_audited(kind: Backend) {
+    let server = server_behind_proxy(kind);
     assert_eq!(sign_in(&server, "alice", "correct horse", "198.51.100.90").await.0, 200);
     assert_eq!(sign_in(&server, "alice", "wrong password", "203.0.113.91").await.0, 401);
     let assigned = server
         .http
-        .post(server.url("/admin/v1/assistants/alice/villages"))
+        .post(server.endpoint("/admin/v1/assistants/alice/villages"))
         .header("x-forwarded-for", "198.51.100.92")
         .bearer_auth(common::ADMIN_TOKEN)
         .json(&json!({"villages": [common::VILLAGE_B]}))
@@ -1032,12 +911,19 @@ async fn sign_ins_admin_actions_and_scope_changes_are_audited(kind: Kind) {
     assert!(entries.iter().any(|entry| entry["kind"] == "sign_in" && entry["actor"] == "alice"), "a recent entry was removed");
 }
 
-#[tokio::test]
-async fn sign_ins_admin_actions_and_scope_changes_are_audited_sqlite() {
-    sign_ins_admin_actions_and_scope_changes_are_audited(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn sign_ins_admin_actions_and_scope_changes_are_audited_postgres() {
-    sign_ins_admin_actions_and_scope_changes_are_audited(Kind::Postgres).await;
-}
+on_both_backends!(
+    async:
+    guesses_sent_at_once_cannot_pass_the_limit,
+    sign_ins_beyond_the_queue_are_told_to_come_back,
+    an_attacker_slows_himself_not_the_assistant,
+    spraying_many_accounts_from_many_addresses_is_stopped,
+    blobs_are_readable_only_where_they_were_uploaded_or_legitimately_named,
+    control_characters_are_refused,
+    weak_passwords_are_refused,
+    sessions_resist_stolen_tokens,
+    a_session_ends_at_its_absolute_lifetime,
+    small_checks_hold,
+    chunks_racing_at_one_offset_cannot_corrupt_an_upload,
+    admins_are_named_accounts,
+    sign_ins_admin_actions_and_scope_changes_are_audited,
+);

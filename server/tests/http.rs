@@ -4,8 +4,9 @@ mod common;
 
 use std::io::{Read, Write};
 
-use common::{now_hlc, Device, Kind, TestServer, ADMIN_TOKEN, VILLAGE_A, VILLAGE_B};
+use common::{now_hlc, Backend, Device, TestServer, ADMIN_TOKEN, VILLAGE_A, VILLAGE_B};
 use furrow_contract::wire::{ErrorBody, PullResponse, PushRequest, PushResponse, TokenResponse, SCHEMA_VERSION};
+use furrow_server::on_both_backends;
 use furrow_server::store;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -40,8 +41,8 @@ fn statuses(body: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn sign_in_refresh_and_out(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn sign_in_refresh_and_out(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let tokens = server.login("alice").await;
     assert_eq!(tokens.scopes, vec![VILLAGE_A.to_owned()]);
     assert!(tokens.expires_at > furrow_contract::hlc::wall_ms() + 50 * 60 * 1000, "about an hour");
@@ -50,7 +51,7 @@ async fn sign_in_refresh_and_out(kind: Kind) {
     // Refresh rotates: the old refresh token and the old access token stop working.
     let refreshed: TokenResponse = server
         .http
-        .post(server.url("/auth/v1/refresh"))
+        .post(server.endpoint("/auth/v1/refresh"))
         .json(&json!({"refresh_token": tokens.refresh_token}))
         .send()
         .await
@@ -61,32 +62,22 @@ async fn sign_in_refresh_and_out(kind: Kind) {
     assert_ne!(refreshed.access_token, tokens.access_token);
     let (status, body) = server.pull(&tokens.access_token, None, 10).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")));
-    let reuse = server.http.post(server.url("/auth/v1/refresh")).json(&json!({"refresh_token": tokens.refresh_token})).send().await.expect("reuse");
+    let reuse = server.http.post(server.endpoint("/auth/v1/refresh")).json(&json!({"refresh_token": tokens.refresh_token})).send().await.expect("reuse");
     assert_eq!(error_body(reuse).await.0, 401);
     // Logout revokes the session.
-    let out = server.http.post(server.url("/auth/v1/logout")).json(&json!({"refresh_token": refreshed.refresh_token})).send().await.expect("logout");
+    let out = server.http.post(server.endpoint("/auth/v1/logout")).json(&json!({"refresh_token": refreshed.refresh_token})).send().await.expect("logout");
     assert_eq!(out.status(), 204);
     let (status, _) = server.pull(&refreshed.access_token, None, 10).await;
     assert_eq!(status, 401);
 }
 
 #[tokio::test]
-async fn sign_in_refresh_and_out_sqlite() {
-    sign_in_refresh_and_out(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn sign_in_refresh_and_out_postgres() {
-    sign_in_refresh_and_out(Kind::Postgres).await;
-}
-
-#[tokio::test]
 async fn wrong_credentials_look_the_same_and_are_rate_limited() {
-    let server = TestServer::start(Kind::Sqlite).await;
+    let server = TestServer::seeded(Backend::Sqlite);
     let attempt = |username: &str, password: &str| {
         server
             .http
-            .post(server.url("/auth/v1/login"))
+            .post(server.endpoint("/auth/v1/login"))
             .json(&json!({"username": username, "password": password, "device_name": "d"}))
             .send()
     };
@@ -107,19 +98,19 @@ async fn wrong_credentials_look_the_same_and_are_rate_limited() {
     // Another account from the same address (a township's shared NAT) is not locked out.
     assert_eq!(attempt("bob", "correct horse").await.expect("login").status(), 200);
     // Malformed sign-in bodies are 400, not 401 or 500.
-    let malformed = server.http.post(server.url("/auth/v1/login")).body("{not json").send().await.expect("login");
+    let malformed = server.http.post(server.endpoint("/auth/v1/login")).body("{not json").send().await.expect("login");
     assert_eq!(error_body(malformed).await.1.error, "invalid_json");
 }
 
-async fn push_is_idempotent(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn push_is_idempotent(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let tokens = server.login("alice").await;
     let mut device = Device::new();
     let household = uuid::Uuid::now_v7().to_string();
     let request = device.household_batch(VILLAGE_A, &household, "王大山", now_hlc(0));
     let first = server
         .http
-        .post(server.url("/sync/v1/push"))
+        .post(server.endpoint("/sync/v1/push"))
         .bearer_auth(&tokens.access_token)
         .header("Idempotency-Key", &request.batch_id)
         .json(&request)
@@ -131,7 +122,7 @@ async fn push_is_idempotent(kind: Kind) {
     let before = written(&server).await;
     let second = server
         .http
-        .post(server.url("/sync/v1/push"))
+        .post(server.endpoint("/sync/v1/push"))
         .bearer_auth(&tokens.access_token)
         .header("Idempotency-Key", &request.batch_id)
         .json(&request)
@@ -155,16 +146,6 @@ async fn push_is_idempotent(kind: Kind) {
     assert_eq!(counts, vec![1; 5], "one change-log entry per change");
 }
 
-#[tokio::test]
-async fn push_is_idempotent_sqlite() {
-    push_is_idempotent(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn push_is_idempotent_postgres() {
-    push_is_idempotent(Kind::Postgres).await;
-}
-
 /// The stored field of a row, read straight from the server's storage.
 async fn stored_field(server: &TestServer, tbl: &str, row_id: &str, field: &str) -> Option<Value> {
     let database = server.state.database().clone();
@@ -176,8 +157,8 @@ async fn stored_field(server: &TestServer, tbl: &str, row_id: &str, field: &str)
         .map(|stored| stored.value)
 }
 
-async fn a_batch_id_is_not_reused_for_another_body(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn a_batch_id_is_not_reused_for_another_body(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let tokens = server.login("alice").await;
     let mut device = Device::new();
     let household = uuid::Uuid::now_v7().to_string();
@@ -190,7 +171,7 @@ async fn a_batch_id_is_not_reused_for_another_body(kind: Kind) {
     let reused = PushRequest { changes: device.household(VILLAGE_A, &other, "李小河", now_hlc(1)), ..request.clone() };
     let response = server
         .http
-        .post(server.url("/sync/v1/push"))
+        .post(server.endpoint("/sync/v1/push"))
         .bearer_auth(&tokens.access_token)
         .header("Idempotency-Key", &reused.batch_id)
         .json(&reused)
@@ -225,18 +206,8 @@ async fn a_batch_id_is_not_reused_for_another_body(kind: Kind) {
     assert_eq!(written(&server).await, before);
 }
 
-#[tokio::test]
-async fn a_batch_id_is_not_reused_for_another_body_sqlite() {
-    a_batch_id_is_not_reused_for_another_body(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_batch_id_is_not_reused_for_another_body_postgres() {
-    a_batch_id_is_not_reused_for_another_body(Kind::Postgres).await;
-}
-
-async fn a_new_change_under_an_applied_seq_is_refused(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn a_new_change_under_an_applied_seq_is_refused(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let tokens = server.login("alice").await;
     let mut device = Device::new();
     let household = uuid::Uuid::now_v7().to_string();
@@ -263,7 +234,7 @@ async fn a_new_change_under_an_applied_seq_is_refused(kind: Kind) {
     let batch = device.batch(vec![request.changes[0].clone(), reused.clone()]);
     let response = server
         .http
-        .post(server.url("/sync/v1/push"))
+        .post(server.endpoint("/sync/v1/push"))
         .bearer_auth(&tokens.access_token)
         .header("Idempotency-Key", &batch.batch_id)
         .json(&batch)
@@ -282,18 +253,8 @@ async fn a_new_change_under_an_applied_seq_is_refused(kind: Kind) {
 }
 
 #[tokio::test]
-async fn a_new_change_under_an_applied_seq_is_refused_sqlite() {
-    a_new_change_under_an_applied_seq_is_refused(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn a_new_change_under_an_applied_seq_is_refused_postgres() {
-    a_new_change_under_an_applied_seq_is_refused(Kind::Postgres).await;
-}
-
-#[tokio::test]
 async fn merge_outcomes_over_http() {
-    let server = TestServer::start(Kind::Sqlite).await;
+    let server = TestServer::seeded(Backend::Sqlite);
     // Each device signs in for itself: a session is bound to the device that uses it.
     let tokens = server.login("alice").await;
     let phone_tokens = server.login("alice").await;
@@ -325,7 +286,7 @@ async fn merge_outcomes_over_http() {
     let before = written(&server).await;
     let response = server
         .http
-        .post(server.url("/sync/v1/push"))
+        .post(server.endpoint("/sync/v1/push"))
         .bearer_auth(&phone_tokens.access_token)
         .json(&phone.batch(vec![ahead]))
         .send()
@@ -343,7 +304,7 @@ async fn merge_outcomes_over_http() {
     assert_eq!((status, body["error"].as_str()), (426, Some("schema_unsupported")));
     let response = server
         .http
-        .get(server.url("/sync/v1/pull"))
+        .get(server.endpoint("/sync/v1/pull"))
         .bearer_auth(&phone_tokens.access_token)
         .header("X-Schema-Version", (SCHEMA_VERSION + 1).to_string())
         .send()
@@ -359,7 +320,7 @@ fn phone_title(phone: &mut Device, listing: &str) -> furrow_contract::wire::Chan
 
 #[tokio::test]
 async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
-    let server = TestServer::start(Kind::Sqlite).await;
+    let server = TestServer::seeded(Backend::Sqlite);
     let tokens = server.login("alice").await;
     let mut device = Device::new();
     let household = uuid::Uuid::now_v7().to_string();
@@ -370,7 +331,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
     let raw = |body: String| {
         server
             .http
-            .post(server.url("/sync/v1/push"))
+            .post(server.endpoint("/sync/v1/push"))
             .bearer_auth(&tokens.access_token)
             .header("content-type", "application/json")
             .body(body)
@@ -411,16 +372,16 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
         assert_eq!(written(&server).await, before, "{what} changed nothing");
     }
     // Missing or wrong credentials.
-    let response = server.http.post(server.url("/sync/v1/push")).json(&json!({})).send().await.expect("push");
+    let response = server.http.post(server.endpoint("/sync/v1/push")).json(&json!({})).send().await.expect("push");
     assert_eq!(error_body(response).await.0, 401);
-    let response = server.http.get(server.url("/sync/v1/pull")).bearer_auth("forged").send().await.expect("pull");
+    let response = server.http.get(server.endpoint("/sync/v1/pull")).bearer_auth("forged").send().await.expect("pull");
     assert_eq!(error_body(response).await.0, 401);
-    let response = server.http.get(server.url("/sync/v1/pull?cursor=zzz")).bearer_auth(&tokens.access_token).send().await.expect("pull");
+    let response = server.http.get(server.endpoint("/sync/v1/pull?cursor=zzz")).bearer_auth(&tokens.access_token).send().await.expect("pull");
     let (status, error) = error_body(response).await;
     assert_eq!((status, error.error.as_str()), (400, "invalid_cursor"));
-    let response = server.http.get(server.url("/sync/v1/pull?limit=-4")).bearer_auth(&tokens.access_token).send().await.expect("pull");
+    let response = server.http.get(server.endpoint("/sync/v1/pull?limit=-4")).bearer_auth(&tokens.access_token).send().await.expect("pull");
     assert_eq!(error_body(response).await.1.error, "invalid_query");
-    let response = server.http.get(server.url("/no/such/path")).send().await.expect("get");
+    let response = server.http.get(server.endpoint("/no/such/path")).send().await.expect("get");
     assert_eq!(error_body(response).await.0, 404);
     assert_eq!(written(&server).await, before);
 }
@@ -428,7 +389,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
 async fn upload(server: &TestServer, token: &str, bytes: &[u8], sha256: &str) -> reqwest::Response {
     let created = server
         .http
-        .post(server.url("/blobs/uploads"))
+        .post(server.endpoint("/blobs/uploads"))
         .bearer_auth(token)
         .json(&json!({"sha256": sha256, "size": bytes.len(), "mime": "image/jpeg"}))
         .send()
@@ -438,7 +399,7 @@ async fn upload(server: &TestServer, token: &str, bytes: &[u8], sha256: &str) ->
     let location = created.headers()["location"].to_str().expect("location").to_owned();
     server
         .http
-        .patch(server.url(&location))
+        .patch(server.endpoint(&location))
         .bearer_auth(token)
         .header("Upload-Offset", "0")
         .header("Content-Type", "application/offset+octet-stream")
@@ -454,15 +415,15 @@ fn digest(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn resumable_upload_and_ranged_download() {
-    let server = TestServer::start(Kind::Sqlite).await;
+    let server = TestServer::seeded(Backend::Sqlite);
     let token = server.login("alice").await.access_token;
     let photo: Vec<u8> = (0..300_000u32).map(|index| (index % 251) as u8).collect();
     let sha = digest(&photo);
-    let missing = server.http.head(server.url(&format!("/blobs/{sha}"))).bearer_auth(&token).send().await.expect("head");
+    let missing = server.http.head(server.endpoint(&format!("/blobs/{sha}"))).bearer_auth(&token).send().await.expect("head");
     assert_eq!(missing.status(), 404);
     let created = server
         .http
-        .post(server.url("/blobs/uploads"))
+        .post(server.endpoint("/blobs/uploads"))
         .bearer_auth(&token)
         .json(&json!({"sha256": sha, "size": photo.len(), "mime": "image/jpeg"}))
         .send()
@@ -475,7 +436,7 @@ async fn resumable_upload_and_ranged_download() {
     let chunk = |offset: usize, bytes: &[u8]| {
         server
             .http
-            .patch(server.url(&location))
+            .patch(server.endpoint(&location))
             .bearer_auth(&token)
             .header("Upload-Offset", offset.to_string())
             .header("Content-Type", "application/offset+octet-stream")
@@ -486,7 +447,7 @@ async fn resumable_upload_and_ranged_download() {
     assert_eq!(first.status(), 204);
     assert_eq!(first.headers()["upload-offset"], "131072");
     // After a drop the client asks where to resume.
-    let offset = server.http.head(server.url(&location)).bearer_auth(&token).send().await.expect("head");
+    let offset = server.http.head(server.endpoint(&location)).bearer_auth(&token).send().await.expect("head");
     assert_eq!(offset.headers()["upload-offset"], "131072");
     // A chunk sent again from an old offset is refused with the right one.
     let repeated = chunk(0, &photo[..131_072]).await.expect("chunk");
@@ -495,7 +456,7 @@ async fn resumable_upload_and_ranged_download() {
     // A wrong content type is refused.
     let wrong_type = server
         .http
-        .patch(server.url(&location))
+        .patch(server.endpoint(&location))
         .bearer_auth(&token)
         .header("Upload-Offset", "131072")
         .header("Content-Type", "application/octet-stream")
@@ -507,14 +468,14 @@ async fn resumable_upload_and_ranged_download() {
     let last = chunk(131_072, &photo[131_072..]).await.expect("chunk");
     assert_eq!(last.status(), 204);
     assert_eq!(last.headers()["upload-offset"], photo.len().to_string().as_str());
-    let exists = server.http.head(server.url(&format!("/blobs/{sha}"))).bearer_auth(&token).send().await.expect("head");
+    let exists = server.http.head(server.endpoint(&format!("/blobs/{sha}"))).bearer_auth(&token).send().await.expect("head");
     assert_eq!(exists.status(), 200);
-    let whole = server.http.get(server.url(&format!("/blobs/{sha}"))).bearer_auth(&token).send().await.expect("get");
+    let whole = server.http.get(server.endpoint(&format!("/blobs/{sha}"))).bearer_auth(&token).send().await.expect("get");
     assert_eq!(whole.status(), 200);
     assert_eq!(whole.bytes().await.expect("bytes").as_ref(), photo.as_slice());
     let part = server
         .http
-        .get(server.url(&format!("/blobs/{sha}")))
+        .get(server.endpoint(&format!("/blobs/{sha}")))
         .bearer_auth(&token)
         .header("Range", "bytes=1000-")
         .send()
@@ -525,7 +486,7 @@ async fn resumable_upload_and_ranged_download() {
     assert_eq!(part.bytes().await.expect("bytes").as_ref(), &photo[1000..]);
     let beyond = server
         .http
-        .get(server.url(&format!("/blobs/{sha}")))
+        .get(server.endpoint(&format!("/blobs/{sha}")))
         .bearer_auth(&token)
         .header("Range", "bytes=999999999-")
         .send()
@@ -535,7 +496,7 @@ async fn resumable_upload_and_ranged_download() {
     // Starting an upload of a blob that exists answers at once that nothing is needed.
     let again = server
         .http
-        .post(server.url("/blobs/uploads"))
+        .post(server.endpoint("/blobs/uploads"))
         .bearer_auth(&token)
         .json(&json!({"sha256": sha, "size": photo.len(), "mime": "image/jpeg"}))
         .send()
@@ -547,7 +508,7 @@ async fn resumable_upload_and_ranged_download() {
 
 #[tokio::test]
 async fn bad_uploads_are_refused_and_a_cut_chunk_keeps_what_arrived() {
-    let server = TestServer::start(Kind::Sqlite).await;
+    let server = TestServer::seeded(Backend::Sqlite);
     let token = server.login("alice").await.access_token;
     let photo = vec![7u8; 5000];
     // Bytes that do not hash to the promised digest: 422, and the upload is gone.
@@ -555,7 +516,7 @@ async fn bad_uploads_are_refused_and_a_cut_chunk_keeps_what_arrived() {
     let response = upload(&server, &token, &photo, &wrong).await;
     let (status, error) = error_body(response).await;
     assert_eq!((status, error.error.as_str()), (422, "hash_mismatch"));
-    let head = server.http.head(server.url(&format!("/blobs/{wrong}"))).bearer_auth(&token).send().await.expect("head");
+    let head = server.http.head(server.endpoint(&format!("/blobs/{wrong}"))).bearer_auth(&token).send().await.expect("head");
     assert_eq!(head.status(), 404);
     // Bad upload declarations.
     for (body, code) in [
@@ -564,7 +525,7 @@ async fn bad_uploads_are_refused_and_a_cut_chunk_keeps_what_arrived() {
         (json!({"sha256": digest(&photo), "size": 10, "mime": "jpeg"}), "invalid_body"),
         (json!({"sha256": digest(&photo), "size": 10}), "invalid_body"),
     ] {
-        let response = server.http.post(server.url("/blobs/uploads")).bearer_auth(&token).json(&body).send().await.expect("create");
+        let response = server.http.post(server.endpoint("/blobs/uploads")).bearer_auth(&token).json(&body).send().await.expect("create");
         let (status, error) = error_body(response).await;
         assert_eq!((status, error.error.as_str()), (400, code), "{body}");
     }
@@ -572,7 +533,7 @@ async fn bad_uploads_are_refused_and_a_cut_chunk_keeps_what_arrived() {
     let sha = digest(&photo);
     let created: Value = server
         .http
-        .post(server.url("/blobs/uploads"))
+        .post(server.endpoint("/blobs/uploads"))
         .bearer_auth(&token)
         .json(&json!({"sha256": sha, "size": photo.len(), "mime": "image/jpeg"}))
         .send()
@@ -584,7 +545,7 @@ async fn bad_uploads_are_refused_and_a_cut_chunk_keeps_what_arrived() {
     let location = created["location"].as_str().expect("location").to_owned();
     let too_long = server
         .http
-        .patch(server.url(&location))
+        .patch(server.endpoint(&location))
         .bearer_auth(&token)
         .header("Upload-Offset", "0")
         .header("Content-Type", "application/offset+octet-stream")
@@ -594,7 +555,7 @@ async fn bad_uploads_are_refused_and_a_cut_chunk_keeps_what_arrived() {
         .expect("patch");
     assert_eq!(error_body(too_long).await.0, 413);
     // A truncated chunk: the connection ends before the promised Content-Length.
-    let address = server.base.trim_start_matches("http://").to_owned();
+    let address = server.url.trim_start_matches("http://").to_owned();
     let request = format!(
         "PATCH {location} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 5000\r\n\r\n"
     );
@@ -610,7 +571,7 @@ async fn bad_uploads_are_refused_and_a_cut_chunk_keeps_what_arrived() {
     .await
     .expect("task");
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "a truncated chunk is never a success: {answer}");
-    let offset = server.http.head(server.url(&location)).bearer_auth(&token).send().await.expect("head");
+    let offset = server.http.head(server.endpoint(&location)).bearer_auth(&token).send().await.expect("head");
     // The 2,000 bytes that arrived are kept (tus semantics): the upload goes on from there, so
     // a drop costs only the bytes that were in flight.
     assert_eq!(offset.headers()["upload-offset"], "2000", "the part of the truncated chunk that arrived was kept");
@@ -618,7 +579,7 @@ async fn bad_uploads_are_refused_and_a_cut_chunk_keeps_what_arrived() {
 
 #[tokio::test]
 async fn every_endpoint_keeps_to_the_callers_villages() {
-    let server = TestServer::start(Kind::Sqlite).await;
+    let server = TestServer::seeded(Backend::Sqlite);
     let alice = server.login("alice").await.access_token;
     let bob = server.login("bob").await.access_token;
     let mut device = Device::new();
@@ -695,13 +656,13 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
     assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
 
     // Blobs: Bob cannot read Alice's photo, nor see or continue her uploads.
-    let get = server.http.get(server.url(&format!("/blobs/{sha}"))).bearer_auth(&bob).send().await.expect("get");
+    let get = server.http.get(server.endpoint(&format!("/blobs/{sha}"))).bearer_auth(&bob).send().await.expect("get");
     assert_eq!(error_body(get).await.0, 404);
-    let get = server.http.get(server.url(&format!("/blobs/{sha}"))).bearer_auth(&alice).send().await.expect("get");
+    let get = server.http.get(server.endpoint(&format!("/blobs/{sha}"))).bearer_auth(&alice).send().await.expect("get");
     assert_eq!(get.status(), 200);
     let pending: Value = server
         .http
-        .post(server.url("/blobs/uploads"))
+        .post(server.endpoint("/blobs/uploads"))
         .bearer_auth(&alice)
         .json(&json!({"sha256": digest(b"other"), "size": 5, "mime": "image/jpeg"}))
         .send()
@@ -711,11 +672,11 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
         .await
         .expect("json");
     let location = pending["location"].as_str().expect("location");
-    let head = server.http.head(server.url(location)).bearer_auth(&bob).send().await.expect("head");
+    let head = server.http.head(server.endpoint(location)).bearer_auth(&bob).send().await.expect("head");
     assert_eq!(head.status(), 404);
     let patch = server
         .http
-        .patch(server.url(location))
+        .patch(server.endpoint(location))
         .bearer_auth(&bob)
         .header("Upload-Offset", "0")
         .header("Content-Type", "application/offset+octet-stream")
@@ -731,7 +692,7 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
         ("/admin/v1/assistants", json!({"username": "mallory", "password": "12345678", "villages": [VILLAGE_A]})),
         (&*format!("/admin/v1/listings/{household}/moderation"), json!({"sold_out": true})),
     ] {
-        let response = server.http.post(server.url(path)).bearer_auth(&bob).json(&body).send().await.expect("admin");
+        let response = server.http.post(server.endpoint(path)).bearer_auth(&bob).json(&body).send().await.expect("admin");
         assert_eq!(error_body(response).await.0, 401, "{path}");
     }
     assert_eq!(written(&server).await, before);
@@ -739,7 +700,7 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
 
 #[tokio::test]
 async fn pull_pages_and_resets_over_http() {
-    let server = TestServer::start(Kind::Sqlite).await;
+    let server = TestServer::seeded(Backend::Sqlite);
     let alice = server.login("alice").await.access_token;
     let mut device = Device::new();
     let mut changes = Vec::new();
@@ -777,8 +738,8 @@ async fn pull_pages_and_resets_over_http() {
 
 #[tokio::test]
 async fn the_platform_moderates_sells_and_creates_accounts() {
-    let server = TestServer::start(Kind::Sqlite).await;
-    let admin = |path: &str, body: Value| server.http.post(server.url(path)).bearer_auth(ADMIN_TOKEN).json(&body).send();
+    let server = TestServer::seeded(Backend::Sqlite);
+    let admin = |path: &str, body: Value| server.http.post(server.endpoint(path)).bearer_auth(ADMIN_TOKEN).json(&body).send();
     let created = admin("/admin/v1/assistants", json!({"username": "carol", "password": "correct horse", "villages": [VILLAGE_A]}))
         .await
         .expect("create");
@@ -808,7 +769,7 @@ async fn the_platform_moderates_sells_and_creates_accounts() {
     assert_eq!(error_body(bad_verdict).await.0, 400);
     // A draft was never submitted: its submissions are an empty list; an unknown listing is 404,
     // and the list needs the admin token.
-    let list = |id: String, token: String| server.http.get(server.url(&format!("/admin/v1/listings/{id}/submissions"))).bearer_auth(token).send();
+    let list = |id: String, token: String| server.http.get(server.endpoint(&format!("/admin/v1/listings/{id}/submissions"))).bearer_auth(token).send();
     let none: Value = list(listing.clone(), ADMIN_TOKEN.into()).await.expect("list").json().await.expect("json");
     assert_eq!(none, json!({"listing_id": listing, "submissions": []}));
     assert_eq!(error_body(list(uuid::Uuid::now_v7().to_string(), ADMIN_TOKEN.into()).await.expect("list")).await.0, 404);
@@ -833,14 +794,14 @@ async fn the_platform_moderates_sells_and_creates_accounts() {
     let (_, body) = server.push(&carol, &device.batch(vec![grab])).await;
     assert_eq!(statuses(&body), vec!["rejected/server_only"]);
     // Without the admin token nothing is accepted.
-    let anonymous = server.http.post(server.url("/admin/v1/villages")).json(&json!({"code": "520402101209", "name": "x"})).send().await.expect("post");
+    let anonymous = server.http.post(server.endpoint("/admin/v1/villages")).json(&json!({"code": "520402101209", "name": "x"})).send().await.expect("post");
     assert_eq!(error_body(anonymous).await.0, 401);
 }
 
 #[tokio::test]
 async fn two_instances_share_one_postgres_database() {
-    let first = TestServer::start(Kind::Postgres).await;
-    let second = TestServer::start_on(first.backend.clone(), false).await;
+    let first = TestServer::seeded(Backend::Postgres);
+    let second = first.start_another_instance();
     let token = first.login("alice").await.access_token;
     let mut laptop = Device::new();
     let mut phone = Device::new();
@@ -857,8 +818,8 @@ async fn two_instances_share_one_postgres_database() {
 
 #[tokio::test]
 async fn the_openapi_document_is_served() {
-    let server = TestServer::start(Kind::Sqlite).await;
-    let text = server.http.get(server.url("/openapi.yaml")).send().await.expect("get").text().await.expect("text");
+    let server = TestServer::seeded(Backend::Sqlite);
+    let text = server.http.get(server.endpoint("/openapi.yaml")).send().await.expect("get").text().await.expect("text");
     assert!(text.starts_with("openapi: 3"));
     for path in ["/auth/v1/login", "/sync/v1/push", "/sync/v1/pull", "/blobs/uploads/{id}", "/admin/v1/sales"] {
         assert!(text.contains(&format!("  {path}:")), "{path} is documented");
@@ -873,7 +834,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn gzip_bodies_both_ways() {
-    let server = TestServer::start(Kind::Sqlite).await;
+    let server = TestServer::seeded(Backend::Sqlite);
     let token = server.login("alice").await.access_token;
     let mut device = Device::new();
     let mut changes = Vec::new();
@@ -883,7 +844,7 @@ async fn gzip_bodies_both_ways() {
     let request = device.batch(changes);
     let plain = serde_json::to_vec(&request).expect("json");
     let compressed = gzip(&plain);
-    // The figure sync-design.md section 12 asks about: bytes per field change on the wire.
+    // The figure docs/sync.md section 12 asks about: bytes per field change on the wire.
     println!(
         "push of {} field changes: {} bytes, {} gzip, {:.1} B per change",
         request.changes.len(),
@@ -893,7 +854,7 @@ async fn gzip_bodies_both_ways() {
     );
     let response = server
         .http
-        .post(server.url("/sync/v1/push"))
+        .post(server.endpoint("/sync/v1/push"))
         .bearer_auth(&token)
         .header("content-type", "application/json")
         .header("content-encoding", "gzip")
@@ -907,7 +868,7 @@ async fn gzip_bodies_both_ways() {
     // A gzip body that is not gzip is a 4xx, never a 5xx.
     let response = server
         .http
-        .post(server.url("/sync/v1/push"))
+        .post(server.endpoint("/sync/v1/push"))
         .bearer_auth(&token)
         .header("content-type", "application/json")
         .header("content-encoding", "gzip")
@@ -920,7 +881,7 @@ async fn gzip_bodies_both_ways() {
     // compressed, whatever features another crate turns on.
     let raw = reqwest::Client::builder().no_gzip().build().expect("client");
     let response = raw
-        .get(server.url("/sync/v1/pull?limit=1000"))
+        .get(server.endpoint("/sync/v1/pull?limit=1000"))
         .bearer_auth(&token)
         .header("accept-encoding", "gzip")
         .send()
@@ -939,8 +900,8 @@ async fn gzip_bodies_both_ways() {
 
 #[tokio::test]
 async fn the_platform_reassigns_and_disables_accounts() {
-    let server = TestServer::start(Kind::Sqlite).await;
-    let admin = |path: &str, body: Value| server.http.post(server.url(path)).bearer_auth(ADMIN_TOKEN).json(&body).send();
+    let server = TestServer::seeded(Backend::Sqlite);
+    let admin = |path: &str, body: Value| server.http.post(server.endpoint(path)).bearer_auth(ADMIN_TOKEN).json(&body).send();
     let alice = server.login("alice").await.access_token;
     let (_, first) = server.pull(&alice, None, 100).await;
     let cursor = first["cursor"].as_str().expect("cursor").to_owned();
@@ -964,7 +925,7 @@ async fn the_platform_reassigns_and_disables_accounts() {
     assert_eq!(status, 401);
     let refused = server
         .http
-        .post(server.url("/auth/v1/login"))
+        .post(server.endpoint("/auth/v1/login"))
         .json(&json!({"username": "alice", "password": "correct horse", "device_name": "d"}))
         .send()
         .await
@@ -974,3 +935,11 @@ async fn the_platform_reassigns_and_disables_accounts() {
     assert_eq!(enabled.status(), 204);
     server.login("alice").await;
 }
+
+on_both_backends!(
+    async:
+    sign_in_refresh_and_out,
+    push_is_idempotent,
+    a_batch_id_is_not_reused_for_another_body,
+    a_new_change_under_an_applied_seq_is_refused,
+);

@@ -7,8 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use common::{now_hlc, Device, Kind, TestServer, VILLAGE_A};
+use common::{now_hlc, Backend, Device, TestServer, VILLAGE_A};
 use furrow_contract::wire::SCHEMA_VERSION;
+use furrow_server::on_both_backends;
 use serde_json::{json, Value};
 
 /// Rows by (table, id), each with its fields by name, from pages applied in order (a later page's
@@ -38,8 +39,8 @@ async fn push_ok(server: &TestServer, token: &str, device: &Device, changes: Vec
 /// The reproduction: H pushed whole, then K, then one more field of H. A new device pulling two
 /// rows a page meets the village and K on page 1, and H on page 2, where H used to arrive with
 /// `notes` alone.
-async fn a_row_first_met_on_a_later_page_arrives_whole(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn a_row_first_met_on_a_later_page_arrives_whole(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let token = server.login("alice").await.access_token;
     let mut device = Device::new();
     let (h, k) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
@@ -88,8 +89,8 @@ async fn a_row_first_met_on_a_later_page_arrives_whole(kind: Kind) {
 /// An incremental pull that spans pages: rows created and edited after the pull's starting
 /// cursor arrive whole, and a row edited again while the device pages arrives with every field
 /// changed since the pull began.
-async fn an_incremental_pull_across_pages_carries_every_field_since_it_began(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn an_incremental_pull_across_pages_carries_every_field_since_it_began(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let token = server.login("alice").await.access_token;
     let mut device = Device::new();
     let old = uuid::Uuid::now_v7().to_string();
@@ -151,8 +152,8 @@ async fn an_incremental_pull_across_pages_carries_every_field_since_it_began(kin
 /// A cursor of the first format (`c1:SEQ:SCOPE_HASH:VERSION`), as devices hold it from an older
 /// server, cannot say how complete its device is: it is answered with a fresh snapshot whose rows
 /// are whole, and the device's next cursor is of the new format.
-async fn a_first_format_cursor_is_answered_with_a_snapshot_never_a_partial_row(kind: Kind) {
-    let server = TestServer::start(kind).await;
+async fn a_first_format_cursor_is_answered_with_a_snapshot_never_a_partial_row(kind: Backend) {
+    let server = TestServer::seeded(kind);
     let token = server.login("alice").await.access_token;
     let mut device = Device::new();
     let (h, k) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
@@ -179,18 +180,8 @@ async fn a_first_format_cursor_is_answered_with_a_snapshot_never_a_partial_row(k
     assert_eq!((status, next["reset"].clone(), next["rows"].clone()), (200, Value::Null, json!([])));
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Kind::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Kind::Postgres).await })*
-        }
-    };
-}
-
 on_both_backends!(
+    async:
     a_row_first_met_on_a_later_page_arrives_whole,
     an_incremental_pull_across_pages_carries_every_field_since_it_began,
     a_first_format_cursor_is_answered_with_a_snapshot_never_a_partial_row,

@@ -10,8 +10,8 @@ use ts_rs::{Config, ExportError, TS};
 pub fn export(directory: &Path) -> Result<(), ExportError> {
     let config = Config::new().with_large_int("number").with_out_dir(directory);
     use furrow::codes::{AttendanceStatus, EnumDef};
-    use furrow::domain::{household, income, listing, reference, training, village, visit};
-    household::HouseholdView::export_all(&config)?;
+    use furrow::domain::{household, household_view, income, listing, reference, training, village, visit};
+    household_view::HouseholdView::export_all(&config)?;
     household::RosterQuery::export_all(&config)?;
     household::RosterEntry::export_all(&config)?;
     income::IncomeRecord::export_all(&config)?;
@@ -34,7 +34,7 @@ pub fn export(directory: &Path) -> Result<(), ExportError> {
     listing::Photo::export_all(&config)?;
     furrow::domain::listing_rules::RuleCheck::export_all(&config)?;
     furrow::domain::sale::ListingSale::export_all(&config)?;
-    crate::commands::photos::PhotoView::export_all(&config)?;
+    furrow::domain::photo::PhotoView::export_all(&config)?;
     reference::PovertyLine::export_all(&config)?;
     EnumDef::export_all(&config)?;
     crate::error::CommandError::export_all(&config)?;
@@ -42,7 +42,7 @@ pub fn export(directory: &Path) -> Result<(), ExportError> {
     crate::commands::settings::SettingsView::export_all(&config)?;
     crate::commands::sync::SyncStatus::export_all(&config)?;
     crate::commands::sync::SyncProgress::export_all(&config)?;
-    crate::commands::sync::ConflictView::export_all(&config)?;
+    furrow::sync::ConflictView::export_all(&config)?;
     crate::commands::sync::RecordSync::export_all(&config)?;
     Ok(())
 }

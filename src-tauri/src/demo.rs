@@ -193,7 +193,7 @@ mod tests {
         let surname: String = all[0].head_name.chars().take(1).collect();
         let found = household::search(&store, &RosterQuery { text: Some(surname), ..RosterQuery::default() }).unwrap();
         assert!(!found.is_empty());
-        assert!(household::view(&store, &all[0].id).unwrap().income_by_year.len() == 3);
+        assert!(furrow::domain::household_view::view(&store, &all[0].id).unwrap().income_by_year.len() == 3);
     }
 
     #[test]

@@ -70,8 +70,8 @@ impl Settings {
 }
 
 /// Where photos live: the `media` directory inside the data directory.
-pub fn media_dir(data_dir: &Path) -> furrow::domain::photo::MediaDir {
-    furrow::domain::photo::MediaDir::new(data_dir.join(crate::commands::photos::MEDIA_DIR))
+pub fn media_dir(data_dir: &Path) -> furrow::media::MediaDir {
+    furrow::media::MediaDir::new(data_dir.join(crate::commands::photos::MEDIA_DIR))
 }
 
 /// Everything the commands share. The store sits behind a mutex because SQLite has one writer;

@@ -1,8 +1,10 @@
 //! The domain, one module per kind of record. Each module holds its typed record, its save,
 //! read and delete functions (all writes through [`crate::record::Writer`]), and the queries an
-//! assistant needs of it.
+//! assistant needs of it. A household's page, which draws on every kind, is [`household_view`],
+//! on which nothing depends.
 
 pub mod household;
+pub mod household_view;
 pub mod income;
 pub mod listing;
 pub mod listing_rules;
@@ -65,6 +67,14 @@ pub(crate) fn list<T: DeserializeOwned>(
         .into_iter()
         .map(|value| serde_json::from_value(value).map_err(Error::from))
         .collect()
+}
+
+/// The ids a query of one parameter returns (the live records that depend on one, for a delete
+/// that takes them along).
+pub(crate) fn live_ids(conn: &rusqlite::Connection, sql: &str, parameter: &str) -> Result<Vec<String>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let ids = statement.query_map([parameter], |row| row.get(0))?;
+    Ok(ids.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Deletes a record (a tombstone that syncs).

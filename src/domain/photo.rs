@@ -9,7 +9,7 @@
 //! the media directory, so the same picture is never stored twice.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use serde::{Deserialize, Serialize};
@@ -18,8 +18,11 @@ use sha2::{Digest, Sha256};
 use crate::codes::{PhotoKind, PhotoOwner};
 use crate::domain::listing::{self, Photo};
 use crate::error::{Error, FieldError, Result};
+use crate::media::Attachment;
 use crate::schema::PHOTOS;
 use crate::store::Store;
+
+pub use crate::media::MediaDir;
 
 /// The longest edge of a listing image, in pixels.
 pub const MAX_EDGE_PX: u32 = 1600;
@@ -29,51 +32,6 @@ pub const MAX_IMAGE_BYTES: usize = 1024 * 1024;
 pub const THUMBNAIL_EDGE_PX: u32 = 320;
 /// The largest file accepted for import.
 pub const MAX_IMPORT_BYTES: u64 = 50 * 1024 * 1024;
-
-/// Where image files live: `<root>/<first two hex digits>/<sha256>.jpg`.
-#[derive(Debug, Clone)]
-pub struct MediaDir {
-    root: PathBuf,
-}
-
-impl MediaDir {
-    /// The media directory under a data directory.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
-    }
-
-    /// The file of a blob.
-    pub fn path_of(&self, sha256: &str) -> PathBuf {
-        self.root.join(&sha256[..2.min(sha256.len())]).join(format!("{sha256}.jpg"))
-    }
-
-    /// Whether a blob's file is on this device.
-    pub fn has(&self, sha256: &str) -> bool {
-        self.path_of(sha256).is_file()
-    }
-
-    /// Where a download of a blob keeps the bytes received so far, so that after a drop it
-    /// continues from there.
-    pub fn partial_path_of(&self, sha256: &str) -> PathBuf {
-        self.root.join("partial").join(format!("{sha256}.part"))
-    }
-
-    /// Stores bytes under their SHA-256 (once) and returns the digest.
-    pub fn put(&self, bytes: &[u8]) -> Result<String> {
-        let sha256 = hex::encode(Sha256::digest(bytes));
-        let path = self.path_of(&sha256);
-        if !path.exists() {
-            let parent = path.parent().expect("blob paths have a parent");
-            std::fs::create_dir_all(parent)?;
-            // Written to a temporary name first, so a crash never leaves a half file under the
-            // name of a complete one.
-            let temporary = parent.join(format!(".{sha256}.partial"));
-            std::fs::write(&temporary, bytes)?;
-            std::fs::rename(&temporary, &path)?;
-        }
-        Ok(sha256)
-    }
-}
 
 /// How to import a photo.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -269,7 +227,7 @@ pub fn import_bytes(
     };
     // The record is checked before any file is written, so a refused photo leaves nothing behind.
     let changes = super::changes_of(&PHOTOS, &photo)?;
-    let errors = crate::validate::check_record(&PHOTOS, &changes, &*store);
+    let errors = store.check(&PHOTOS, &changes)?;
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
@@ -284,7 +242,7 @@ pub fn import_bytes(
 
 /// Queues a stored image for resumable upload to the platform.
 fn register_upload(store: &mut Store, media: &MediaDir, sha256: &str) -> Result<()> {
-    crate::sync::blobs::add_attachment(store, &media.path_of(sha256), "image/jpeg").map_err(crate::sync::SyncError::into_store_error)?;
+    crate::media::add_attachment(store, &media.path_of(sha256), "image/jpeg")?;
     Ok(())
 }
 
@@ -344,22 +302,10 @@ pub fn crop_square(store: &mut Store, media: &MediaDir, photo_id: &str, square: 
     let saved = listing::save_photo(store, &updated)?;
     record_thumbnail(store, &new_sha, &thumbnail)?;
     if new_sha != sha256 {
-        forget_unused_upload(store, &sha256)?;
-        forget_unused_upload(store, &old_thumbnail)?;
+        crate::media::forget_unused(store, &sha256)?;
+        crate::media::forget_unused(store, &old_thumbnail)?;
     }
     Ok(saved)
-}
-
-/// Takes an image (or a thumbnail) off the upload queue when no live photo uses it any more and its upload has
-/// not begun (a photo cropped or deleted before a sync), so a draft's superseded pictures never
-/// cost the connection anything. An upload under way or done is left as it is.
-fn forget_unused_upload(store: &Store, sha256: &str) -> Result<()> {
-    store.conn().execute(
-        "DELETE FROM attachments WHERE sha256 = ?1 AND state = 'pending_upload'
-            AND NOT EXISTS (SELECT 1 FROM photos WHERE (sha256 = ?1 OR thumb_sha256 = ?1) AND deleted = 0)",
-        [sha256],
-    )?;
-    Ok(())
 }
 
 /// Puts an owner's photos in the given order (ids first to last), in one transaction.
@@ -428,8 +374,8 @@ pub fn delete(store: &mut Store, photo_id: &str) -> Result<()> {
         }
         Ok(())
     })?;
-    forget_unused_upload(store, photo.sha256.as_deref().unwrap_or_default())?;
-    forget_unused_upload(store, photo.thumb_sha256.as_deref().unwrap_or_default())
+    crate::media::forget_unused(store, photo.sha256.as_deref().unwrap_or_default())?;
+    crate::media::forget_unused(store, photo.thumb_sha256.as_deref().unwrap_or_default())
 }
 
 /// The thumbnail of a stored image as a `data:` URL the window can show without any file access,
@@ -442,4 +388,65 @@ pub fn thumbnail_data_url(store: &Store, media: &MediaDir, sha256: &str) -> Resu
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(Error::Io(error)),
     }
+}
+
+/// A photo's upload to the platform, as its badge shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct PhotoUpload {
+    /// `pending_upload`, `uploading`, `uploaded` or `failed`; `missing` when the device has no
+    /// record of the image (it was made on another device).
+    pub state: String,
+    /// Bytes the server has acknowledged.
+    pub uploaded_bytes: i64,
+    /// The image's size in bytes.
+    pub size: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl PhotoUpload {
+    /// The upload of a photo's image as the attachments registry has it.
+    fn of(photo: &Photo, attachment: Option<Attachment>) -> Self {
+        match attachment {
+            Some(found) => PhotoUpload {
+                state: found.state,
+                uploaded_bytes: found.uploaded_bytes as i64,
+                size: found.size as i64,
+                last_error: found.last_error,
+            },
+            None => PhotoUpload { state: "missing".into(), uploaded_bytes: 0, size: photo.bytes.unwrap_or(0), last_error: None },
+        }
+    }
+}
+
+/// One photo of the strip: its record, its thumbnail and its upload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct PhotoView {
+    /// The photo's record.
+    pub photo: Photo,
+    /// The thumbnail as a `data:image/jpeg;base64,...` URL; `None` until it is on this device.
+    pub thumbnail: Option<String>,
+    /// The upload's state.
+    pub upload: PhotoUpload,
+}
+
+/// The photo strip of a listing, in order: each photo with its thumbnail as a `data:` URL and
+/// its upload's state, so the window never reads files.
+pub fn strip(store: &Store, media: &MediaDir, listing_id: &str) -> Result<Vec<PhotoView>> {
+    listing::photos_of(store, PhotoOwner::Listing, listing_id)?
+        .into_iter()
+        .map(|photo| {
+            let sha256 = photo.sha256.clone().unwrap_or_default();
+            let upload = PhotoUpload::of(&photo, crate::media::attachment(store, &sha256)?);
+            Ok(PhotoView { thumbnail: thumbnail_data_url(store, media, &sha256)?, upload, photo })
+        })
+        .collect()
+}
+
+/// The photo strip of the listing a photo belongs to.
+pub fn strip_of_photo(store: &Store, media: &MediaDir, photo_id: &str) -> Result<Vec<PhotoView>> {
+    let owner = get(store, photo_id)?.owner_id.unwrap_or_default();
+    strip(store, media, &owner)
 }

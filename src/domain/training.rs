@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::codes::{AssessmentPhase, AttendanceStatus, TrainingFormat, TrainingTopic};
-use crate::domain::household::live_ids;
+use crate::domain::household::{self, RosterQuery};
+use crate::domain::live_ids;
 use crate::domain::DeletionImpact;
 use crate::error::Result;
-use crate::record::Writer;
 use crate::schema::{self, ATTENDANCE, SKILL_ASSESSMENTS, TRAINING_SESSIONS};
 use crate::store::Store;
 
@@ -140,17 +140,6 @@ pub fn session_deletion_impact(store: &Store, id: &str) -> Result<DeletionImpact
         assessments: count("SELECT count(*) FROM skill_assessments WHERE session_id = ?1 AND deleted = 0")?,
         ..DeletionImpact::default()
     })
-}
-
-/// Tombstones a member's attendance and skill scores, inside the write that deletes the member.
-pub(crate) fn delete_member_records(writer: &mut Writer<'_>, member_id: &str) -> Result<()> {
-    for attendance in live_ids(writer.conn(), "SELECT id FROM attendance WHERE member_id = ?1 AND deleted = 0", member_id)? {
-        writer.delete(&ATTENDANCE, &attendance)?;
-    }
-    for assessment in live_ids(writer.conn(), "SELECT id FROM skill_assessments WHERE member_id = ?1 AND deleted = 0", member_id)? {
-        writer.delete(&SKILL_ASSESSMENTS, &assessment)?;
-    }
-    Ok(())
 }
 
 /// Every live session, newest first.
@@ -326,9 +315,9 @@ pub fn check_in_candidates(store: &Store, session_id: &str, village_id: Option<&
     let home = session.village_id.clone().unwrap_or_default();
     let text = text.map(str::trim).filter(|text| !text.is_empty());
     let households: Vec<String> = match text {
-        Some(text) => crate::domain::household::search(
+        Some(text) => household::search(
             store,
-            &crate::domain::household::RosterQuery { text: Some(text.to_owned()), limit: Some(50), ..Default::default() },
+            &RosterQuery { text: Some(text.to_owned()), limit: Some(50), ..Default::default() },
         )?
         .into_iter()
         .map(|entry| entry.id)
@@ -390,8 +379,8 @@ pub fn check_in_new(store: &mut Store, session_id: &str, member_ids: &[String], 
     let mut report = CheckInReport::default();
     let mut new = Vec::new();
     for member_id in member_ids {
-        let name = crate::domain::household::get_member(store, member_id)?.name.unwrap_or_default();
-        if crate::record::exists(store.conn(), ATTENDANCE.name, &schema::attendance_id(session_id, member_id)) {
+        let name = household::get_member(store, member_id)?.name.unwrap_or_default();
+        if crate::record::exists(store.conn(), ATTENDANCE.name, &schema::attendance_id(session_id, member_id))? {
             report.already.push(name);
         } else {
             new.push(member_id.clone());

@@ -1,114 +1,22 @@
-//! Photos as content-addressed blobs, uploaded resumably (tus semantics, sync-design.md section
+//! Photos as content-addressed blobs, uploaded resumably (tus semantics, docs/sync.md section
 //! 4): the server is asked first whether it has the blob; an upload's location and the bytes the
 //! server acknowledged are kept in `attachments`, so after a drop the upload resumes from the
-//! server's offset and at most one chunk is sent again.
+//! server's offset and at most one chunk is sent again. The registry of files and their upload
+//! states is [`crate::media`]'s; this module moves the bytes.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use sha2::{Digest, Sha256};
 
-use crate::domain::photo::MediaDir;
+use crate::media::MediaDir;
 use crate::store::Store;
 use crate::sync::engine::{Progress, SyncEngine, SyncReport};
 use crate::sync::error::{SyncError, SyncResult};
 
-/// The sizes of a photo's upload chunks. The first is small enough to pass a 32 kbit/s link in a
-/// few seconds; chunks then grow while they pass quickly and shrink after a slow or failed one
-/// ([`ChunkSizes::next`]), so a drop costs little on a bad link and a good link is not slowed by
-/// many small requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkSizes {
-    /// The first chunk, in bytes.
-    pub first: usize,
-    /// The smallest chunk.
-    pub min: usize,
-    /// The largest chunk.
-    pub max: usize,
-}
-
-impl Default for ChunkSizes {
-    fn default() -> Self {
-        Self { first: 32 * 1024, min: 16 * 1024, max: 1024 * 1024 }
-    }
-}
-
-/// A chunk that passes in less than this doubles the next one.
-const FAST_CHUNK: std::time::Duration = std::time::Duration::from_secs(2);
-/// A chunk that takes longer than this halves the next one.
-const SLOW_CHUNK: std::time::Duration = std::time::Duration::from_secs(8);
-
-impl ChunkSizes {
-    /// Every chunk of the same size (tests that count chunks).
-    pub fn fixed(bytes: usize) -> Self {
-        Self { first: bytes, min: bytes, max: bytes }
-    }
-
-    /// The size of the chunk after one of `sent` bytes sized `current` that took `took` (`None`:
-    /// it failed): double after a full chunk that passed fast, half after a slow or failed one,
-    /// within `min` and `max`.
-    pub fn next(&self, current: usize, sent: usize, took: Option<std::time::Duration>) -> usize {
-        let next = match took {
-            Some(took) if took < FAST_CHUNK && sent >= current => current.saturating_mul(2),
-            Some(took) if took <= SLOW_CHUNK => current,
-            _ => current / 2,
-        };
-        next.clamp(self.min, self.max.max(self.min))
-    }
-}
-
-/// The state of one attachment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Attachment {
-    /// Its SHA-256, lowercase hex.
-    pub sha256: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// `pending_upload`, `uploading`, `uploaded` or `failed`.
-    pub state: String,
-    /// Bytes the server has acknowledged.
-    pub uploaded_bytes: u64,
-    /// Why the last attempt failed.
-    pub last_error: Option<String>,
-}
-
-/// Registers a photo file (already resized and compressed) for upload and returns its SHA-256,
-/// the value a `photos` row's `sha256` field refers to. Registering the same content twice is a
-/// no-op.
-pub fn add_attachment(store: &mut Store, path: &Path, mime: &str) -> SyncResult<String> {
-    let mut file = std::fs::File::open(path).map_err(crate::Error::Io)?;
-    let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher).map_err(crate::Error::Io)?;
-    let sha256 = hex::encode(hasher.finalize());
-    store.conn.execute(
-        "INSERT INTO attachments (sha256, size, mime, local_path, state) VALUES (?1, ?2, ?3, ?4, 'pending_upload')
-         ON CONFLICT (sha256) DO NOTHING",
-        params![sha256, size as i64, mime, path.to_string_lossy()],
-    )?;
-    Ok(sha256)
-}
-
-/// The state of an attachment.
-pub fn attachment(store: &Store, sha256: &str) -> SyncResult<Option<Attachment>> {
-    Ok(store
-        .conn
-        .query_row(
-            "SELECT sha256, size, state, uploaded_bytes, last_error FROM attachments WHERE sha256 = ?1",
-            [sha256],
-            |row| {
-                Ok(Attachment {
-                    sha256: row.get(0)?,
-                    size: row.get::<_, i64>(1)? as u64,
-                    state: row.get(2)?,
-                    uploaded_bytes: row.get::<_, i64>(3)? as u64,
-                    last_error: row.get(4)?,
-                })
-            },
-        )
-        .optional()?)
-}
+pub use crate::sync::options::ChunkSizes;
 
 struct Pending {
     sha256: String,
@@ -312,33 +220,4 @@ fn mark(store: &mut Store, sha256: &str, state: &str, error: Option<&str>) -> Sy
         params![state, error, sha256],
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::ChunkSizes;
-
-    #[test]
-    fn chunks_grow_on_a_fast_link_and_shrink_after_a_slow_or_failed_chunk() {
-        let sizes = ChunkSizes::default();
-        let fast = Some(Duration::from_millis(300));
-        let mut size = sizes.first;
-        for _ in 0..10 {
-            size = sizes.next(size, size, fast);
-        }
-        assert_eq!(size, sizes.max, "a fast link reaches the largest chunk");
-        assert_eq!(sizes.next(size, size, Some(Duration::from_secs(5))), size, "a steady chunk keeps its size");
-        assert_eq!(sizes.next(size, size, Some(Duration::from_secs(20))), size / 2, "a slow chunk halves the next");
-        assert_eq!(sizes.next(size, size, None), size / 2, "a failed chunk halves the next");
-        let mut size = sizes.first;
-        for _ in 0..10 {
-            size = sizes.next(size, size, None);
-        }
-        assert_eq!(size, sizes.min, "a link that keeps failing goes down to the smallest chunk, never to nothing");
-        // The last, short chunk of a photo says nothing about the link's room for more.
-        assert_eq!(sizes.next(sizes.first, 100, fast), sizes.first);
-        assert_eq!(ChunkSizes::fixed(4096).next(4096, 4096, None), 4096);
-    }
 }

@@ -3,12 +3,11 @@
 //! and jitter on its own timer, and progress reported through a callback, never printed.
 //!
 //! The store is locked only for each short transaction, never across a network call, so the
-//! assistant keeps working while a slow sync runs.
+//! assistant keeps working while a slow sync runs. How it retries and sizes its requests is
+//! [`crate::sync::options`]; a thread that syncs on its own is [`crate::sync::background`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -16,68 +15,12 @@ use serde::Serialize;
 use crate::hlc;
 use crate::store::Store;
 use crate::sync::error::{SyncError, SyncResult, TransportError};
-use crate::sync::outbox::{self, BatchLimits};
+use crate::sync::options::SyncOptions;
+use crate::sync::outbox;
 use crate::sync::pull;
 use crate::sync::state::{self, Account};
 use crate::sync::transport::{HttpTransport, RequestMeta, Transport};
 use crate::sync::wire::{LoginRequest, RefreshRequest, SERVER_RESTORED};
-
-/// How failed syncs are retried: exponential backoff with jitter, on the engine's own timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// The first wait.
-    pub initial: Duration,
-    /// The longest wait.
-    pub max: Duration,
-    /// Give up after this many failed attempts in a row; `None` retries until stopped.
-    pub max_attempts: Option<u32>,
-}
-
-impl Default for RetryPolicy {
-    /// Never gives up while work is pending, and waits at most a minute between tries, so a
-    /// link that comes back is used within a minute without the user pressing anything.
-    fn default() -> Self {
-        Self { initial: Duration::from_secs(1), max: Duration::from_secs(60), max_attempts: None }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry number `attempt` (from 1): the doubled delay capped at `max`, of which
-    /// a random half is taken away so that many devices coming back online do not retry in step.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let doubled = self.initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let capped = doubled.min(self.max);
-        let half = capped / 2;
-        half + half.mul_f64(fastrand::f64())
-    }
-}
-
-/// The engine's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncOptions {
-    /// Rows asked for per pull page.
-    pub pull_limit: usize,
-    /// Limits of a push batch.
-    pub batch_limits: BatchLimits,
-    /// Retry of failed syncs.
-    pub retry: RetryPolicy,
-    /// Push-then-pull rounds in one sync before it stops even if edits keep arriving.
-    pub max_rounds: usize,
-    /// The sizes of photo upload chunks.
-    pub chunks: crate::sync::blobs::ChunkSizes,
-}
-
-impl Default for SyncOptions {
-    fn default() -> Self {
-        Self {
-            pull_limit: 1000,
-            batch_limits: BatchLimits::default(),
-            retry: RetryPolicy::default(),
-            max_rounds: 5,
-            chunks: crate::sync::blobs::ChunkSizes::default(),
-        }
-    }
-}
 
 /// What a sync did, summed over its attempts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -203,7 +146,7 @@ pub struct SyncEngine {
     options: SyncOptions,
     session: String,
     requests: AtomicU64,
-    media: Option<crate::domain::photo::MediaDir>,
+    media: Option<crate::media::MediaDir>,
     /// The size of the next photo chunk, learned from the link (see [`crate::sync::blobs`]).
     chunk_bytes: std::sync::atomic::AtomicUsize,
 }
@@ -249,7 +192,7 @@ impl SyncEngine {
 
     /// The same engine keeping photos in `media`: each sync then fetches the thumbnails of photos
     /// made on other devices, and [`SyncEngine::download_photo`] fetches a full image on demand.
-    pub fn with_media_dir(mut self, media: crate::domain::photo::MediaDir) -> Self {
+    pub fn with_media_dir(mut self, media: crate::media::MediaDir) -> Self {
         self.media = Some(media);
         self
     }
@@ -265,7 +208,7 @@ impl SyncEngine {
     }
 
     /// Where the engine keeps photos, if it was given a place.
-    pub fn media_dir(&self) -> Option<&crate::domain::photo::MediaDir> {
+    pub fn media_dir(&self) -> Option<&crate::media::MediaDir> {
         self.media.as_ref()
     }
 
@@ -622,97 +565,5 @@ impl SyncEngine {
                 }
             }
         }
-    }
-}
-
-enum Command {
-    SyncNow,
-    Stop,
-}
-
-/// A background thread that syncs every `interval`, at once when asked, and after failures on
-/// the retry policy's backoff, independent of new edits. Dropping it stops the thread.
-pub struct BackgroundSync {
-    commands: Sender<Command>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl BackgroundSync {
-    /// Starts the thread. `progress` receives every event, from the background thread.
-    pub fn start(
-        engine: Arc<SyncEngine>,
-        store: Arc<Mutex<Store>>,
-        interval: Duration,
-        progress: impl Fn(&Progress) + Send + 'static,
-    ) -> Self {
-        let (commands, receiver) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut wait = Duration::ZERO;
-            let mut failures = 0u32;
-            loop {
-                match receiver.recv_timeout(wait) {
-                    Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                    Ok(Command::SyncNow) | Err(RecvTimeoutError::Timeout) => {}
-                }
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                match engine.sync(&store, &progress) {
-                    Ok(_) => {
-                        failures = 0;
-                        wait = interval;
-                    }
-                    Err(error) if error.is_retryable() => {
-                        failures += 1;
-                        wait = engine.options.retry.delay(failures);
-                        progress(&Progress::Retrying {
-                            attempt: failures,
-                            wait_ms: wait.as_millis() as u64,
-                            code: error.code().to_owned(),
-                            message: error.to_string(),
-                        });
-                    }
-                    Err(error) => {
-                        // Waiting for the user (sign in again, update): try again only on the
-                        // regular interval or when asked.
-                        failures = 0;
-                        wait = interval;
-                        progress(&Progress::Failed {
-                            code: error.code().to_owned(),
-                            message_zh: error.message_zh(),
-                            message_en: error.to_string(),
-                        });
-                    }
-                }
-            }
-        });
-        Self { commands, stop, thread: Some(thread) }
-    }
-
-    /// Asks for a sync now (e.g. after the user pressed 同步 or the network came back).
-    pub fn sync_now(&self) {
-        let _ = self.commands.send(Command::SyncNow);
-    }
-
-    /// Stops the thread after its current step and waits for it.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.commands.send(Command::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for BackgroundSync {
-    fn drop(&mut self) {
-        self.shutdown();
     }
 }

@@ -98,16 +98,6 @@ impl From<serde_json::Error> for SyncError {
 }
 
 impl SyncError {
-    /// The error as the store's own, for callers that answer with [`crate::Error`] (a photo
-    /// import, a command that reads sync state): a store failure as it was, anything else as its
-    /// message.
-    pub fn into_store_error(self) -> crate::Error {
-        match self {
-            SyncError::Store(inner) => inner,
-            other => crate::Error::Io(std::io::Error::other(other.to_string())),
-        }
-    }
-
     /// A stable code for the desktop app.
     pub fn code(&self) -> &'static str {
         match self {

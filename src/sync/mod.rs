@@ -1,13 +1,15 @@
-//! Sync with the platform (sync-design.md): the wire contract shared with the server ([`wire`]),
+//! Sync with the platform (docs/sync.md): the wire contract shared with the server ([`wire`]),
 //! and the device's engine ([`SyncEngine`]) that pushes the outbox, pulls the server's changes,
 //! signs in, uploads photos and reports what happened to every edit.
 //!
 //! The engine's database work ([`outbox`], [`pull`]) is plain functions over the store, tested
 //! without a network; the network is behind the [`transport::Transport`] trait.
 
+pub mod background;
 pub mod blobs;
 pub mod engine;
 pub mod error;
+pub mod options;
 pub mod outbox;
 pub mod pull;
 pub mod state;
@@ -17,11 +19,16 @@ pub mod transport;
 pub use furrow_contract::pull as page;
 pub use furrow_contract::wire;
 
-pub use blobs::{add_attachment, attachment, Attachment};
-pub use engine::{BackgroundSync, Progress, RetryPolicy, SyncEngine, SyncOptions, SyncReport};
+pub use crate::media::{add_attachment, attachment, Attachment};
+pub use background::BackgroundSync;
+pub use engine::{Progress, SyncEngine, SyncReport};
+pub use options::{ChunkSizes, RetryPolicy, SyncOptions};
 pub use error::{SyncError, SyncResult, TransportError};
 pub use state::Account;
-pub use status::{canonical_dump, conflicts, field_clock, read_record, set_clock_offset, record_state, resolve_conflict, signed_in_account, summary, Conflict, FieldSyncState, RecordSyncState, Resolution, SyncState, SyncSummary};
+pub use status::{
+    canonical_dump, conflict_views, conflicts, field_clock, read_record, record_state, resend_edit, resolve_conflict, set_clock_offset,
+    signed_in_account, summary, Conflict, ConflictView, FieldSyncState, RecordSyncState, Resolution, SyncState, SyncSummary,
+};
 pub use transport::{HttpTransport, RequestMeta, Transport};
 
 #[cfg(test)]

@@ -4,11 +4,10 @@
 use rusqlite::params;
 
 use crate::hlc::Stamp;
-use crate::record::{RemoteField, RemoteRow};
+use crate::record::{RemoteField, RemoteRow, Writer};
 use crate::schema;
 use crate::store::Store;
 use crate::sync::error::SyncResult;
-use crate::sync::outbox::decode_node;
 use crate::sync::state;
 use crate::sync::wire::{PullResponse, SERVER_RESTORED};
 
@@ -70,7 +69,7 @@ pub fn apply_owned_page(store: &mut Store, mut page: PullResponse, scopes: Optio
         if let Some(reset) = &page.reset {
             if reset.reason == "scope_changed" {
                 if let Some(scopes) = scopes {
-                    remove_out_of_scope(writer.conn(), scopes)?;
+                    remove_out_of_scope(writer, scopes)?;
                 }
             }
             writer.conn().execute("DELETE FROM sync_snapshot_seen", [])?;
@@ -93,9 +92,11 @@ pub fn apply_owned_page(store: &mut Store, mut page: PullResponse, scopes: Optio
         }
         outcome.fields_applied += writer.apply_remote_rows(&rows)?;
         if sweeping {
-            let mut seen = writer.conn().prepare_cached("INSERT OR IGNORE INTO sync_snapshot_seen (tbl, row_id) VALUES (?1, ?2)")?;
-            for row in &page.rows {
-                seen.execute([&row.tbl, &row.id])?;
+            {
+                let mut seen = writer.conn().prepare_cached("INSERT OR IGNORE INTO sync_snapshot_seen (tbl, row_id) VALUES (?1, ?2)")?;
+                for row in &page.rows {
+                    seen.execute([&row.tbl, &row.id])?;
+                }
             }
             if resending {
                 // The greatest stamp per field, since a row changed while the snapshot pages comes
@@ -116,7 +117,7 @@ pub fn apply_owned_page(store: &mut Store, mut page: PullResponse, scopes: Optio
                 if resending {
                     outcome.fields_resent = resend_missing(writer.conn())?;
                 } else {
-                    outcome.rows_dropped = drop_unseen(writer.conn())?;
+                    outcome.rows_dropped = drop_unseen(writer)?;
                 }
             }
         }
@@ -130,20 +131,11 @@ pub fn apply_owned_page(store: &mut Store, mut page: PullResponse, scopes: Optio
     Ok(outcome)
 }
 
-/// Decodes a pulled field's node without allocating: almost every node on a page is standard
-/// base64 of 16 bytes; anything else goes through [`decode_node`], which also takes the
-/// URL-safe form and says what is wrong.
+/// Decodes a pulled field's node ([`crate::hlc::NodeId::from_base64`]): almost every node on a
+/// page is standard base64 of 16 bytes, which decodes without allocating; the URL-safe form is
+/// taken too, and anything else says what is wrong.
 fn decode_node_fast(text: &str) -> SyncResult<crate::hlc::NodeId> {
-    use base64::Engine as _;
-    let mut bytes = [0u8; 18];
-    match base64::engine::general_purpose::STANDARD.decode_slice(text, &mut bytes) {
-        Ok(16) => {
-            let mut node = [0u8; 16];
-            node.copy_from_slice(&bytes[..16]);
-            Ok(crate::hlc::NodeId(node))
-        }
-        _ => decode_node(text),
-    }
+    crate::hlc::NodeId::from_base64(text).map_err(|error| crate::sync::error::SyncError::Protocol(error.to_string()))
 }
 
 /// Starts over from a snapshot after the server refused the stored cursor as one it never issued
@@ -237,9 +229,9 @@ fn resend_missing(conn: &rusqlite::Connection) -> crate::Result<usize> {
 }
 
 /// Ends a snapshot the server asked for: drops every row it did not bring that has no unsynced
-/// change (the device never discards unsynced work), with its field clocks, and notes the
-/// households whose search documents change. Returns how many rows were dropped.
-fn drop_unseen(conn: &rusqlite::Connection) -> crate::Result<usize> {
+/// change (the device never discards unsynced work), with its field clocks, through the writer,
+/// which tells the roster search. Returns how many rows were dropped.
+fn drop_unseen(writer: &mut Writer<'_>) -> crate::Result<usize> {
     let mut dropped = 0;
     for table in schema::TABLES {
         let condition = format!(
@@ -247,35 +239,16 @@ fn drop_unseen(conn: &rusqlite::Connection) -> crate::Result<usize> {
              AND NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.tbl = '{name}' AND o.row_id = {name}.id)",
             name = table.name
         );
-        let household = match table.name {
-            "households" => Some("id"),
-            "members" => Some("household_id"),
-            _ => None,
-        };
-        if let Some(column) = household {
-            conn.execute(
-                &format!(
-                    "INSERT OR IGNORE INTO household_search_pending (household_id)
-                     SELECT {column} FROM {name} WHERE {column} IS NOT NULL AND {condition}",
-                    name = table.name
-                ),
-                [],
-            )?;
-        }
-        conn.execute(
-            &format!("DELETE FROM sync_field_clock WHERE tbl = '{name}' AND row_id IN (SELECT id FROM {name} WHERE {condition})", name = table.name),
-            [],
-        )?;
-        dropped += conn.execute(&format!("DELETE FROM {} WHERE {condition}", table.name), [])?;
+        dropped += writer.purge(table, &condition, None)?;
     }
-    conn.execute("DELETE FROM sync_snapshot_seen", [])?;
-    state::remove(conn, state::SNAPSHOT_SWEEP)?;
+    writer.conn().execute("DELETE FROM sync_snapshot_seen", [])?;
+    state::remove(writer.conn(), state::SNAPSHOT_SWEEP)?;
     Ok(dropped)
 }
 
 /// Removes rows of villages the assistant no longer works in, except rows with unsynced changes,
 /// which the device never discards.
-fn remove_out_of_scope(conn: &rusqlite::Connection, scopes: &[String]) -> crate::Result<()> {
+fn remove_out_of_scope(writer: &mut Writer<'_>, scopes: &[String]) -> crate::Result<()> {
     let list = serde_json::to_string(scopes)?;
     for table in schema::TABLES {
         let condition = format!(
@@ -283,11 +256,7 @@ fn remove_out_of_scope(conn: &rusqlite::Connection, scopes: &[String]) -> crate:
              AND NOT EXISTS (SELECT 1 FROM sync_outbox o WHERE o.tbl = '{name}' AND o.row_id = {name}.id)",
             name = table.name
         );
-        conn.execute(
-            &format!("DELETE FROM sync_field_clock WHERE tbl = '{name}' AND row_id IN (SELECT id FROM {name} WHERE {condition})", name = table.name),
-            [&list],
-        )?;
-        conn.execute(&format!("DELETE FROM {} WHERE {condition}", table.name), [&list])?;
+        writer.purge(table, &condition, Some(&list))?;
     }
     Ok(())
 }

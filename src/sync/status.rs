@@ -1,16 +1,16 @@
 //! What the desktop app shows about sync: each record's state (pending, sent, accepted,
-//! superseded, rejected with a reason), the conflicts list with its two resolutions, and a
-//! summary for the status bar. Pending and in-flight states come from `sync_outbox` alone, so
+//! superseded, rejected with a reason), the conflicts list as the window shows it with its two
+//! resolutions and the re-sending of a corrected edit, and a summary for the status bar. Pending and in-flight states come from `sync_outbox` alone, so
 //! they cannot drift from what is really queued.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::error::{Error, Result};
 use crate::hlc;
 use crate::schema;
 use crate::store::Store;
-use crate::sync::error::{SyncError, SyncResult};
 use crate::sync::state::{self, Account};
 
 /// The sync state of one field, or of a whole record (the most pressing of its fields').
@@ -56,11 +56,11 @@ pub struct RecordSyncState {
 }
 
 /// The sync state of a record.
-pub fn record_state(store: &Store, table: &str, id: &str) -> SyncResult<RecordSyncState> {
+pub fn record_state(store: &Store, table: &str, id: &str) -> Result<RecordSyncState> {
     record_state_in(&store.conn, table, id)
 }
 
-fn record_state_in(conn: &Connection, table: &str, id: &str) -> SyncResult<RecordSyncState> {
+fn record_state_in(conn: &Connection, table: &str, id: &str) -> Result<RecordSyncState> {
     let mut fields: Vec<FieldSyncState> = Vec::new();
     {
         let mut statement = conn.prepare_cached(
@@ -125,7 +125,7 @@ pub struct Conflict {
 }
 
 /// The conflicts list, newest first; only unresolved ones unless `include_resolved`.
-pub fn conflicts(store: &Store, include_resolved: bool) -> SyncResult<Vec<Conflict>> {
+pub fn conflicts(store: &Store, include_resolved: bool) -> Result<Vec<Conflict>> {
     let sql = format!(
         "SELECT id, tbl, row_id, field, local_value, remote_value, remote_actor, kind, reason, created_at, resolved_at
          FROM sync_conflicts {} ORDER BY id DESC",
@@ -167,9 +167,9 @@ pub enum Resolution {
     KeepTheirs,
 }
 
-/// Settles a conflict and marks it resolved, in one transaction.
-pub fn resolve_conflict(store: &mut Store, id: i64, resolution: Resolution) -> SyncResult<()> {
-    let conflict = store
+/// One conflict of the list, resolved or not.
+fn conflict(store: &Store, id: i64) -> Result<Conflict> {
+    store
         .conn
         .query_row(
             "SELECT id, tbl, row_id, field, local_value, remote_value, remote_actor, kind, reason, created_at, resolved_at
@@ -178,9 +178,14 @@ pub fn resolve_conflict(store: &mut Store, id: i64, resolution: Resolution) -> S
             conflict_from_row,
         )
         .optional()?
-        .ok_or_else(|| SyncError::Store(crate::Error::NotFound { table: "sync_conflicts".into(), id: id.to_string() }))?;
+        .ok_or_else(|| Error::NotFound { table: "sync_conflicts".into(), id: id.to_string() })
+}
+
+/// Settles a conflict and marks it resolved, in one transaction.
+pub fn resolve_conflict(store: &mut Store, id: i64, resolution: Resolution) -> Result<()> {
+    let conflict = conflict(store, id)?;
     let table = schema::table(&conflict.table)
-        .ok_or_else(|| SyncError::Store(crate::Error::NotFound { table: conflict.table.clone(), id: conflict.row_id.clone() }))?;
+        .ok_or_else(|| Error::NotFound { table: conflict.table.clone(), id: conflict.row_id.clone() })?;
     let now = hlc::wall_ms();
     store.write(|writer| {
         if resolution == Resolution::KeepMine && conflict.resolved_at.is_none() {
@@ -188,7 +193,7 @@ pub fn resolve_conflict(store: &mut Store, id: i64, resolution: Resolution) -> S
                 "deleted" => {
                     let deleted = conflict.local_value.as_i64() == Some(1) || conflict.local_value.as_bool() == Some(true);
                     if deleted {
-                        if crate::record::exists(writer.conn(), table.name, &conflict.row_id) {
+                        if crate::record::exists(writer.conn(), table.name, &conflict.row_id)? {
                             writer.delete(table, &conflict.row_id)?;
                         }
                     } else {
@@ -208,6 +213,95 @@ pub fn resolve_conflict(store: &mut Store, id: i64, resolution: Resolution) -> S
         Ok(())
     })?;
     Ok(())
+}
+
+/// Fixes a rejected edit and sends it again: writes `value` (the user's corrected value) to the
+/// conflict's field as a new edit through the one write path, so it is queued like any edit, and
+/// closes the conflict, in one transaction. A corrected value that fails its checks is refused
+/// with the field's error, and the conflict stays open.
+pub fn resend_edit(store: &mut Store, id: i64, value: Value) -> Result<()> {
+    let conflict = conflict(store, id)?;
+    let table = schema::table(&conflict.table)
+        .filter(|table| table.field(&conflict.field).is_some())
+        .ok_or_else(|| Error::NotFound { table: conflict.table.clone(), id: conflict.row_id.clone() })?;
+    let now = hlc::wall_ms();
+    store.write(|writer| {
+        let mut changes = Map::new();
+        changes.insert(conflict.field.clone(), value);
+        writer.save(table, Some(&conflict.row_id), changes)?;
+        // The corrected value is queued; the server's value it replaces needs nothing more.
+        writer.conn().execute("UPDATE sync_conflicts SET resolved_at = ?1 WHERE id = ?2 AND resolved_at IS NULL", params![now, id])?;
+        Ok(())
+    })
+}
+
+/// A conflict as the conflicts list shows it: both values (as JSON text), who and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ConflictView {
+    /// Its id in the list.
+    pub id: i64,
+    /// The record's table.
+    pub table: String,
+    /// The record's id.
+    pub row_id: String,
+    /// The field.
+    pub field: String,
+    /// The value this device wanted, as JSON.
+    pub local_value: String,
+    /// The value the server keeps, as JSON, if it has one.
+    pub remote_value: Option<String>,
+    /// Who wrote the server's value.
+    pub remote_actor: Option<String>,
+    /// `superseded` or `rejected`.
+    pub kind: String,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// When it was recorded (RFC 3339).
+    pub created_at: String,
+    /// A name the user knows the record by (a person's or village's name, a listing's title),
+    /// if it has one.
+    pub record_name: Option<String>,
+    /// The household the record belongs to (the record itself for a household), so the list
+    /// can open its page.
+    pub household_id: Option<String>,
+    /// The value the device holds for the field now, as JSON.
+    pub current_value: Option<String>,
+}
+
+/// The fields a record is known by, in order of preference.
+const NAME_FIELDS: [&str; 4] = ["name", "head_name", "title", "summary"];
+
+/// The unresolved conflicts, newest first, each with the record's name, its household and the
+/// value the device holds now.
+pub fn conflict_views(store: &Store) -> Result<Vec<ConflictView>> {
+    let conflicts = conflicts(store, false)?;
+    let mut views = Vec::with_capacity(conflicts.len());
+    for conflict in conflicts {
+        let row = read_record(store, &conflict.table, &conflict.row_id)?;
+        let field_value = |name: &str| row.as_ref().and_then(|row| row.fields.get(name)).filter(|value| !value.is_null());
+        let record_name = NAME_FIELDS.iter().find_map(|name| field_value(name).and_then(|value| value.as_str()).map(str::to_owned));
+        let household_id = match conflict.table.as_str() {
+            "households" => Some(conflict.row_id.clone()),
+            _ => field_value("household_id").and_then(|value| value.as_str()).map(str::to_owned),
+        };
+        views.push(ConflictView {
+            current_value: field_value(&conflict.field).map(|value| value.to_string()),
+            record_name,
+            household_id,
+            id: conflict.id,
+            table: conflict.table,
+            row_id: conflict.row_id,
+            field: conflict.field,
+            local_value: conflict.local_value.to_string(),
+            remote_value: conflict.remote_value.map(|value| value.to_string()),
+            remote_actor: conflict.remote_actor,
+            kind: conflict.kind,
+            reason: conflict.reason,
+            created_at: chrono::DateTime::from_timestamp_millis(conflict.created_at).map(|time| time.to_rfc3339()).unwrap_or_default(),
+        });
+    }
+    Ok(views)
 }
 
 /// The status bar's view of sync.
@@ -230,7 +324,7 @@ pub struct SyncSummary {
 }
 
 /// The summary of sync for the status bar.
-pub fn summary(store: &Store) -> SyncResult<SyncSummary> {
+pub fn summary(store: &Store) -> Result<SyncSummary> {
     let conn = &store.conn;
     let (pending, in_flight): (i64, i64) = conn.query_row(
         "SELECT coalesce(sum(batch_id IS NULL), 0), coalesce(sum(batch_id IS NOT NULL), 0) FROM sync_outbox",
@@ -250,14 +344,14 @@ pub fn summary(store: &Store) -> SyncResult<SyncSummary> {
 }
 
 /// The account this device signed in with, kept while offline; `None` before the first sign-in.
-pub fn signed_in_account(store: &Store) -> SyncResult<Option<Account>> {
+pub fn signed_in_account(store: &Store) -> Result<Option<Account>> {
     Ok(state::account(&store.conn)?)
 }
 
 /// A canonical text dump of the synced data: every row of every synced table (values, scope,
 /// tombstone) with the clock of each field, one line per row in table and id order. Two stores
 /// that have converged have equal dumps; `scopes` limits it to those villages.
-pub fn canonical_dump(store: &Store, scopes: Option<&[String]>) -> SyncResult<String> {
+pub fn canonical_dump(store: &Store, scopes: Option<&[String]>) -> Result<String> {
     let conn = &store.conn;
     let mut out = String::new();
     let mut clocks = conn.prepare_cached("SELECT field, hlc, hex(node) FROM sync_field_clock WHERE tbl = ?1 AND row_id = ?2 ORDER BY field")?;
@@ -291,20 +385,20 @@ pub fn canonical_dump(store: &Store, scopes: Option<&[String]>) -> SyncResult<St
 
 /// A synced record as the device holds it (live or tombstoned), for views that show a record
 /// next to its sync state.
-pub fn read_record(store: &Store, table: &str, id: &str) -> SyncResult<Option<crate::record::Row>> {
+pub fn read_record(store: &Store, table: &str, id: &str) -> Result<Option<crate::record::Row>> {
     let Some(spec) = schema::table(table) else { return Ok(None) };
     Ok(crate::record::read_row(&store.conn, spec, id)?)
 }
 
 /// The stamp of a field as the device holds it: `(hlc, node)`.
-pub fn field_clock(store: &Store, table: &str, id: &str, field: &str) -> SyncResult<Option<crate::hlc::Stamp>> {
+pub fn field_clock(store: &Store, table: &str, id: &str, field: &str) -> Result<Option<crate::hlc::Stamp>> {
     Ok(crate::record::field_stamp(&store.conn, table, id, field)?)
 }
 
 /// Sets the device's clock correction in milliseconds (kept in the store). Sync sets it from the
 /// server's time by itself; this is for a settings screen and for tests that make a device's
 /// clock wrong by days.
-pub fn set_clock_offset(store: &mut Store, offset_ms: i64) -> SyncResult<()> {
+pub fn set_clock_offset(store: &mut Store, offset_ms: i64) -> Result<()> {
     store.clock.offset_ms = offset_ms;
     state::set(&store.conn, state::CLOCK_OFFSET_MS, offset_ms)?;
     Ok(())

@@ -1,11 +1,12 @@
 //! The engine's rules on in-memory stores, over a small in-memory server that follows the push
-//! and pull algorithms of sync-design.md section 4 and can inject the faults a slow link causes.
+//! and pull algorithms of docs/sync.md section 4 and can inject the faults a slow link causes.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use furrow_contract::merge::{decide, Rule, Verdict};
 use serde_json::{json, Map, Value};
 
 use super::error::TransportError;
@@ -14,7 +15,7 @@ use super::transport::{RequestMeta, Transport};
 use super::wire::*;
 use super::*;
 use crate::hlc::{self, NodeId, Stamp};
-use crate::schema::{self, Policy};
+use crate::schema;
 use crate::sync::page::{page_fields, Positions};
 use crate::store::Store;
 
@@ -121,7 +122,7 @@ impl FakeServer {
         if request.changes.iter().any(|change| hlc::physical_ms(change.hlc) > now + 10 * 60 * 1000) {
             return Err(Self::status(409, "clock_ahead", Some(now)));
         }
-        let node = NodeId(*uuid::Uuid::parse_str(&request.client_id).unwrap().as_bytes());
+        let node = NodeId::from_client_id(&request.client_id).unwrap();
         let mut last = *inner.clients.get(&request.client_id).unwrap_or(&0);
         // A change the server does not hold under a sequence number it already applied.
         let reused = request.changes.iter().take_while(|change| change.seq <= last).any(|change| {
@@ -141,30 +142,21 @@ impl FakeServer {
             let current = |stored: &(Value, Stamp, i64)| CurrentValue {
                 value: stored.0.clone(),
                 hlc: stored.1.hlc,
-                node: Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, stored.1.node.0)),
+                node: Some(stored.1.node.to_base64()),
                 actor: Some("platform".into()),
             };
-            let policy = schema::table(&change.tbl).and_then(|table| table.field(&change.field)).map(|field| field.policy);
             let mut result =
                 ChangeResult { change_id: change.change_id.clone(), status: "applied".into(), reason: None, message: None, current: None };
             if change.seq <= last {
                 results.push(result);
                 continue;
             }
-            if policy == Some(Policy::ServerOnly) {
-                result.status = "rejected".into();
-                result.reason = Some("server_only".into());
-                result.current = stored.as_ref().map(current);
-            } else if stored.as_ref().is_some_and(|stored| stored.1 == stamp) {
-                // Re-delivery of a change already applied.
-            } else if stored.as_ref().is_none_or(|stored| stamp > stored.1) {
-                let stale = policy == Some(Policy::RejectIfStale)
-                    && stored.as_ref().is_some_and(|stored| change.base_hlc != Some(stored.1.hlc));
-                if stale {
-                    result.status = "rejected".into();
-                    result.reason = Some("stale_base".into());
-                    result.current = stored.as_ref().map(current);
-                } else {
+            let rule = schema::table(&change.tbl).map_or(Rule::LastWriterWins, |table| Rule::of(table, &change.field));
+            let verdict = decide(stored.as_ref().map(|stored| stored.1), stamp, rule, change.base_hlc);
+            result.status = verdict.status().into();
+            result.reason = verdict.reason().map(Into::into);
+            match verdict {
+                Verdict::Apply => {
                     inner.seq += 1;
                     let seq = inner.seq;
                     inner.fields.insert(key.clone(), (change.value.clone(), stamp, seq));
@@ -173,9 +165,9 @@ impl FakeServer {
                     }
                     *inner.applied_change_ids.entry(change.change_id.clone()).or_default() += 1;
                 }
-            } else {
-                result.status = "superseded".into();
-                result.current = stored.as_ref().map(current);
+                // Re-delivery of a change already applied.
+                Verdict::AlreadyApplied => {}
+                _ => result.current = stored.as_ref().map(current),
             }
             results.push(result);
             last = last.max(change.seq);
@@ -199,7 +191,7 @@ impl FakeServer {
         };
         let mut rows: BTreeMap<(String, String), (i64, Vec<(String, i64, PulledField)>)> = BTreeMap::new();
         for ((tbl, id, field), (value, stamp, seq)) in &inner.fields {
-            let node = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, stamp.node.0);
+            let node = stamp.node.to_base64();
             let entry = rows.entry((tbl.clone(), id.clone())).or_default();
             entry.0 = entry.0.max(*seq);
             entry.1.push((field.clone(), *seq, (value.clone(), stamp.hlc, node)));

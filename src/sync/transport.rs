@@ -1,5 +1,5 @@
 //! How the engine reaches the server: the [`Transport`] trait, one method per endpoint of the HTTP
-//! contract (sync-design.md sections 4 and 10), and [`HttpTransport`], its implementation over
+//! contract (docs/sync.md sections 4 and 10), and [`HttpTransport`], its implementation over
 //! HTTP. The engine's rules are tested over other implementations of the same trait.
 
 use std::time::Duration;

@@ -68,8 +68,6 @@ fn day_over(link: Option<Link>, seed: u64, photo_bytes: usize) -> Outcome {
             .expect("the photo row is saved");
         photos.push(sha);
     }
-    let changes = laptop.pending();
-
     proxy.reset_traffic();
     proxy.set_link(link, seed);
     let started = Instant::now();
@@ -98,7 +96,6 @@ fn day_over(link: Option<Link>, seed: u64, photo_bytes: usize) -> Outcome {
     let blobs = server.query_count("SELECT count(*) FROM blobs");
     let duplicated =
         server.query_count("SELECT count(*) FROM (SELECT change_id FROM sync_changes GROUP BY change_id HAVING count(*) > 1) AS duplicated");
-    let _ = changes;
     Outcome {
         text: text.get().unwrap_or(outcome),
         everything: outcome,

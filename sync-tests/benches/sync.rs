@@ -1,4 +1,4 @@
-//! The sync benchmark (sync-design.md section 12), printing figures: a new device's initial sync
+//! The sync benchmark (docs/sync.md section 12), printing figures: a new device's initial sync
 //! of 100k rows of a history where a tenth of the rows were edited after every row was created,
 //! so those rows are first met on later pages (rows per second, and the device's peak memory,
 //! measured in a child process so the server's memory is not counted; the child then checks a

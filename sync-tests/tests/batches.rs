@@ -14,17 +14,17 @@ use furrow::domain::{listing_rules, training};
 use furrow::schema;
 use furrow::sync::outbox::BatchLimits;
 use furrow::sync::{SyncEngine, SyncOptions};
-use furrow_sync_tests::{household_fields, on_both_backends, test_options, Backend, Device, TestServer};
+use furrow_sync_tests::{
+    household_fields, on_both_backends, signed_in, test_options, Backend, Device, OneVillage, TestServer, ASSISTANT, ASSISTANT_PASSWORD,
+};
 use serde_json::json;
-
-const V1: &str = "530102001001";
 
 /// A device signed in to `server` that pushes batches of at most `max_changes` changes.
 fn device_with_batches_of(server: &TestServer, max_changes: usize) -> Device {
     let mut device = Device::new(&server.url);
     let options = SyncOptions { batch_limits: BatchLimits { max_changes, ..BatchLimits::default() }, ..test_options() };
     device.engine = SyncEngine::new(&server.url).expect("an engine").with_options(options);
-    device.login("lihua", "li-password-1");
+    device.login(ASSISTANT, ASSISTANT_PASSWORD);
     device
 }
 
@@ -160,9 +160,7 @@ fn a_day_offline(device: &Device, village: &str) -> i64 {
 }
 
 fn a_days_work_pushed_in_small_batches_arrives_whole(backend: Backend, max_changes: usize) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(V1, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[V1]);
+    let OneVillage { server, village } = OneVillage::start(backend);
     let laptop = device_with_batches_of(&server, max_changes);
     laptop.sync().expect("the first sync");
     let queued = a_day_offline(&laptop, &village);
@@ -204,11 +202,8 @@ fn last_acked_seq(device: &Device) -> i64 {
 /// the new changes for old ones; the device renumbers its queue above the server's last applied
 /// sequence number and sends it again, and nothing is lost.
 fn a_device_restored_from_an_old_copy_renumbers_and_loses_nothing(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(V1, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[V1]);
-    let laptop = Device::new(&server.url);
-    laptop.login("lihua", "li-password-1");
+    let OneVillage { server, village } = OneVillage::start(backend);
+    let laptop = signed_in(&server.url);
     laptop.sync().expect("the first sync");
 
     // Monday: a household is queued, and a copy of the device's data is taken before it is sent.
@@ -229,7 +224,7 @@ fn a_device_restored_from_an_old_copy_renumbers_and_loses_nothing(backend: Backe
 
     // The laptop's data is restored from Monday's copy, and Wednesday's work is done on it.
     let restored = Device::open(&copy, &server.url);
-    restored.login("lihua", "li-password-1");
+    restored.login(ASSISTANT, ASSISTANT_PASSWORD);
     let wednesday = restored.save(&schema::HOUSEHOLDS, None, household_fields(&village, "周三")).expect("the household saves");
     restored.save(&schema::HOUSEHOLDS, Some(&monday), json!({ "notes": "周三回访" })).expect("Monday's household is edited");
     let report = restored.sync_until_idle().expect("the restored device syncs");
@@ -254,8 +249,7 @@ fn a_device_restored_from_an_old_copy_renumbers_and_loses_nothing(backend: Backe
     for household in &tuesday {
         assert_eq!(restored.field(&schema::HOUSEHOLDS, household, "head_name").map(|name| name.is_string()), Some(true));
     }
-    let fresh = Device::new(&server.url);
-    fresh.login("lihua", "li-password-1");
+    let fresh = signed_in(&server.url);
     fresh.sync_until_idle().expect("a fresh device's first sync");
     assert_eq!(fresh.dump(), restored.dump());
 }

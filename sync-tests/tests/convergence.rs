@@ -1,4 +1,4 @@
-//! The randomized convergence test of sync-design.md section 9, against the real server through
+//! The randomized convergence test of docs/sync.md section 9, against the real server through
 //! the fault-injecting proxy. Each seed builds a small world (one assistant with two laptops, a
 //! second assistant in another village, the platform moderating listings), makes random edits,
 //! deletes, moves between villages, clock jumps and syncs while the link drops and duplicates

@@ -16,10 +16,8 @@ use furrow::schema;
 use furrow::sync::{Progress, SyncReport};
 use furrow_server::store::{self, Param};
 use furrow_server::Storage;
-use furrow_sync_tests::{household_fields, on_both_backends, Backend, Device, TestServer};
+use furrow_sync_tests::{household_fields, on_both_backends, signed_in, Backend, Device, OneVillage, TestServer};
 use serde_json::json;
-
-const V1: &str = "530102001001";
 
 /// What `furrow-server new-epoch` does, run on a second handle to the server's storage as the
 /// operator command would be.
@@ -79,13 +77,9 @@ fn acknowledged_commits_wait_for_the_disk(backend: Backend) {
 }
 
 fn a_power_cut_after_an_acknowledged_push_loses_nothing(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(V1, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[V1]);
-    let laptop = Device::new(&server.url);
-    let tablet = Device::new(&server.url);
-    laptop.login("lihua", "li-password-1");
-    tablet.login("lihua", "li-password-1");
+    let OneVillage { server, village } = OneVillage::start(backend);
+    let laptop = signed_in(&server.url);
+    let tablet = signed_in(&server.url);
     laptop.sync_until_idle().expect("the laptop's first sync");
     tablet.sync_until_idle().expect("the tablet's first sync");
 
@@ -118,8 +112,7 @@ fn a_power_cut_after_an_acknowledged_push_loses_nothing(backend: Backend) {
         assert_eq!(laptop.field(&schema::HOUSEHOLDS, id, "head_name"), Some(json!(head)), "kept on the laptop");
         assert_eq!(tablet.field(&schema::HOUSEHOLDS, id, "head_name"), Some(json!(head)), "arrived on the tablet");
     }
-    let fresh = Device::new(&server.url);
-    fresh.login("lihua", "li-password-1");
+    let fresh = signed_in(&server.url);
     fresh.sync_until_idle().expect("a fresh device's sync");
     assert_eq!(fresh.dump(), laptop.dump(), "the server holds what the laptop holds, stamps included");
     assert_eq!(fresh.dump(), tablet.dump());
@@ -128,13 +121,9 @@ fn a_power_cut_after_an_acknowledged_push_loses_nothing(backend: Backend) {
 }
 
 fn a_server_restored_from_a_backup_gets_back_everything_the_devices_held(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(V1, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[V1]);
-    let laptop = Device::new(&server.url);
-    let tablet = Device::new(&server.url);
-    laptop.login("lihua", "li-password-1");
-    tablet.login("lihua", "li-password-1");
+    let OneVillage { server, village } = OneVillage::start(backend);
+    let laptop = signed_in(&server.url);
+    let tablet = signed_in(&server.url);
     laptop.sync_until_idle().expect("the laptop's first sync");
     tablet.sync_until_idle().expect("the tablet's first sync");
     let household = |device: &Device, head: &str| device.save(&schema::HOUSEHOLDS, None, household_fields(&village, head)).expect("a household saves");
@@ -198,8 +187,7 @@ fn a_server_restored_from_a_backup_gets_back_everything_the_devices_held(backend
 
     // Nothing any device held is lost, and every stamp is the original one: the tablet holds what
     // it held, the laptop holds the same, and so does the server, as a fresh device sees it.
-    let fresh = Device::new(&server.url);
-    fresh.login("lihua", "li-password-1");
+    let fresh = signed_in(&server.url);
     fresh.sync_until_idle().expect("a fresh device's sync");
     assert_eq!(tablet.dump(), tablet_before, "the tablet kept everything as it was");
     assert_eq!(fresh.dump(), tablet.dump(), "the server holds what the tablet holds");
@@ -226,11 +214,8 @@ fn a_server_restored_from_a_backup_gets_back_everything_the_devices_held(backend
 }
 
 fn a_cursor_the_server_refuses_makes_the_device_resend_instead_of_retrying_forever(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(V1, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[V1]);
-    let laptop = Device::new(&server.url);
-    laptop.login("lihua", "li-password-1");
+    let OneVillage { server, village } = OneVillage::start(backend);
+    let laptop = signed_in(&server.url);
     laptop.sync_until_idle().expect("the laptop's first sync");
     let (server, before_push) = server.copy_database();
     let id = laptop.save(&schema::HOUSEHOLDS, None, household_fields(&village, "褚一")).expect("a household saves");

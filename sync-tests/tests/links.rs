@@ -7,15 +7,15 @@ use furrow::schema;
 use furrow::sync::blobs::ChunkSizes;
 use furrow::sync::{self, SyncEngine, SyncOptions};
 use furrow_sync_tests::proxy::{Fault, FaultProxy, Link};
-use furrow_sync_tests::{household_fields, new_listing, on_both_backends, test_options, Backend, Device, TestServer};
+use furrow_sync_tests::{
+    household_fields, new_listing, on_both_backends, test_options, wait_for, Backend, Device, OneVillage, ASSISTANT, ASSISTANT_PASSWORD, PATIENCE,
+};
 use serde_json::json;
-
-const VILLAGE: &str = "530102001001";
 
 fn device_through(proxy: &FaultProxy, options: SyncOptions) -> Device {
     let mut device = Device::new(&proxy.url);
     device.engine = SyncEngine::new(&proxy.url).expect("an engine").with_options(options);
-    device.login("lihua", "li-password-1");
+    device.login(ASSISTANT, ASSISTANT_PASSWORD);
     device
 }
 
@@ -29,9 +29,7 @@ fn photo(dir: &std::path::Path, size: usize, seed: u64) -> std::path::PathBuf {
 }
 
 fn text_first_over_a_slow_dropping_link_while_a_photo_cannot_upload(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(VILLAGE, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[VILLAGE]);
+    let OneVillage { server, village } = OneVillage::start(backend);
     let proxy = FaultProxy::start(server.address);
     let laptop = device_through(&proxy, test_options());
     laptop.sync().expect("the first sync on a clean link");
@@ -72,7 +70,7 @@ fn text_first_over_a_slow_dropping_link_while_a_photo_cannot_upload(backend: Bac
     assert_eq!(sync::attachment(&laptop.store(), &sha).expect("the state reads").expect("an attachment").state, "uploading");
     // Everything but the photo's bytes is on the server: a second device sees the day.
     let office = Device::new(&server.url);
-    office.login("lihua", "li-password-1");
+    office.login(ASSISTANT, ASSISTANT_PASSWORD);
     office.sync().expect("the office syncs");
     for household in &households {
         assert!(office.field(&schema::HOUSEHOLDS, household, "head_name").is_some(), "household {household} arrived");
@@ -98,9 +96,7 @@ fn text_first_over_a_slow_dropping_link_while_a_photo_cannot_upload(backend: Bac
 }
 
 fn a_chunk_cut_mid_body_costs_only_the_bytes_in_flight(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    server.add_village(VILLAGE, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[VILLAGE]);
+    let OneVillage { server, .. } = OneVillage::start(backend);
     let proxy = FaultProxy::start(server.address);
     let chunk = 256 * 1024;
     let laptop = device_through(&proxy, SyncOptions { chunks: ChunkSizes::fixed(chunk), ..test_options() });
@@ -114,14 +110,8 @@ fn a_chunk_cut_mid_body_costs_only_the_bytes_in_flight(backend: Backend) {
     assert!(laptop.sync().is_err(), "the cut chunk fails the attempt");
     // The server notices the cut body on its own time; the device only learns of it later, when
     // it asks where the upload stands.
-    let mut held = 0;
-    for _ in 0..200 {
-        held = server.query_count("SELECT coalesce(max(upload_offset), 0) FROM uploads") as usize;
-        if held > 0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let held_by_server = || server.query_count("SELECT coalesce(max(upload_offset), 0) FROM uploads") as usize;
+    let held = wait_for(PATIENCE, || Some(held_by_server()).filter(|held| *held > 0)).unwrap_or_else(held_by_server);
     assert_eq!(held, chunk / 2, "the server kept the half of the chunk that arrived");
 
     laptop.sync().expect("the upload resumes");

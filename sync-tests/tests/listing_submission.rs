@@ -7,10 +7,8 @@ use furrow::domain::listing::{self, Listing, Photo, Product};
 use furrow::domain::listing_rules;
 use furrow::schema;
 use furrow_sync_tests::proxy::{Fault, FaultProxy};
-use furrow_sync_tests::{household_fields, on_both_backends, Backend, Device, TestServer, ADMIN_TOKEN};
+use furrow_sync_tests::{household_fields, on_both_backends, signed_in, Backend, Device, OneVillage, TestServer, ADMIN_TOKEN};
 use serde_json::{json, Value};
-
-const V1: &str = "530102001001";
 
 /// A listing that passes every rule of its platform, with a square main image and a carousel
 /// image, saved as a draft on the device; returns its id.
@@ -81,12 +79,9 @@ fn moderation_written_at(server: &TestServer, listing: &str) -> i64 {
 }
 
 fn a_listing_submitted_twice_and_retried_after_a_drop_is_one_submission(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(V1, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[V1]);
+    let OneVillage { server, village } = OneVillage::start(backend);
     let proxy = FaultProxy::start(server.address);
-    let laptop = Device::new(&proxy.url);
-    laptop.login("lihua", "li-password-1");
+    let laptop = signed_in(&proxy.url);
     laptop.sync().expect("the first sync");
 
     // Offline: a household, and a listing drafted and submitted twice.
@@ -128,8 +123,7 @@ fn a_listing_submitted_twice_and_retried_after_a_drop_is_one_submission(backend:
     assert_eq!(proxy.injected(Fault::Duplicate), 1);
     listing_rules::submit(&mut laptop.store(), &listing).expect("a third submit");
     laptop.sync_until_idle().expect("a sync");
-    let tablet = Device::new(&server.url);
-    tablet.login("lihua", "li-password-1");
+    let tablet = signed_in(&server.url);
     tablet.sync_until_idle().expect("the tablet's first sync");
     assert_eq!(tablet.field(&schema::LISTINGS, &listing, "submission_key"), Some(json!(key)));
     tablet.save(&schema::LISTINGS, Some(&listing), json!({ "stock_qty": 120 })).expect("the tablet edits the stock");
@@ -160,11 +154,8 @@ fn a_listing_submitted_twice_and_retried_after_a_drop_is_one_submission(backend:
 }
 
 fn a_listing_missing_what_it_requires_is_refused_whole_and_kept_on_the_device(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(V1, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[V1]);
-    let laptop = Device::new(&server.url);
-    laptop.login("lihua", "li-password-1");
+    let OneVillage { server, village } = OneVillage::start(backend);
+    let laptop = signed_in(&server.url);
     laptop.sync().expect("the first sync");
     let listing = draft_listing(&laptop, &village);
     laptop.sync_until_idle().expect("the draft is pushed");
@@ -173,8 +164,7 @@ fn a_listing_missing_what_it_requires_is_refused_whole_and_kept_on_the_device(ba
     // and records no submission, while the device keeps its value and lists the conflict.
     let product = laptop.field(&schema::LISTINGS, &listing, "product_id").and_then(|value| value.as_str().map(str::to_owned));
     let product = product.expect("the listing's product");
-    let tablet = Device::new(&server.url);
-    tablet.login("lihua", "li-password-1");
+    let tablet = signed_in(&server.url);
     tablet.sync_until_idle().expect("the tablet's first sync");
     tablet.delete(&schema::PRODUCTS, &product).expect("the tablet deletes the product");
     tablet.sync_until_idle().expect("the tablet's sync");

@@ -10,10 +10,8 @@ use furrow::domain::photo::{self, ImportOptions, MediaDir};
 use furrow::schema;
 use furrow::sync::SyncEngine;
 use furrow_sync_tests::proxy::{Fault, FaultProxy};
-use furrow_sync_tests::{household_fields, on_both_backends, test_options, Backend, Device, TestServer};
+use furrow_sync_tests::{household_fields, on_both_backends, test_options, Backend, Device, OneVillage, ASSISTANT, ASSISTANT_PASSWORD};
 use sha2::{Digest, Sha256};
-
-const V1: &str = "530102001001";
 
 /// A real photo as a camera makes it: 3000 x 2000 pixels of a gradient with grain, as a JPEG.
 fn camera_photo(path: &std::path::Path, seed: u64) {
@@ -38,15 +36,13 @@ fn sha256_of(path: &std::path::Path) -> String {
 }
 
 fn thumbnails_come_with_the_sync_and_a_full_image_resumes_after_a_drop(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(V1, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[V1]);
+    let OneVillage { server, village } = OneVillage::start(backend);
     let files = tempfile::tempdir().unwrap();
     let laptop_media = files.path().join("laptop-media");
     let tablet_media = files.path().join("tablet-media");
 
     let laptop = device_with_media(&server.url, &laptop_media);
-    laptop.login("lihua", "li-password-1");
+    laptop.login(ASSISTANT, ASSISTANT_PASSWORD);
     laptop.sync().expect("the laptop's first sync");
     let household = laptop.save(&schema::HOUSEHOLDS, None, household_fields(&village, "王大山")).expect("the household saves");
     let mut photos = Vec::new();
@@ -69,7 +65,7 @@ fn thumbnails_come_with_the_sync_and_a_full_image_resumes_after_a_drop(backend: 
 
     let proxy = FaultProxy::start(server.address);
     let tablet = device_with_media(&proxy.url, &tablet_media);
-    tablet.login("lihua", "li-password-1");
+    tablet.login(ASSISTANT, ASSISTANT_PASSWORD);
     let report = tablet.sync().expect("the tablet's first sync");
     assert_eq!(report.downloads, 2, "the two thumbnails come with the sync");
     let media = MediaDir::new(&tablet_media);
@@ -121,12 +117,10 @@ fn thumbnails_come_with_the_sync_and_a_full_image_resumes_after_a_drop(backend: 
 }
 
 fn a_damaged_download_is_refused_and_fetched_again_whole(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(V1, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[V1]);
+    let OneVillage { server, village } = OneVillage::start(backend);
     let files = tempfile::tempdir().unwrap();
     let laptop = device_with_media(&server.url, &files.path().join("laptop-media"));
-    laptop.login("lihua", "li-password-1");
+    laptop.login(ASSISTANT, ASSISTANT_PASSWORD);
     laptop.sync().expect("the laptop's first sync");
     let household = laptop.save(&schema::HOUSEHOLDS, None, household_fields(&village, "王大山")).expect("the household saves");
     let file = files.path().join("orchard.jpg");
@@ -138,7 +132,7 @@ fn a_damaged_download_is_refused_and_fetched_again_whole(backend: Backend) {
 
     let tablet_media = files.path().join("tablet-media");
     let tablet = device_with_media(&server.url, &tablet_media);
-    tablet.login("lihua", "li-password-1");
+    tablet.login(ASSISTANT, ASSISTANT_PASSWORD);
     tablet.sync().expect("the tablet syncs");
     let media = MediaDir::new(&tablet_media);
     let image = imported.sha256.unwrap();

@@ -8,10 +8,8 @@ use std::sync::Mutex;
 use furrow::schema;
 use furrow::sync::Progress;
 use furrow_server::store::{self, Prune};
-use furrow_sync_tests::{household_fields, on_both_backends, Backend, Device, TestServer};
+use furrow_sync_tests::{household_fields, on_both_backends, signed_in, Backend, OneVillage, TestServer};
 use serde_json::json;
-
-const V1: &str = "530102001001";
 
 /// What `furrow-server prune` does, with a horizon of now instead of 180 days ago (the command
 /// keeps at least 180 days; the library function used here has no minimum), run on a second
@@ -24,13 +22,9 @@ fn prune_everything_deleted_so_far(server: &TestServer) -> Prune {
 }
 
 fn a_device_offline_past_the_horizon_re_snapshots_keeps_its_outbox_and_no_deleted_row_returns(backend: Backend) {
-    let server = TestServer::start_on(backend);
-    let village = server.add_village(V1, "小河村");
-    server.add_assistant("lihua", "li-password-1", &[V1]);
-    let laptop = Device::new(&server.url);
-    let tablet = Device::new(&server.url);
-    laptop.login("lihua", "li-password-1");
-    tablet.login("lihua", "li-password-1");
+    let OneVillage { server, village } = OneVillage::start(backend);
+    let laptop = signed_in(&server.url);
+    let tablet = signed_in(&server.url);
     laptop.sync().expect("the laptop's first sync");
     let gone = laptop.save(&schema::HOUSEHOLDS, None, household_fields(&village, "张三")).expect("a household saves");
     let kept = laptop.save(&schema::HOUSEHOLDS, None, household_fields(&village, "李四")).expect("a household saves");
@@ -71,8 +65,7 @@ fn a_device_offline_past_the_horizon_re_snapshots_keeps_its_outbox_and_no_delete
     assert_eq!(again.resets, 0, "the reset happens once");
 
     // The outbox reached the server: the phone, the edit made during the reset, the new row.
-    let fresh = Device::new(&server.url);
-    fresh.login("lihua", "li-password-1");
+    let fresh = signed_in(&server.url);
     fresh.sync_until_idle().expect("a fresh device's sync");
     tablet.sync_until_idle().expect("the tablet's sync");
     for device in [&fresh, &tablet] {

@@ -1,14 +1,19 @@
 //! Fixtures shared by the core's integration tests: a store in its own temporary directory (a
-//! real SQLite file), a few records to hang others on, and a fingerprint of everything stored so
-//! a test can prove that a refused write left the database unchanged.
+//! real SQLite file), a few records to hang others on, fields arriving as a sync brings them,
+//! and a fingerprint of everything stored so a test can prove that a refused write left the
+//! database unchanged.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
-use furrow::codes::{HouseholdAttribute, PovertyStatus, RelationToHead, Sex};
+use furrow::codes::{HouseholdAttribute, ListingStatus, Platform, PovertyStatus, ProductCategory, RelationToHead, SaleUnit, Sex, Storage};
 use furrow::domain::household::{self, Household, Member};
+use furrow::domain::listing::{self, Listing, Product};
 use furrow::domain::village::{self, Village};
+use furrow::hlc::{pack, wall_ms, NodeId, Stamp};
+use furrow::record::RemoteField;
+use furrow::schema::TableSpec;
 use furrow::{OpenOptions, Store};
 use sha2::{Digest, Sha256};
 
@@ -82,6 +87,49 @@ impl Fixture {
         };
         household::save_member(&mut self.store, &member).expect("member saved").id.unwrap()
     }
+
+    /// A draft listing of walnuts from 高坡村, a new village, complete but for its photos;
+    /// returns its id.
+    pub fn draft_listing(&mut self) -> String {
+        let village = self.village("522633101001", "高坡村");
+        let product = listing::save_product(
+            &mut self.store,
+            &Product { village_id: Some(village), name: Some("薄皮核桃".into()), category: Some(ProductCategory::Nuts), ..Product::default() },
+        )
+        .unwrap();
+        let draft = listing::save_listing(
+            &mut self.store,
+            &Listing {
+                product_id: product.id,
+                platform: Some(Platform::Taobao),
+                title: Some("高坡村薄皮核桃 500g".into()),
+                description: Some("高坡村农户种植的薄皮核桃，当年新货，皮薄易剥，果仁饱满香脆。".repeat(2)),
+                category: Some(ProductCategory::Nuts),
+                price_fen: Some(3_990),
+                unit: Some(SaleUnit::Jin),
+                stock_qty: Some(200),
+                shelf_life_days: Some(180),
+                storage: Some(Storage::CoolDry),
+                production_date: Some("2024-10-01".into()),
+                status: Some(ListingStatus::Draft),
+                ..Listing::default()
+            },
+        )
+        .unwrap();
+        draft.id.unwrap()
+    }
+
+    /// Applies fields of a row of `table` as a sync brings them, all under `stamp`.
+    pub fn apply_remote(&mut self, table: &'static TableSpec, id: &str, stamp: Stamp, fields: &[(&str, serde_json::Value)]) {
+        let fields: Vec<RemoteField> =
+            fields.iter().map(|(field, value)| RemoteField { field: (*field).into(), value: value.clone(), stamp }).collect();
+        self.store.write(|writer| writer.apply_remote(table, id, &fields)).unwrap();
+    }
+}
+
+/// The stamp of another device, `node` repeated, `offset_ms` after this machine's clock.
+pub fn remote_stamp(offset_ms: i64, node: u8) -> Stamp {
+    Stamp { hlc: pack(wall_ms() + offset_ms, 0), node: NodeId([node; 16]) }
 }
 
 pub fn household_draft(village_id: &str, head: &str) -> Household {

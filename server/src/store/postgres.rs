@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres::error::SqlState;
-use postgres::types::{IsNull, ToSql, Type};
+use postgres::types::{IsNull, ToSql, Type, WrongType};
 use postgres::{Client, NoTls, Statement};
 
 use super::{Database, Migration, Param, Sql, SqlRow};
@@ -99,7 +99,7 @@ impl PostgresDatabase {
         if let Some(schema) = schema {
             let valid = !schema.is_empty() && schema.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
             if !valid {
-                return Err(Error::Storage(format!("schema name {schema:?} must be letters, digits and underscores")));
+                return Err(Error::SchemaName(schema.to_owned()));
             }
         }
         let database = Self {
@@ -110,7 +110,7 @@ impl PostgresDatabase {
         };
         {
             let mut lease = database.take()?;
-            let connection = lease.client.as_mut().ok_or_else(|| Error::Storage("the lease lost its connection".into()))?;
+            let connection = lease.client.as_mut().ok_or(Error::LeaseLost)?;
             let fsync: String = connection.client.query_one("SELECT current_setting('fsync')", &[])?.get(0);
             check_fsync(&fsync)?;
             database.migrate(connection)?;
@@ -139,7 +139,7 @@ impl PostgresDatabase {
     }
 
     fn take(&self) -> Result<Lease<'_>> {
-        let poisoned = || Error::Storage("the pool lock was poisoned by a panic".into());
+        let poisoned = || Error::Poisoned("pool");
         let mut pool = self.pool.lock().map_err(|_| poisoned())?;
         loop {
             while let Some(client) = pool.idle.pop() {
@@ -165,7 +165,7 @@ impl PostgresDatabase {
             }
             let (next, timeout) = self.available.wait_timeout(pool, CONNECTION_WAIT).map_err(|_| poisoned())?;
             if timeout.timed_out() && next.idle.is_empty() && next.open >= MAX_CONNECTIONS {
-                return Err(Error::Storage("no database connection became free in time".into()));
+                return Err(Error::PoolExhausted);
             }
             pool = next;
         }
@@ -214,12 +214,7 @@ const DURABLE_COMMITS: &str = "SELECT set_config('synchronous_commit', \
 /// no session setting can make up for it.
 pub fn check_fsync(setting: &str) -> Result<()> {
     if setting.eq_ignore_ascii_case("off") {
-        return Err(Error::Storage(
-            "the PostgreSQL server runs with fsync = off, so a power cut can lose or corrupt changes it has already \
-             acknowledged to devices, which then no longer hold them; set fsync = on in postgresql.conf and reload \
-             the server before starting furrow-server"
-                .into(),
-        ));
+        return Err(Error::FsyncOff);
     }
     Ok(())
 }
@@ -238,7 +233,7 @@ fn finish(client: &mut Client, outcome: Result<()>) -> Result<()> {
 impl Database for PostgresDatabase {
     fn transaction(&self, write: bool, work: &mut dyn FnMut(&mut dyn Sql) -> Result<()>) -> Result<()> {
         let mut lease = self.take()?;
-        let connection = lease.client.as_mut().ok_or_else(|| Error::Storage("the lease lost its connection".into()))?;
+        let connection = lease.client.as_mut().ok_or(Error::LeaseLost)?;
         let outcome = connection.client.batch_execute("BEGIN").map_err(Error::from).and_then(|()| {
             if write {
                 // Serialises writers across instances before anything is read, so no writer acts
@@ -255,13 +250,28 @@ impl Database for PostgresDatabase {
     }
 }
 
+/// An integer read from a real-number column, if it is one exactly.
+fn exact(column: usize, value: f64) -> Result<Param> {
+    super::exact_integer(value).map(Param::Int).ok_or(Error::InexactNumber { column, value })
+}
+
 impl ToSql for Param {
+    /// Encodes a value for a parameter of type `ty`. A value meets only a type that holds it
+    /// exactly (an integer a smaller integer type when it fits); any other pairing is refused,
+    /// rather than sending bytes the server would read as another type.
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
         match self {
             Param::Null => Ok(IsNull::Yes),
-            Param::Int(value) => value.to_sql(ty, out),
-            Param::Text(value) => value.to_sql(ty, out),
-            Param::Bytes(value) => value.to_sql(ty, out),
+            Param::Int(value) => match *ty {
+                Type::INT8 => value.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*value)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*value)?.to_sql(ty, out),
+                _ => Err(Box::new(WrongType::new::<i64>(ty.clone()))),
+            },
+            Param::Text(value) if <String as ToSql>::accepts(ty) => value.to_sql(ty, out),
+            Param::Bytes(value) if <Vec<u8> as ToSql>::accepts(ty) => value.to_sql(ty, out),
+            Param::Text(_) => Err(Box::new(WrongType::new::<String>(ty.clone()))),
+            Param::Bytes(_) => Err(Box::new(WrongType::new::<Vec<u8>>(ty.clone()))),
         }
     }
 
@@ -321,7 +331,13 @@ impl Sql for PostgresSql<'_> {
                     Type::BOOL => row.try_get::<_, Option<bool>>(index)?.map(|value| Param::Int(value.into())),
                     Type::TEXT | Type::VARCHAR | Type::NAME => row.try_get::<_, Option<String>>(index)?.map(Param::Text),
                     Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(index)?.map(Param::Bytes),
-                    ref other => return Err(Error::Storage(format!("column {} has unexpected type {other}", column.name()))),
+                    // No column the server uses holds a real number: one that is an exact integer
+                    // reads as that integer, any other is refused rather than cut to one.
+                    Type::FLOAT8 => row.try_get::<_, Option<f64>>(index)?.map(|value| exact(index, value)).transpose()?,
+                    Type::FLOAT4 => row.try_get::<_, Option<f32>>(index)?.map(|value| exact(index, value.into())).transpose()?,
+                    ref other => {
+                        return Err(Error::ColumnType { column: column.name().to_owned(), type_name: other.name().to_owned() })
+                    }
                 };
                 values.push(value.unwrap_or(Param::Null));
             }
@@ -341,5 +357,70 @@ mod tests {
         let refused = check_fsync("off").expect_err("fsync = off is refused");
         assert!(refused.to_string().contains("fsync = off"), "{refused}");
         assert!(check_fsync("OFF").is_err());
+    }
+
+    /// A database in a schema of its own on the test server, dropped afterwards.
+    struct Scratch {
+        database: Option<PostgresDatabase>,
+        schema: String,
+    }
+
+    impl Scratch {
+        fn new() -> Self {
+            let schema = format!("test_driver_{}", uuid::Uuid::new_v4().simple());
+            let database = PostgresDatabase::open(&url(), Some(&schema)).expect("the test server at 127.0.0.1:5432");
+            Self { database: Some(database), schema }
+        }
+
+        fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<SqlRow>> {
+            let mut rows = Vec::new();
+            self.database.as_ref().expect("open").transaction(false, &mut |tx| {
+                rows = tx.query(sql, params)?;
+                Ok(())
+            })?;
+            Ok(rows)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            drop(self.database.take());
+            if let Ok(mut client) = Client::connect(&url(), NoTls) {
+                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+            }
+        }
+    }
+
+    fn url() -> String {
+        std::env::var("FURROW_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    #[test]
+    fn a_dollar_inside_a_string_literal_reaches_the_database_as_written() {
+        let scratch = Scratch::new();
+        let rows = scratch.query("SELECT '$1', CAST($1 AS TEXT), 'it''s $2'", &["bound".into()]).expect("query");
+        assert_eq!(rows, vec![vec![Param::from("$1"), Param::from("bound"), Param::from("it's $2")]]);
+    }
+
+    #[test]
+    fn a_real_value_reads_as_its_exact_integer_or_is_refused() {
+        let scratch = Scratch::new();
+        let rows = scratch.query("SELECT CAST(4 AS DOUBLE PRECISION), CAST(-7 AS REAL)", &[]).expect("exact integers");
+        assert_eq!(rows, vec![vec![Param::Int(4), Param::Int(-7)]]);
+        let refused = scratch.query("SELECT 1, CAST(2.5 AS DOUBLE PRECISION)", &[]).expect_err("2.5 is no integer");
+        assert!(matches!(refused, Error::InexactNumber { column: 1, value } if value == 2.5), "{refused:?}");
+        let refused = scratch.query("SELECT CAST(1e19 AS DOUBLE PRECISION)", &[]).expect_err("beyond a 64-bit integer");
+        assert!(matches!(refused, Error::InexactNumber { column: 0, .. }), "{refused:?}");
+    }
+
+    #[test]
+    fn a_parameter_of_another_type_is_refused_not_reinterpreted() {
+        let scratch = Scratch::new();
+        let rows = scratch.query("SELECT CAST($1 AS INTEGER) + 1", &[Param::Int(41)]).expect("an integer that fits");
+        assert_eq!(rows, vec![vec![Param::Int(42)]]);
+        assert!(scratch.query("SELECT CAST($1 AS INTEGER)", &[Param::Int(i64::MAX)]).is_err(), "too large for INTEGER");
+        // Eight bytes of an integer would read as a quite different double.
+        assert!(scratch.query("SELECT CAST($1 AS DOUBLE PRECISION)", &[Param::Int(1)]).is_err());
+        assert!(scratch.query("SELECT CAST($1 AS BIGINT)", &[Param::from("1")]).is_err());
     }
 }

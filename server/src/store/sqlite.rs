@@ -1,5 +1,6 @@
 //! The SQLite backend: one database file in the data directory, the embedded default.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use rusqlite::types::{Value as SqliteValue, ValueRef};
 use rusqlite::{Connection, ErrorCode};
 
-use super::{Database, Migration, Param, Sql, SqlRow};
+use super::{exact_integer, Database, Migration, Param, Sql, SqlRow};
 use crate::error::{Error, Result};
 
 /// The SQLite migrations, embedded in the binary.
@@ -106,7 +107,7 @@ impl SqliteDatabase {
         }
         self.readers[start % self.readers.len()]
             .lock()
-            .map_err(|_| Error::Storage("the database lock was poisoned by a panic".into()))
+            .map_err(|_| Error::Poisoned("database"))
     }
 
     fn migrate(&self) -> Result<()> {
@@ -120,7 +121,7 @@ impl SqliteDatabase {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
-        self.connection.lock().map_err(|_| Error::Storage("the database lock was poisoned by a panic".into()))
+        self.connection.lock().map_err(|_| Error::Poisoned("database"))
     }
 }
 
@@ -153,9 +154,61 @@ impl Database for SqliteDatabase {
     }
 }
 
-/// Rewrites `$1` placeholders to SQLite's `?1`.
-fn placeholders(sql: &str) -> String {
-    sql.replace('$', "?")
+/// Rewrites `$1` placeholders to SQLite's `?1`. Only a `$` followed by a digit, outside quoted
+/// text and not inside a name, is a placeholder: a `$` inside a string literal (`'…'`, a doubled
+/// quote standing for one), a quoted identifier (`"…"`), a comment or a bare name (`a$1`) stays
+/// as it is.
+fn placeholders(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('$') {
+        return Cow::Borrowed(sql);
+    }
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Place {
+        Code,
+        Literal,
+        Identifier,
+        LineComment,
+        BlockComment,
+    }
+    let mut place = Place::Code;
+    let mut out = String::with_capacity(sql.len());
+    let mut characters = sql.chars().peekable();
+    let mut previous = ' ';
+    while let Some(character) = characters.next() {
+        let next = characters.peek().copied();
+        let in_name = previous.is_alphanumeric() || previous == '_' || previous == '$';
+        previous = character;
+        place = match (place, character) {
+            (Place::Code, '\'') => Place::Literal,
+            (Place::Code, '"') => Place::Identifier,
+            (Place::Code, '-') if next == Some('-') => Place::LineComment,
+            (Place::Code, '/') if next == Some('*') => {
+                // The star is consumed with the slash, so `/*/` does not close the comment.
+                out.push(character);
+                out.push('*');
+                characters.next();
+                place = Place::BlockComment;
+                continue;
+            }
+            (Place::Code, '$') if !in_name && next.is_some_and(|next| next.is_ascii_digit()) => {
+                out.push('?');
+                continue;
+            }
+            // A doubled quote inside a literal closes it and opens the next at once, which
+            // reads the same as an escaped quote.
+            (Place::Literal, '\'') | (Place::Identifier, '"') | (Place::LineComment, '\n') => Place::Code,
+            (Place::BlockComment, '*') if next == Some('/') => {
+                out.push('*');
+                out.push('/');
+                characters.next();
+                place = Place::Code;
+                continue;
+            }
+            (unchanged, _) => unchanged,
+        };
+        out.push(character);
+    }
+    Cow::Owned(out)
 }
 
 struct SqliteSql<'c> {
@@ -202,7 +255,9 @@ impl Sql for SqliteSql<'_> {
                 values.push(match row.get_ref(index)? {
                     ValueRef::Null => Param::Null,
                     ValueRef::Integer(value) => Param::Int(value),
-                    ValueRef::Real(value) => Param::Int(value as i64),
+                    // No column the server uses holds a real number: one that is an exact integer
+                    // reads as that integer, any other is refused rather than cut to one.
+                    ValueRef::Real(value) => Param::Int(exact_integer(value).ok_or(Error::InexactNumber { column: index, value })?),
                     ValueRef::Text(text) => Param::Text(String::from_utf8_lossy(text).into_owned()),
                     ValueRef::Blob(bytes) => Param::Bytes(bytes.to_vec()),
                 });
@@ -210,5 +265,51 @@ impl Sql for SqliteSql<'_> {
             out.push(values);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(database: &SqliteDatabase, sql: &str, params: &[Param]) -> Result<Vec<SqlRow>> {
+        let mut rows = Vec::new();
+        database.transaction(false, &mut |tx| {
+            rows = tx.query(sql, params)?;
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    #[test]
+    fn placeholders_are_rewritten_only_outside_quotes_and_comments() {
+        assert_eq!(placeholders("SELECT a FROM t WHERE b = $1 AND c IN ($2, $13)"), "SELECT a FROM t WHERE b = ?1 AND c IN (?2, ?13)");
+        assert!(matches!(placeholders("SELECT 1"), Cow::Borrowed(_)));
+        assert_eq!(placeholders("SELECT '$1', $1"), "SELECT '$1', ?1");
+        assert_eq!(placeholders("SELECT 'it''s $2', $2"), "SELECT 'it''s $2', ?2");
+        assert_eq!(placeholders(r#"SELECT "col$1" FROM t WHERE x = $1"#), r#"SELECT "col$1" FROM t WHERE x = ?1"#);
+        assert_eq!(placeholders("SELECT $1 -- costs $2\n, $2"), "SELECT ?1 -- costs $2\n, ?2");
+        assert_eq!(placeholders("SELECT /* $1 */ $1"), "SELECT /* $1 */ ?1");
+        assert_eq!(placeholders("SELECT '$' || $1"), "SELECT '$' || ?1");
+        assert_eq!(placeholders("SELECT a$1 FROM t WHERE b=$1"), "SELECT a$1 FROM t WHERE b=?1");
+        assert_eq!(placeholders("SELECT ($1,$2)"), "SELECT (?1,?2)");
+    }
+
+    #[test]
+    fn a_dollar_inside_a_string_literal_reaches_the_database_as_written() {
+        let database = SqliteDatabase::in_memory().expect("database");
+        let rows = query(&database, "SELECT '$1', CAST($1 AS TEXT), 'it''s $2'", &["bound".into()]).expect("query");
+        assert_eq!(rows, vec![vec![Param::from("$1"), Param::from("bound"), Param::from("it's $2")]]);
+    }
+
+    #[test]
+    fn a_real_value_reads_as_its_exact_integer_or_is_refused() {
+        let database = SqliteDatabase::in_memory().expect("database");
+        let rows = query(&database, "SELECT CAST(4 AS REAL), CAST(-7 AS REAL)", &[]).expect("exact integers");
+        assert_eq!(rows, vec![vec![Param::Int(4), Param::Int(-7)]]);
+        let refused = query(&database, "SELECT 1, CAST(2.5 AS REAL)", &[]).expect_err("2.5 is no integer");
+        assert!(matches!(refused, Error::InexactNumber { column: 1, value } if value == 2.5), "{refused:?}");
+        let refused = query(&database, "SELECT 1e19", &[]).expect_err("beyond a 64-bit integer");
+        assert!(matches!(refused, Error::InexactNumber { column: 0, .. }), "{refused:?}");
     }
 }

@@ -1,7 +1,8 @@
 //! 户 Household commands: the roster, the household page, the register forms, income.
 
 use furrow::codes::HouseholdClosure;
-use furrow::domain::household::{self, Household, HouseholdView, IdCardFacts, Member, PossibleDuplicate, RosterEntry, RosterQuery};
+use furrow::domain::household::{self, Household, IdCardFacts, Member, PossibleDuplicate, RosterEntry, RosterQuery};
+use furrow::domain::household_view::{self, HouseholdView};
 use furrow::domain::DeletionImpact;
 use furrow::domain::income::{self, IncomeRecord};
 use furrow::domain::village::{self, Village};
@@ -19,7 +20,7 @@ pub async fn search_households(state: State<'_, AppState>, query: RosterQuery) -
 /// A household's full picture.
 #[tauri::command]
 pub async fn household_view(state: State<'_, AppState>, id: String) -> CommandResult<HouseholdView> {
-    state.with_store(move |store| household::view(store, &id)).await
+    state.with_store(move |store| household_view::view(store, &id)).await
 }
 
 /// Creates or edits a household.

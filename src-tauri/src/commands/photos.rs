@@ -3,43 +3,18 @@
 //! (thumbnails as `data:` URLs and each photo's upload state), so the window never reads files.
 
 use furrow::codes::PhotoOwner;
-use furrow::domain::listing::{self, Photo};
+use furrow::domain::listing;
 use furrow::domain::photo::{self, ImportOptions, MediaDir};
 use furrow::Store;
-use serde::Serialize;
 use tauri::State;
-use ts_rs::TS;
 
 use crate::error::{CommandError, CommandResult};
 use crate::state::AppState;
 
+pub use furrow::domain::photo::{PhotoUpload, PhotoView};
+
 /// The media directory's name inside the data directory.
 pub const MEDIA_DIR: &str = "media";
-
-/// A photo's upload to the platform, as its badge shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
-pub struct PhotoUpload {
-    /// `pending_upload`, `uploading`, `uploaded` or `failed`; `missing` when the device has no
-    /// record of the image (it was made on another device).
-    pub state: String,
-    /// Bytes the server has acknowledged.
-    pub uploaded_bytes: i64,
-    /// The image's size in bytes.
-    pub size: i64,
-    /// Why the last attempt failed.
-    pub last_error: Option<String>,
-}
-
-/// One photo of the strip: its record, its thumbnail and its upload.
-#[derive(Debug, Clone, PartialEq, Serialize, TS)]
-pub struct PhotoView {
-    /// The photo's record.
-    pub photo: Photo,
-    /// The thumbnail as a `data:image/jpeg;base64,...` URL; `None` until it is on this device.
-    pub thumbnail: Option<String>,
-    /// The upload's state.
-    pub upload: PhotoUpload,
-}
 
 fn media(state: &AppState) -> MediaDir {
     crate::state::media_dir(&state.data_dir)
@@ -59,33 +34,6 @@ async fn fetch_image(state: &AppState, photo_id: &str) -> CommandResult<()> {
     Ok(())
 }
 
-/// The photo strip of a listing, in order.
-fn strip(store: &Store, media: &MediaDir, listing_id: &str) -> furrow::Result<Vec<PhotoView>> {
-    listing::photos_of(store, PhotoOwner::Listing, listing_id)?
-        .into_iter()
-        .map(|photo| {
-            let sha256 = photo.sha256.clone().unwrap_or_default();
-            let attachment = furrow::sync::blobs::attachment(store, &sha256).map_err(furrow::sync::SyncError::into_store_error)?;
-            let upload = match attachment {
-                Some(found) => PhotoUpload {
-                    state: found.state,
-                    uploaded_bytes: found.uploaded_bytes as i64,
-                    size: found.size as i64,
-                    last_error: found.last_error,
-                },
-                None => PhotoUpload { state: "missing".into(), uploaded_bytes: 0, size: photo.bytes.unwrap_or(0), last_error: None },
-            };
-            Ok(PhotoView { thumbnail: photo::thumbnail_data_url(store, media, &sha256)?, upload, photo })
-        })
-        .collect()
-}
-
-/// The strip of the listing a photo belongs to.
-fn strip_of_photo(store: &Store, media: &MediaDir, photo_id: &str) -> furrow::Result<Vec<PhotoView>> {
-    let owner = photo::get(store, photo_id)?.owner_id.unwrap_or_default();
-    strip(store, media, &owner)
-}
-
 /// Runs a photo change, then answers with the strip of the listing the photo belongs to.
 async fn change(
     state: &AppState,
@@ -96,7 +44,7 @@ async fn change(
     state
         .with_store(move |store| {
             work(store, &media, &photo_id)?;
-            strip_of_photo(store, &media, &photo_id)
+            photo::strip_of_photo(store, &media, &photo_id)
         })
         .await
 }
@@ -105,7 +53,7 @@ async fn change(
 #[tauri::command]
 pub async fn listing_photos(state: State<'_, AppState>, listing_id: String) -> CommandResult<Vec<PhotoView>> {
     let media = media(&state);
-    state.with_store(move |store| strip(store, &media, &listing_id)).await
+    state.with_store(move |store| photo::strip(store, &media, &listing_id)).await
 }
 
 /// Imports a photo the user picked: the file's bytes are the request body, the listing's id the
@@ -126,7 +74,7 @@ pub async fn import_photo(state: State<'_, AppState>, request: tauri::ipc::Reque
         .with_store(move |store| {
             listing::get_listing(store, &listing_id)?;
             photo::import_bytes(store, &media, &bytes, PhotoOwner::Listing, &listing_id, &options)?;
-            strip(store, &media, &listing_id)
+            photo::strip(store, &media, &listing_id)
         })
         .await
 }
@@ -165,7 +113,7 @@ pub async fn delete_photo(state: State<'_, AppState>, photo_id: String) -> Comma
         .with_store(move |store| {
             let owner = photo::get(store, &photo_id)?.owner_id.unwrap_or_default();
             photo::delete(store, &photo_id)?;
-            strip(store, &media, &owner)
+            photo::strip(store, &media, &owner)
         })
         .await
 }

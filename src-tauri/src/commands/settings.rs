@@ -68,20 +68,9 @@ pub async fn set_server_url(state: State<'_, AppState>, server_url: String) -> C
 }
 
 /// Writes a consistent copy of the database into `backups/` in the data directory and returns
-/// its path. `VACUUM INTO` copies a snapshot while the app keeps running.
+/// its path.
 #[tauri::command]
 pub async fn export_backup(state: State<'_, AppState>) -> CommandResult<String> {
     let directory = state.data_dir.join("backups");
-    std::fs::create_dir_all(&directory)?;
-    let target = directory.join(format!("furrow-backup-{}.db", chrono::Local::now().format("%Y%m%d-%H%M%S")));
-    let source = state.data_dir.join(DATABASE_FILE);
-    let path = target.clone();
-    tauri::async_runtime::spawn_blocking(move || -> CommandResult<()> {
-        let connection = rusqlite::Connection::open(&source).map_err(furrow::Error::from)?;
-        connection.execute("VACUUM INTO ?1", [path.display().to_string()]).map_err(furrow::Error::from)?;
-        Ok(())
-    })
-    .await
-    .map_err(CommandError::background)??;
-    Ok(target.display().to_string())
+    state.with_store(move |store| store.back_up(&directory).map(|path| path.display().to_string())).await
 }

@@ -55,38 +55,7 @@ pub struct SyncProgress {
     pub total: i64,
 }
 
-/// A conflict as the conflicts list shows it: both values (as JSON text), who and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
-pub struct ConflictView {
-    /// Its id in the list.
-    pub id: i64,
-    /// The record's table.
-    pub table: String,
-    /// The record's id.
-    pub row_id: String,
-    /// The field.
-    pub field: String,
-    /// The value this device wanted, as JSON.
-    pub local_value: String,
-    /// The value the server keeps, as JSON, if it has one.
-    pub remote_value: Option<String>,
-    /// Who wrote the server's value.
-    pub remote_actor: Option<String>,
-    /// `superseded` or `rejected`.
-    pub kind: String,
-    /// Why it was rejected.
-    pub reason: Option<String>,
-    /// When it was recorded (RFC 3339).
-    pub created_at: String,
-    /// A name the user knows the record by (a person's or village's name, a listing's title),
-    /// if it has one.
-    pub record_name: Option<String>,
-    /// The household the record belongs to (the record itself for a household), so the list
-    /// can open its page.
-    pub household_id: Option<String>,
-    /// The value the device holds for the field now, as JSON.
-    pub current_value: Option<String>,
-}
+pub use furrow::sync::ConflictView;
 
 /// The sync state of one field of a record, as the record's badge explains it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
@@ -142,7 +111,7 @@ pub fn server_url(state: &AppState) -> Option<String> {
 pub fn status_blocking(state: &AppState, online: Option<bool>) -> CommandResult<SyncStatus> {
     let (summary, pending) = {
         let store = state.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        (status::summary(&store).map_err(SyncError::into_store_error)?, store.pending_records()?)
+        (status::summary(&store)?, store.pending_records()?)
     };
     let server_url = summary.account.as_ref().map(|account| account.server_url.clone()).unwrap_or_else(|| state.settings().server_url);
     let online = online.unwrap_or_else(|| reachable(&server_url));
@@ -319,99 +288,46 @@ pub async fn sync_now(app: AppHandle, state: State<'_, AppState>) -> CommandResu
     status_of(&app).await
 }
 
+impl From<status::RecordSyncState> for RecordSync {
+    fn from(record: status::RecordSyncState) -> Self {
+        RecordSync {
+            id: record.id,
+            state: state_name(record.state),
+            fields: record
+                .fields
+                .into_iter()
+                .map(|field| FieldSync { field: field.field, state: state_name(field.state), reason: field.reason })
+                .collect(),
+        }
+    }
+}
+
 /// A state's stable name, as the front end's dictionaries know it.
 fn state_name(state: status::SyncState) -> String {
     serde_json::to_value(state).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-/// The fields a record is known by, in order of preference.
-const NAME_FIELDS: [&str; 4] = ["name", "head_name", "title", "summary"];
-
 /// The unresolved conflicts, newest first, each with the record's name, its household and the
 /// value the device holds now.
 #[tauri::command]
 pub async fn list_conflicts(state: State<'_, AppState>) -> CommandResult<Vec<ConflictView>> {
-    state
-        .with_store(|store| {
-            let conflicts = status::conflicts(store, false).map_err(furrow::sync::SyncError::into_store_error)?;
-            let mut views = Vec::with_capacity(conflicts.len());
-            for conflict in conflicts {
-                let row = status::read_record(store, &conflict.table, &conflict.row_id).map_err(furrow::sync::SyncError::into_store_error)?;
-                let field_value = |name: &str| row.as_ref().and_then(|row| row.fields.get(name)).filter(|value| !value.is_null());
-                let record_name =
-                    NAME_FIELDS.iter().find_map(|name| field_value(name).and_then(|value| value.as_str()).map(str::to_owned));
-                let household_id = match conflict.table.as_str() {
-                    "households" => Some(conflict.row_id.clone()),
-                    _ => field_value("household_id").and_then(|value| value.as_str()).map(str::to_owned),
-                };
-                views.push(ConflictView {
-                    current_value: field_value(&conflict.field).map(|value| value.to_string()),
-                    record_name,
-                    household_id,
-                    id: conflict.id,
-                    table: conflict.table,
-                    row_id: conflict.row_id,
-                    field: conflict.field,
-                    local_value: conflict.local_value.to_string(),
-                    remote_value: conflict.remote_value.map(|value| value.to_string()),
-                    remote_actor: conflict.remote_actor,
-                    kind: conflict.kind,
-                    reason: conflict.reason,
-                    created_at: rfc3339(conflict.created_at),
-                });
-            }
-            Ok(views)
-        })
-        .await
+    state.with_store(|store| status::conflict_views(store)).await
 }
 
 /// The sync state of each of `ids` in `table` (pending, sent, accepted, superseded, rejected
 /// with its reason), for the badges beside records.
 #[tauri::command]
 pub async fn record_sync_states(state: State<'_, AppState>, table: String, ids: Vec<String>) -> CommandResult<Vec<RecordSync>> {
-    state
-        .with_store(move |store| {
-            ids.iter()
-                .map(|id| {
-                    let record = status::record_state(store, &table, id).map_err(furrow::sync::SyncError::into_store_error)?;
-                    Ok(RecordSync {
-                        id: record.id,
-                        state: state_name(record.state),
-                        fields: record
-                            .fields
-                            .into_iter()
-                            .map(|field| FieldSync { field: field.field, state: state_name(field.state), reason: field.reason })
-                            .collect(),
-                    })
-                })
-                .collect()
-        })
-        .await
+    state.with_store(move |store| ids.iter().map(|id| status::record_state(store, &table, id).map(RecordSync::from)).collect()).await
 }
 
 /// Fixes a rejected edit and sends it again: writes `value` (the user's corrected value) to the
-/// rejected field as a new edit through the one write path, so it is queued like any edit, then
-/// closes the conflict. A corrected value that fails its checks is refused with the field's
-/// error and the conflict stays open.
+/// rejected field as a new edit through the one write path, so it is queued like any edit, and
+/// closes the conflict, in one transaction. A corrected value that fails its checks is refused
+/// with the field's error and the conflict stays open.
 #[tauri::command]
 pub async fn resend_edit(state: State<'_, AppState>, id: i64, value: serde_json::Value) -> CommandResult<()> {
-    state
-        .with_store(move |store| {
-            let conflict = status::conflicts(store, true)
-                .map_err(furrow::sync::SyncError::into_store_error)?
-                .into_iter()
-                .find(|conflict| conflict.id == id)
-                .ok_or_else(|| furrow::Error::NotFound { table: "sync_conflicts".into(), id: id.to_string() })?;
-            let table = furrow::schema::table(&conflict.table)
-                .filter(|table| table.field(&conflict.field).is_some())
-                .ok_or_else(|| furrow::Error::NotFound { table: conflict.table.clone(), id: conflict.row_id.clone() })?;
-            let mut changes = serde_json::Map::new();
-            changes.insert(conflict.field.clone(), value);
-            store.write(|writer| writer.save(table, Some(&conflict.row_id), changes))?;
-            // The corrected value is queued; the server's value it replaces needs nothing more.
-            status::resolve_conflict(store, id, Resolution::KeepTheirs).map_err(furrow::sync::SyncError::into_store_error)
-        })
-        .await
+    state.with_store(move |store| status::resend_edit(store, id, value)).await
 }
 
 /// Settles a conflict: `keep_mine` writes this device's value again, otherwise the server's
@@ -419,7 +335,7 @@ pub async fn resend_edit(state: State<'_, AppState>, id: i64, value: serde_json:
 #[tauri::command]
 pub async fn resolve_conflict(state: State<'_, AppState>, id: i64, keep_mine: bool) -> CommandResult<()> {
     let resolution = if keep_mine { Resolution::KeepMine } else { Resolution::KeepTheirs };
-    state.with_store(move |store| status::resolve_conflict(store, id, resolution).map_err(furrow::sync::SyncError::into_store_error)).await
+    state.with_store(move |store| status::resolve_conflict(store, id, resolution)).await
 }
 
 #[cfg(test)]

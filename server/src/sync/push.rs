@@ -1,0 +1,484 @@
+//! The push algorithm (docs/sync.md section 4): a batch merged one change at a time, each
+//! authorised by the caller's villages and decided by the contract's merge rule, then every row
+//! it wrote checked whole, in one write transaction with the stored answer for exact replay.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::http::StatusCode;
+use furrow_contract::hlc::{self, NodeId, Stamp};
+use furrow_contract::merge::{decide, Rule, Verdict};
+use furrow_contract::schema::{self, FieldType, ScopeRule, TableSpec};
+use furrow_contract::wire::{Change, ChangeResult, CurrentValue, PushRequest, PushResponse};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::check::{check_rows, record_message, sender_node, RefusedRows, INVALID_RECORD};
+use super::{node_base64, MAX_CLOCK_AHEAD_MS};
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::rows::{deleted_flag, stored_stamp, write_field, ServerClock, DELETED_FIELD, SCOPE_FIELD};
+use crate::store::{ChangeLogEntry, RowMeta, StoredField, Tx};
+
+/// The node a change is merged and stored under: the writer it names when a device re-sends a
+/// field another device wrote (to a server restored from a backup), otherwise the sending
+/// device's own. [`check_push`](super::check_push) has checked the named node.
+fn writer_node(change: &Change, sender: NodeId) -> NodeId {
+    change.node.as_deref().and_then(NodeId::from_standard_base64).unwrap_or(sender)
+}
+
+fn current(stored: &StoredField) -> CurrentValue {
+    CurrentValue {
+        value: stored.value.clone(),
+        hlc: stored.hlc,
+        node: Some(node_base64(&stored.node)),
+        actor: Some(stored.actor.clone()),
+    }
+}
+
+fn result(change: &Change, status: &str) -> ChangeResult {
+    ChangeResult { change_id: change.change_id.clone(), status: status.into(), reason: None, message: None, current: None }
+}
+
+fn rejected(change: &Change, reason: &str, message: impl Into<String>, stored: Option<&StoredField>) -> ChangeResult {
+    ChangeResult {
+        change_id: change.change_id.clone(),
+        status: "rejected".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        current: stored.map(current),
+    }
+}
+
+fn superseded(change: &Change, stored: &StoredField) -> ChangeResult {
+    ChangeResult { current: Some(current(stored)), ..result(change, "superseded") }
+}
+
+/// What a push produced: the response body, exactly as stored for replay.
+#[derive(Debug, Clone)]
+pub struct PushOutcome {
+    /// The JSON body.
+    pub body: String,
+    /// Whether it is a replay of a stored response.
+    pub replayed: bool,
+    /// The greatest HLC accepted, for the server's clock to observe.
+    pub max_hlc: i64,
+}
+
+/// The savepoint a push returns to when a row of its batch fails the whole-record check.
+const ROW_CHECK_SAVEPOINT: &str = "push_rows";
+
+/// A batch's refused rows, and the answers their changes keep: a change that was rejected or
+/// superseded on its own merits keeps that answer; only the row's applied changes become
+/// `invalid_record`.
+#[derive(Default)]
+struct Refusals {
+    rows: RefusedRows,
+    kept: BTreeMap<usize, ChangeResult>,
+}
+
+/// What one pass over a batch's changes produced.
+struct Pass {
+    results: Vec<ChangeResult>,
+    max_hlc: i64,
+    greatest_seq: i64,
+    /// The rows this pass wrote to, by table and id.
+    written: BTreeSet<(String, String)>,
+}
+
+/// Runs the push algorithm of docs/sync.md section 4 inside one write transaction. The body
+/// must have passed [`check_push`](super::check_push).
+///
+/// A known batch id replays its stored response, unless it was stored with the digest of other
+/// changes ([`request_digest`]): that is 422 `idempotency_key_reused`. A new change under a
+/// sequence number already applied from this client refuses the batch with 409 `seq_reused`
+/// ([`Error::SeqReused`]); nothing of a refused batch is applied.
+///
+/// Changes are merged one field at a time, and then every row the batch wrote to is checked
+/// whole, as the device's write path checks it ([`furrow_contract::validate::check_record`] on the stored row
+/// with the batch's changes laid over it, server-only fields left out). A row that fails has
+/// none of its changes stored: the batch is merged again from a savepoint without that row's
+/// changes, each of them answered `rejected/invalid_record` with the failing fields in both
+/// languages. Refusing a row can make another one fail (a member of a new household that was
+/// refused), so this repeats until every written row passes; each round refuses at least one
+/// more row, so it ends.
+///
+/// A listing that reaches the server submitted with a submission key it has not seen is
+/// recorded as a submission, once per key, and its server-only `moderation_status` becomes
+/// `pending`, written with the server's clock (see [`crate::platform::record_submissions`]).
+pub fn push(tx: &mut Tx<'_>, caller: &Caller, clock: &ServerClock, request: &PushRequest, now: i64) -> Result<PushOutcome> {
+    let owner = tx.client(&request.client_id)?;
+    if let Some((user_id, _)) = owner {
+        if user_id != caller.user_id {
+            return Err(Error::forbidden("this client id is registered to another account"));
+        }
+    }
+    let digest = request_digest(request)?;
+    if let Some(stored) = tx.stored_batch(&request.client_id, &request.batch_id)? {
+        // A batch stored before digests were kept has none and replays as it always did.
+        if stored.request_hash.as_deref().is_some_and(|hash| hash != digest) {
+            return Err(Error::api(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                format!(
+                    "batch {} was already answered for other changes; a batch id names one body only. Send these changes under a new batch id.",
+                    request.batch_id
+                ),
+            ));
+        }
+        return Ok(PushOutcome { body: stored.response, replayed: true, max_hlc: 0 });
+    }
+    if let Some(change) = request.changes.iter().find(|change| hlc::physical_ms(change.hlc) > now + MAX_CLOCK_AHEAD_MS) {
+        return Err(Error::Api {
+            status: StatusCode::CONFLICT,
+            code: "clock_ahead",
+            message: format!(
+                "change {} is stamped {} ms ahead of the server's clock; correct the clock offset and re-stamp unsent changes",
+                change.change_id,
+                hlc::physical_ms(change.hlc) - now
+            ),
+            server_time: Some(now),
+            headers: Vec::new(),
+        });
+    }
+    let node = sender_node(&request.client_id)?;
+    let last_applied = owner.map(|(_, seq)| seq).unwrap_or(0);
+    if let Some(change) = reused_seq(tx, request, last_applied, node)? {
+        return Err(Error::SeqReused {
+            message: format!(
+                "change {} reuses seq {}, which this server already applied from this device for another change (was the device's data restored from an old copy?); renumber unsent changes above last_applied_seq {last_applied} and send them under a new batch id",
+                change.change_id, change.seq
+            ),
+            last_applied_seq: last_applied,
+        });
+    }
+    let context = MergeContext { caller, node, client_id: &request.client_id, now };
+    let mut refused = Refusals::default();
+    let pass = loop {
+        tx.savepoint(ROW_CHECK_SAVEPOINT)?;
+        let pass = merge_batch(tx, &context, request, last_applied, &refused)?;
+        let failures = check_rows(tx, caller, &pass.written)?;
+        if failures.is_empty() {
+            tx.release(ROW_CHECK_SAVEPOINT)?;
+            break pass;
+        }
+        tx.rollback_to(ROW_CHECK_SAVEPOINT)?;
+        tx.release(ROW_CHECK_SAVEPOINT)?;
+        for (index, (change, outcome)) in request.changes.iter().zip(&pass.results).enumerate() {
+            let key = (change.tbl.clone(), change.row_id.clone());
+            if failures.contains_key(&key) && outcome.status != "applied" {
+                refused.kept.insert(index, outcome.clone());
+            }
+        }
+        refused.rows.extend(failures);
+    };
+    grant_photo_blobs(tx, caller, &pass.written, now)?;
+    let listings: Vec<String> =
+        pass.written.iter().filter(|(tbl, _)| tbl == schema::LISTINGS.name).map(|(_, row_id)| row_id.clone()).collect();
+    crate::platform::record_submissions(tx, clock, caller, &request.client_id, &listings, now)?;
+    let Pass { results, max_hlc, greatest_seq, .. } = pass;
+    tx.put_client(&request.client_id, caller.user_id, greatest_seq, now)?;
+    let response =
+        PushResponse { batch_id: request.batch_id.clone(), last_applied_seq: greatest_seq, server_time: now, results };
+    let body = serde_json::to_string(&response).map_err(Error::Encoding)?;
+    tx.put_batch_with_digest(&request.client_id, &request.batch_id, &digest, &body, now)?;
+    Ok(PushOutcome { body, replayed: false, max_hlc })
+}
+
+/// The photos a push wrote make the blobs they name (image and thumbnail) readable in the
+/// photo's village, when the pusher could already read them (uploaded them, or they are readable
+/// in one of the pusher's villages). A photo naming a hash learnt elsewhere is stored like any
+/// other, so the answer reveals nothing, but grants nothing: its blob stays unreadable there
+/// until someone in that village uploads the bytes.
+fn grant_photo_blobs(tx: &mut Tx<'_>, caller: &Caller, written: &BTreeSet<(String, String)>, now: i64) -> Result<()> {
+    for (tbl, row_id) in written.iter().filter(|(tbl, _)| tbl == schema::PHOTOS.name) {
+        let Some(row) = tx.row(tbl, row_id)?.filter(|row| !row.deleted) else { continue };
+        for field in ["sha256", "thumb_sha256"] {
+            let named = tx.field(tbl, row_id, field)?.and_then(|stored| stored.value.as_str().map(str::to_owned));
+            let Some(sha256) = named else { continue };
+            if tx.readable_blob(&sha256, caller.user_id, &caller.scopes)?.is_some() {
+                tx.grant_blob(&sha256, &row.scope_id, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The digest kept with a batch's stored answer: the SHA-256 (hex) of its changes serialised as
+/// JSON from the parsed body, so the same changes give the same digest however the body was
+/// spaced or compressed. The same batch id with another digest is refused.
+pub fn request_digest(request: &PushRequest) -> Result<String> {
+    let bytes = serde_json::to_vec(&request.changes).map_err(Error::Encoding)?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// The first change of a batch that re-uses a sequence number the server has already applied
+/// from this client for a change it does not hold: its change id is not in the change log, and
+/// the stored field's stamp is neither its own nor newer. Answering such a change `superseded`
+/// would hand the device a value older than its own edit as the winner, and the change would be
+/// lost. A re-send of an old change whose stored answer has expired is never one: its stamp is
+/// stored, or a newer one superseded it, or its id is in the log. Changes come in increasing seq,
+/// so only the batch's head is looked at.
+fn reused_seq<'r>(tx: &mut Tx<'_>, request: &'r PushRequest, last_applied: i64, sender: NodeId) -> Result<Option<&'r Change>> {
+    for change in request.changes.iter().take_while(|change| change.seq <= last_applied) {
+        let stamp = Stamp { hlc: change.hlc, node: writer_node(change, sender) };
+        let stored = tx.field(&change.tbl, &change.row_id, &change.field)?;
+        if stored.is_some_and(|stored| stored_stamp(&stored) >= stamp) {
+            continue;
+        }
+        if tx.change_logged(&change.tbl, &change.row_id, &change.field, &change.change_id)? {
+            continue;
+        }
+        return Ok(Some(change));
+    }
+    Ok(None)
+}
+
+/// One pass over a batch's changes in seq order; the changes of `refused` rows are answered
+/// `rejected/invalid_record` without being merged.
+fn merge_batch(
+    tx: &mut Tx<'_>,
+    context: &MergeContext<'_>,
+    request: &PushRequest,
+    last_applied: i64,
+    refused: &Refusals,
+) -> Result<Pass> {
+    let mut pass =
+        Pass { results: Vec::with_capacity(request.changes.len()), max_hlc: 0, greatest_seq: last_applied, written: BTreeSet::new() };
+    for (index, change) in request.changes.iter().enumerate() {
+        let key = (change.tbl.clone(), change.row_id.clone());
+        let outcome = if change.seq <= last_applied {
+            // Already applied in an earlier batch whose stored response has expired: report what
+            // the server holds without writing anything.
+            already_applied(tx, change, writer_node(change, context.node))?
+        } else if let Some(errors) = refused.rows.get(&key) {
+            match refused.kept.get(&index) {
+                Some(kept) => kept.clone(),
+                None => {
+                    let stored = tx.field(&change.tbl, &change.row_id, &change.field)?;
+                    rejected(change, INVALID_RECORD, record_message(errors), stored.as_ref())
+                }
+            }
+        } else {
+            let (outcome, wrote) = merge(tx, context, change)?;
+            if wrote {
+                pass.written.insert(key);
+            }
+            outcome
+        };
+        if outcome.status == "applied" {
+            pass.max_hlc = pass.max_hlc.max(change.hlc);
+        }
+        pass.greatest_seq = pass.greatest_seq.max(change.seq);
+        pass.results.push(outcome);
+    }
+    Ok(pass)
+}
+
+fn already_applied(tx: &mut Tx<'_>, change: &Change, node: NodeId) -> Result<ChangeResult> {
+    Ok(match tx.field(&change.tbl, &change.row_id, &change.field)? {
+        Some(stored) if stored_stamp(&stored) == (Stamp { hlc: change.hlc, node }) => result(change, "applied"),
+        Some(stored) => superseded(change, &stored),
+        // Processed before without leaving a value: it was refused then, and is not judged again.
+        None => rejected(change, "invalid", "this change was processed in an earlier batch and left no value", None),
+    })
+}
+
+struct MergeContext<'a> {
+    caller: &'a Caller,
+    node: NodeId,
+    client_id: &'a str,
+    now: i64,
+}
+
+/// Authorises, checks and merges one change (the body was checked by
+/// [`check_push`](super::check_push)). Returns the change's result and whether it wrote the
+/// field.
+fn merge(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change) -> Result<(ChangeResult, bool)> {
+    let mut wrote = false;
+    let result = merge_field(tx, context, change, &mut wrote)?;
+    Ok((result, wrote))
+}
+
+/// Merges one change the caller may make: scope and permission are checked here, and what
+/// becomes of the change is [`decide`]'s verdict on the stored stamp and the field's [`Rule`].
+fn merge_field(tx: &mut Tx<'_>, context: &MergeContext<'_>, change: &Change, wrote: &mut bool) -> Result<ChangeResult> {
+    let Some(table) = schema::table(&change.tbl) else {
+        return Ok(rejected(change, "invalid", format!("there is no synced table {:?}", change.tbl), None));
+    };
+    let rule = Rule::of(table, &change.field);
+    let node = writer_node(change, context.node);
+    let incoming = Stamp { hlc: change.hlc, node };
+    // The platform's fields are refused whatever is stored, before the row is looked at.
+    if decide(None, incoming, rule, change.base_hlc) == Verdict::RejectedServerOnly {
+        return Ok(refused(table, change, Verdict::RejectedServerOnly, None));
+    }
+    let row = tx.row(table.name, &change.row_id)?;
+    let caller = context.caller;
+    // Scopes come from the token alone: the stored row's scope decides who may touch it, and a
+    // new scope must be one of the caller's too.
+    let foreign = row.as_ref().is_some_and(|row| !caller.may_use(&row.scope_id));
+    if change.field == SCOPE_FIELD {
+        let scope = change.value.as_str().unwrap_or_default();
+        if !caller.may_use(scope) {
+            return Ok(rejected(change, "forbidden", format!("you are not assigned to village {scope}"), None));
+        }
+        if foreign {
+            return Ok(rejected(change, "forbidden", "the record belongs to a village you are not assigned to", None));
+        }
+    } else if row.is_none() || foreign {
+        // A row of another village is answered exactly like a row the server does not know, so
+        // the answer does not tell whether the id exists elsewhere.
+        return Ok(rejected(change, "invalid", UNKNOWN_ROW, None));
+    }
+    // A reference to a row of a village the caller is not assigned to is not refused here: such
+    // a row counts as missing, and the whole-record check refuses the record with `not_found`
+    // exactly as for a reference to nothing (`StoreContext::within`), so the answer does not
+    // tell whether the id exists elsewhere.
+    if let Some(problem) = parent_scope_problem(tx, caller, table, change, row.as_ref())? {
+        return Ok(problem);
+    }
+    let stored = tx.field(table.name, &change.row_id, &change.field)?;
+    let verdict = decide(stored.as_ref().map(stored_stamp), incoming, rule, change.base_hlc);
+    if verdict != Verdict::Apply {
+        return Ok(refused(table, change, verdict, stored.as_ref()));
+    }
+    let value = if change.field == DELETED_FIELD {
+        Value::from(i64::from(deleted_flag(&change.value).unwrap_or(false)))
+    } else {
+        change.value.clone()
+    };
+    *wrote = true;
+    let seq = write_field(
+        tx,
+        table.name,
+        &change.row_id,
+        &change.field,
+        row.as_ref(),
+        StoredField { value, hlc: change.hlc, node: node.0.to_vec(), server_seq: 0, actor: caller.actor() },
+    )?;
+    tx.log_change(&ChangeLogEntry {
+        server_seq: seq,
+        change_id: &change.change_id,
+        client_id: context.client_id,
+        tbl: table.name,
+        row_id: &change.row_id,
+        field: &change.field,
+        created_at: context.now,
+    })?;
+    Ok(result(change, "applied"))
+}
+
+/// The answer to a change [`decide`] did not let through, with the server's message and, where
+/// the device needs it, the stored value.
+fn refused(table: &TableSpec, change: &Change, verdict: Verdict, stored: Option<&StoredField>) -> ChangeResult {
+    match verdict {
+        // The same change delivered again: already in place.
+        Verdict::Apply | Verdict::AlreadyApplied => result(change, "applied"),
+        Verdict::Superseded => ChangeResult { current: stored.map(current), ..result(change, "superseded") },
+        Verdict::RejectedStale => {
+            rejected(change, "stale_base", "the value was changed on the server since you edited it", stored)
+        }
+        Verdict::RejectedServerOnly => {
+            rejected(change, "server_only", format!("{}.{} is written by the platform only", table.name, change.field), None)
+        }
+        Verdict::RejectedEdit => {
+            rejected(change, "invalid", format!("{} records cannot be edited; add a correction instead", table.name), stored)
+        }
+        Verdict::RejectedDelete => rejected(change, "invalid", format!("{} records cannot be deleted", table.name), None),
+    }
+}
+
+/// What a change to a row the caller cannot see is answered, whether the row is missing or in
+/// another village.
+const UNKNOWN_ROW: &str = "the record does not exist on the server yet; its scope_id change must come first";
+
+/// A row takes its village from its parent (a household from its village, a listing from its
+/// product): pointing a row at a parent in another village than the row's own would file it
+/// under one village while it belongs to another, so it is refused. A parent the server does not
+/// know yet (pushed in a later batch) is accepted.
+fn parent_scope_problem(
+    tx: &mut Tx<'_>,
+    caller: &Caller,
+    table: &TableSpec,
+    change: &Change,
+    row: Option<&RowMeta>,
+) -> Result<Option<ChangeResult>> {
+    let Some(row) = row else { return Ok(None) };
+    let parent_table = match table.scope {
+        ScopeRule::From(field) if field == change.field => match table.field(field).map(|spec| spec.ty) {
+            Some(FieldType::Ref(target)) => Some(target.to_owned()),
+            _ => None,
+        },
+        ScopeRule::FromOwner { kind_field, id_field } if id_field == change.field => tx
+            .field(table.name, &change.row_id, kind_field)?
+            .and_then(|stored| stored.value.as_str().and_then(schema::photo_owner_table).map(str::to_owned)),
+        _ => None,
+    };
+    let (Some(parent_table), Some(parent_id)) = (parent_table, change.value.as_str()) else { return Ok(None) };
+    match tx.row(&parent_table, parent_id)? {
+        // A parent the caller cannot see is left to the whole-record check, which counts it as
+        // missing; naming its village here would tell where it is.
+        Some(parent) if parent.scope_id != row.scope_id && caller.may_use(&parent.scope_id) => Ok(Some(rejected(
+            change,
+            "invalid",
+            format!("the {parent_table} record is in village {}, not in this record's village {}", parent.scope_id, row.scope_id),
+            None,
+        ))),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(tbl: &str, field: &str) -> Change {
+        Change {
+            change_id: "c1".into(),
+            seq: 1,
+            tbl: tbl.into(),
+            row_id: uuid::Uuid::nil().to_string(),
+            field: field.into(),
+            value: Value::from(1),
+            hlc: 7,
+            base_hlc: None,
+            node: None,
+        }
+    }
+
+    fn answer(result: &ChangeResult) -> (&str, Option<&str>, Option<&str>, Option<i64>) {
+        (result.status.as_str(), result.reason.as_deref(), result.message.as_deref(), result.current.as_ref().map(|current| current.hlc))
+    }
+
+    #[test]
+    fn every_verdict_is_answered_with_the_servers_words() {
+        let stored = StoredField { value: Value::from(5), hlc: 9, node: vec![3; 16], server_seq: 4, actor: "assistant:1".into() };
+        let listing = change("listings", "price_fen");
+        let income = change("income_records", "amount_fen");
+        let table = schema::table("income_records").expect("income records");
+        let listings = schema::table("listings").expect("listings");
+        assert_eq!(answer(&refused(listings, &listing, Verdict::AlreadyApplied, Some(&stored))), ("applied", None, None, None));
+        assert_eq!(answer(&refused(listings, &listing, Verdict::Superseded, Some(&stored))), ("superseded", None, None, Some(9)));
+        assert_eq!(
+            answer(&refused(listings, &listing, Verdict::RejectedStale, Some(&stored))),
+            ("rejected", Some("stale_base"), Some("the value was changed on the server since you edited it"), Some(9))
+        );
+        let platform = change("listings", "moderation_status");
+        assert_eq!(
+            answer(&refused(listings, &platform, Verdict::RejectedServerOnly, None)),
+            ("rejected", Some("server_only"), Some("listings.moderation_status is written by the platform only"), None)
+        );
+        assert_eq!(
+            answer(&refused(table, &income, Verdict::RejectedEdit, Some(&stored))),
+            ("rejected", Some("invalid"), Some("income_records records cannot be edited; add a correction instead"), Some(9))
+        );
+        assert_eq!(
+            answer(&refused(table, &change("income_records", "deleted"), Verdict::RejectedDelete, None)),
+            ("rejected", Some("invalid"), Some("income_records records cannot be deleted"), None)
+        );
+        for verdict in [Verdict::Superseded, Verdict::RejectedStale, Verdict::RejectedServerOnly, Verdict::RejectedEdit, Verdict::RejectedDelete] {
+            let result = refused(table, &income, verdict, Some(&stored));
+            assert_eq!((result.status.as_str(), result.reason.as_deref()), (verdict.status(), verdict.reason()), "{verdict:?}");
+        }
+    }
+}
