@@ -219,15 +219,17 @@ fn a_listing_drafted_offline_with_photos_is_fixed_submitted_approved_and_sold() 
     assert_eq!(caption, "核桃酥礼盒正面");
 
     // Back online: one sync carries the product, the listing, its photos and their images.
+    // The counts start before the server returns: the app syncs by itself as soon as it answers,
+    // so photos may be on their way before the button is pressed.
+    let (sent_before, received_before) = (relay.sent_bytes(), relay.received_bytes());
     server.start();
     relay.start();
     app.wait_text("[data-testid=sync-online]", |text| text.contains("在线"));
-    let (sent_before, received_before) = (relay.sent_bytes(), relay.received_bytes());
     let syncing = Instant::now();
     sync(&app);
     let sync_seconds = syncing.elapsed().as_secs_f64();
-    let (sent, received) = (relay.sent_bytes() - sent_before, relay.received_bytes() - received_before);
     app.wait_until("every photo uploaded", "return document.querySelectorAll('[data-testid=upload-state][data-state=uploaded]').length === 5");
+    let (sent, received) = (relay.sent_bytes() - sent_before, relay.received_bytes() - received_before);
     let image_bytes: i64 = rusqlite::Connection::open_with_flags(directory.path().join(DATABASE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap()
         .query_row("SELECT sum(bytes) FROM photos WHERE owner_id = ?1 AND deleted = 0", [&listing_id], |row| row.get(0))
