@@ -1,7 +1,9 @@
 //! Device store benchmark: bulk insert through the write path, committed local edit latency,
 //! roster search latency and a household's full picture, on 10k and 100k households each with
-//! members and a year of income records and visits. Prints figures; run with
-//! `cargo bench --bench store` (add `-- 10000` to run only the smaller size).
+//! members and a year of income records and visits, each on a plain store and on an encrypted
+//! one (SQLCipher with the device's data key), printed side by side with the time to open and
+//! unlock the encrypted store (Argon2id included). Run with `cargo bench --bench store` (add
+//! `-- 10000` to run only the smaller size).
 
 use std::time::{Duration, Instant};
 
@@ -62,9 +64,27 @@ fn rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn run(households: usize) {
+/// The figures compared between the plain and the encrypted store.
+struct Figures {
+    bulk_records_per_second: f64,
+    edit_p99_ms: Vec<(String, f64)>,
+    search_p95_ms: f64,
+    open_unlock_ms: Option<(f64, f64)>,
+}
+
+/// The device passphrase of the encrypted runs.
+const PASSPHRASE: &str = "bench-passphrase-2024";
+
+fn run(households: usize, encrypted: bool) -> Figures {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut store = Store::open(&OpenOptions::file(dir.path().join("bench.db"))).expect("store");
+    let path = dir.path().join("bench.db");
+    let tag = if encrypted { "encrypted" } else { "plain" };
+    let mut store = if encrypted {
+        furrow::encryption::set_up(&path, PASSPHRASE).expect("encrypted store").0
+    } else {
+        Store::open(&OpenOptions::file(&path)).expect("store")
+    };
+    let mut figures = Figures { bulk_records_per_second: 0.0, edit_p99_ms: Vec::new(), search_p95_ms: 0.0, open_unlock_ms: None };
     let mut random = Random(0x9E37_79B9_7F4A_7C15);
     let villages: Vec<String> = (0..20)
         .map(|index| {
@@ -145,7 +165,7 @@ fn run(households: usize) {
         samples.push(started.elapsed());
     }
     println!(
-        "[{households} households] text search while the index is rebuilt (reads the households): p50 {:.1} ms, max {:.1} ms",
+        "[{households} households, {tag}] text search while the index is rebuilt (reads the households): p50 {:.1} ms, max {:.1} ms",
         ms(percentile(&mut samples, 0.50)),
         ms(*samples.last().expect("samples"))
     );
@@ -154,17 +174,18 @@ fn run(households: usize) {
     let started = Instant::now();
     let indexed = store.flush_search_index().expect("search index");
     println!(
-        "[{households} households] search index built after the import: {indexed} households in {:.1} s",
+        "[{households} households, {tag}] search index built after the import: {indexed} households in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     store.optimize().expect("optimize");
     store.checkpoint().expect("checkpoint");
     println!(
-        "[{households} households] bulk insert: {records} records ({outbox} field changes queued) in {:.1} s = {:.0} records/s, {:.0} field changes/s",
+        "[{households} households, {tag}] bulk insert: {records} records ({outbox} field changes queued) in {:.1} s = {:.0} records/s, {:.0} field changes/s",
         elapsed.as_secs_f64(),
         records as f64 / elapsed.as_secs_f64(),
         outbox as f64 / elapsed.as_secs_f64()
     );
+    figures.bulk_records_per_second = records as f64 / elapsed.as_secs_f64();
 
     // Local edit latency: one field of one household, committed, including the clock and the
     // outbox entry. A note is not in the search index; a phone number is, so its edit also
@@ -179,11 +200,12 @@ fn run(households: usize) {
             samples.push(started.elapsed());
         }
         println!(
-            "[{households} households] local edit of {label} (row + clock + outbox, committed): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            "[{households} households, {tag}] local edit of {label} (row + clock + outbox, committed): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
             ms(percentile(&mut samples, 0.50)),
             ms(percentile(&mut samples, 0.99)),
             ms(*samples.last().expect("samples"))
         );
+        figures.edit_p99_ms.push((label.to_owned(), ms(percentile(&mut samples, 0.99))));
     }
 
     // The edits above left their households waiting for the search index; the app's housekeeping
@@ -198,7 +220,7 @@ fn run(households: usize) {
         }
     }
     println!(
-        "[{households} households] re-indexing the {reindexed} households edited above, in batches of 200: {:.0} ms in all",
+        "[{households} households, {tag}] re-indexing the {reindexed} households edited above, in batches of 200: {:.0} ms in all",
         ms(started.elapsed())
     );
 
@@ -223,12 +245,13 @@ fn run(households: usize) {
         }
         all.extend(samples.iter().copied());
         println!(
-            "[{households} households] roster search, {label}: {found} shown, p50 {:.2} ms, p95 {:.2} ms",
+            "[{households} households, {tag}] roster search, {label}: {found} shown, p50 {:.2} ms, p95 {:.2} ms",
             ms(percentile(&mut samples, 0.50)),
             ms(percentile(&mut samples, 0.95))
         );
     }
-    println!("[{households} households] roster search, all queries: p95 {:.2} ms", ms(percentile(&mut all, 0.95)));
+    println!("[{households} households, {tag}] roster search, all queries: p95 {:.2} ms", ms(percentile(&mut all, 0.95)));
+    figures.search_p95_ms = ms(percentile(&mut all, 0.95));
 
     let mut samples = Vec::new();
     for _ in 0..200 {
@@ -238,20 +261,47 @@ fn run(households: usize) {
         samples.push(started.elapsed());
     }
     println!(
-        "[{households} households] household full picture: p50 {:.2} ms, p95 {:.2} ms; peak RSS so far {:.0} MB",
+        "[{households} households, {tag}] household full picture: p50 {:.2} ms, p95 {:.2} ms; peak RSS so far {:.0} MB",
         ms(percentile(&mut samples, 0.50)),
         ms(percentile(&mut samples, 0.95)),
         rss_mb()
     );
     let size = std::fs::metadata(dir.path().join("bench.db")).map(|meta| meta.len()).unwrap_or(0)
         + std::fs::metadata(dir.path().join("bench.db-wal")).map(|meta| meta.len()).unwrap_or(0);
-    println!("[{households} households] database size {:.0} MB", size as f64 / 1e6);
+    println!("[{households} households, {tag}] database size {:.0} MB", size as f64 / 1e6);
+    if encrypted {
+        // What a start costs: the passphrase's Argon2id, then opening the store with the key
+        // (migrations checked, search index version checked, planner statistics).
+        drop(store);
+        let started = Instant::now();
+        furrow::vault::Vault::load(&path).expect("key file").unlock(PASSPHRASE).expect("unlock");
+        let kdf = ms(started.elapsed());
+        let started = Instant::now();
+        let (store, _key) = furrow::encryption::unlock(&path, PASSPHRASE).expect("unlock");
+        let whole = ms(started.elapsed());
+        assert_eq!(store.search_pending().expect("pending"), 0);
+        println!("[{households} households, {tag}] open and unlock: {whole:.0} ms in all; Argon2id alone, timed just before: {kdf:.0} ms");
+        figures.open_unlock_ms = Some((whole, kdf));
+    }
+    figures
 }
 
 fn main() {
     let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|arg| arg.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![10_000, 100_000] } else { sizes };
     for households in sizes {
-        run(households);
+        let plain = run(households, false);
+        let encrypted = run(households, true);
+        println!("\n[{households} households] plain vs encrypted (SQLCipher, AES-256):");
+        println!("  {:<58} {:>12} {:>12}", "", "plain", "encrypted");
+        println!("  {:<58} {:>12.0} {:>12.0}", "bulk insert, records/s", plain.bulk_records_per_second, encrypted.bulk_records_per_second);
+        for ((label, plain_p99), (_, encrypted_p99)) in plain.edit_p99_ms.iter().zip(&encrypted.edit_p99_ms) {
+            println!("  {:<58} {:>12.3} {:>12.3}", format!("edit of {label}, p99 ms"), plain_p99, encrypted_p99);
+        }
+        println!("  {:<58} {:>12.2} {:>12.2}", "roster search, all queries, p95 ms", plain.search_p95_ms, encrypted.search_p95_ms);
+        if let Some((whole, kdf)) = encrypted.open_unlock_ms {
+            println!("  {:<58} {:>12} {:>12.0}", "open and unlock, ms (Argon2id included)", "-", whole);
+            println!("  {:<58} {:>12} {:>12.0}", "  Argon2id alone (timed just before), ms", "-", kdf);
+        }
     }
 }

@@ -7,6 +7,7 @@
 #
 #   FURROW_DATA_DIR          where the app's demo data lives (default: ~/.local/share/furrow-demo)
 #   FURROW_SERVER_DATA_DIR   where the local server keeps its data (default: ~/.local/share/furrow-server)
+#   FURROW_PASSPHRASE        the demo device passphrase (default: demo-passphrase-2024)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -67,5 +68,10 @@ echo "==> demo account (demo data): server http://127.0.0.1:8470, user $DEMO_USE
 # villages carry the server's own row ids, so a second run, or a run with a new data directory,
 # never doubles the villages or the households.
 export FURROW_DEMO_SIGN_IN="http://127.0.0.1:8470 $DEMO_USER $DEMO_PASSWORD 200"
+# The demo data directory is encrypted like any other; the demo passphrase opens it without a
+# person at the keyboard (a first run sets it). Real laptops never set FURROW_PASSPHRASE: the
+# window asks for the passphrase instead.
+export FURROW_PASSPHRASE="${FURROW_PASSPHRASE:-demo-passphrase-2024}"
+echo "==> demo device passphrase (demo data only): $FURROW_PASSPHRASE"
 echo "==> opening Furrow (data: $DATA_DIR; 200 demo households, marked 演示, unless the server has them already)"
 "$TARGET_DIR/debug/furrow-app" --data-dir "$DATA_DIR"

@@ -43,6 +43,17 @@ pub enum Error {
     /// A value could not be converted to or from JSON.
     #[error("data error: {0}")]
     Json(#[from] serde_json::Error),
+    /// A file the user gave (a roster to import) cannot be used as it is: what is wrong with it
+    /// and what to do, in both languages. Nothing was written.
+    #[error("{message_en}")]
+    File {
+        /// A stable code (`not_a_spreadsheet`, `password_protected`, `empty`, ...).
+        code: &'static str,
+        /// The message in Chinese.
+        message_zh: String,
+        /// The message in English.
+        message_en: String,
+    },
 }
 
 fn summary(errors: &[FieldError]) -> String {
@@ -62,6 +73,7 @@ impl Error {
             Error::Sqlite(_) => "database",
             Error::Io(_) => "io",
             Error::Json(_) => "data",
+            Error::File { code, .. } => code,
         }
     }
 
@@ -80,6 +92,7 @@ impl Error {
             Error::Sqlite(error) => format!("数据库错误：{error}"),
             Error::Io(error) => format!("文件读写错误：{error}"),
             Error::Json(error) => format!("数据格式错误：{error}"),
+            Error::File { message_zh, .. } => message_zh.clone(),
         }
     }
 

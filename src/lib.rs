@@ -7,13 +7,20 @@
 //! The roster search index ([`search`]) and the photo files with their uploads ([`media`]) are
 //! kept beside the records. It knows nothing of Tauri or of HTTP frameworks.
 
+pub mod audit;
+pub mod backup;
 pub mod domain;
+pub mod encryption;
 pub mod error;
+pub mod export;
+pub mod import;
 pub mod media;
 pub mod record;
+pub mod report;
 pub mod search;
 pub mod store;
 pub mod sync;
+pub mod vault;
 
 pub use furrow_contract::{codes, hlc, schema, validate};
 

@@ -1,8 +1,10 @@
 //! 户 Roster search. Each household has one search document (register number, head, phone,
-//! group, village, members' names and phones) in `household_search_doc`, indexed by an FTS5
-//! trigram table, and every one- and two-character piece of the names in it is kept in
+//! group, village, members' names, phones and identity card numbers, and the pinyin of every
+//! name, full and initials) in `household_search_doc`, indexed by an FTS5 trigram table, and
+//! every one- and two-character piece of the names and their initials is kept in
 //! `household_name_grams`, since a trigram index cannot find the two-character given name that
-//! is the most common query.
+//! is the most common query. The roster's order by the head's name reads the pinyin key kept in
+//! `household_name_order`, which the same hook keeps current in the write's own transaction.
 //!
 //! Nothing else knows these tables. The write path, the pull's purges and the store say that a
 //! row changed (`Changed::row_changed`); the households whose documents that changes are noted
@@ -11,8 +13,11 @@
 //! when an upgrade changed what is indexed (`rebuild_if_outdated`). Rewriting a full-text
 //! document can set off a merge of index segments, which an edit must not wait for.
 
+mod pinyin;
+
 use std::collections::BTreeSet;
 
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection, OptionalExtension, ToSql};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +26,7 @@ use crate::error::Result;
 
 /// The version of the derived search index; raising it makes the next open rebuild the index
 /// from the records, so an upgrade that changes what is indexed needs no hand-written backfill.
-const SEARCH_INDEX_VERSION: i64 = 2;
+const SEARCH_INDEX_VERSION: i64 = 3;
 
 /// The households whose search documents one transaction's writes change, collected while it
 /// runs and noted as waiting once, just before its commit (`Changed::note_pending`), so a bulk
@@ -30,6 +35,8 @@ const SEARCH_INDEX_VERSION: i64 = 2;
 pub(crate) struct Changed {
     households: BTreeSet<String>,
     villages: BTreeSet<String>,
+    /// The households whose own row was written: their name order key is brought up to date.
+    heads: BTreeSet<String>,
 }
 
 impl Changed {
@@ -40,6 +47,7 @@ impl Changed {
         match table {
             "households" => {
                 self.households.insert(id.to_owned());
+                self.heads.insert(id.to_owned());
             }
             "members" => {
                 let household = match household {
@@ -63,8 +71,13 @@ impl Changed {
     }
 
     /// Notes the households collected (and every household of a changed village) as waiting for
-    /// their documents to be rewritten; called once before the commit.
+    /// their documents to be rewritten, and brings the name order of the households written up
+    /// to date (a key is cheap to make, and the plain roster must never wait for the index);
+    /// called once before the commit.
     pub(crate) fn note_pending(&mut self, conn: &Connection) -> Result<()> {
+        for household in std::mem::take(&mut self.heads) {
+            refresh_order(conn, &household)?;
+        }
         for village in std::mem::take(&mut self.villages) {
             let mut statement = conn.prepare("SELECT id FROM households WHERE village_id = ?1")?;
             let ids = statement.query_map([&village], |row| row.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -91,8 +104,10 @@ pub(crate) fn rebuild_if_outdated(conn: &mut Connection) -> Result<()> {
         let ids = statement.query_map([], |row| row.get(0))?;
         ids.collect::<rusqlite::Result<_>>()?
     };
+    transaction.execute("DELETE FROM household_name_order", [])?;
     for id in ids {
         refresh(&transaction, &id)?;
+        refresh_order(&transaction, &id)?;
     }
     transaction.execute("DELETE FROM household_search_pending", [])?;
     transaction.execute(
@@ -109,7 +124,7 @@ fn refresh(conn: &Connection, household_id: &str) -> Result<()> {
     let found: Option<(String, String)> = conn
         .prepare_cached(
             "SELECT concat_ws(' ', h.register_no, h.head_name, h.phone, h.group_name, v.name, v.code,
-                    (SELECT group_concat(concat_ws(' ', m.name, m.phone), ' ') FROM members m
+                    (SELECT group_concat(concat_ws(' ', m.name, m.phone, m.id_card_no), ' ') FROM members m
                       WHERE m.household_id = h.id AND m.deleted = 0)),
                     concat_ws(' ', h.head_name,
                     (SELECT group_concat(m.name, ' ') FROM members m WHERE m.household_id = h.id AND m.deleted = 0))
@@ -118,6 +133,14 @@ fn refresh(conn: &Connection, household_id: &str) -> Result<()> {
         )?
         .query_row([household_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
+    // The pinyin of every name is searched like the names themselves; the initials (wjh) are
+    // also short pieces, so two letters find 王建 as two characters do.
+    let found = found.map(|(body, names): (String, String)| {
+        let (initials, full) = pinyin::search_forms(&names);
+        let body = [body].into_iter().chain(initials.iter().cloned()).chain(full).collect::<Vec<_>>().join(" ");
+        let names = [names].into_iter().chain(initials).collect::<Vec<_>>().join(" ");
+        (body, names)
+    });
     let existing: Option<(i64, String)> = conn
         .prepare_cached("SELECT doc, body FROM household_search_doc WHERE household_id = ?1")?
         .query_row([household_id], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -145,6 +168,30 @@ fn refresh(conn: &Connection, household_id: &str) -> Result<()> {
     let mut insert = conn.prepare_cached("INSERT OR IGNORE INTO household_name_grams (gram, doc) VALUES (?1, ?2)")?;
     for gram in short_grams(&names) {
         insert.execute(params![gram, doc])?;
+    }
+    Ok(())
+}
+
+/// Brings a household's key in the roster's name order up to date (or removes it once the
+/// household is deleted or gone).
+fn refresh_order(conn: &Connection, household_id: &str) -> Result<()> {
+    let head: Option<Option<String>> = conn
+        .prepare_cached("SELECT head_name FROM households WHERE id = ?1 AND deleted = 0")?
+        .query_row([household_id], |row| row.get(0))
+        .optional()?;
+    match head {
+        Some(head) => {
+            let key = pinyin::sort_key(head.as_deref().unwrap_or_default());
+            conn.prepare_cached(
+                "INSERT INTO household_name_order (household_id, head_pinyin) VALUES (?1, ?2)
+                 ON CONFLICT (household_id) DO UPDATE SET head_pinyin = excluded.head_pinyin
+                  WHERE head_pinyin <> excluded.head_pinyin",
+            )?
+            .execute(params![household_id, key])?;
+        }
+        None => {
+            conn.prepare_cached("DELETE FROM household_name_order WHERE household_id = ?1")?.execute([household_id])?;
+        }
     }
     Ok(())
 }
@@ -202,13 +249,37 @@ fn short_grams(text: &str) -> std::collections::BTreeSet<String> {
 }
 
 
+/// A column the roster can be ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum RosterSort {
+    /// 户编号 Register number.
+    RegisterNo,
+    /// 户主 The head's name, by its pinyin (安 before 张; a surname read as a surname: 曾 zeng).
+    HeadName,
+    /// 村 Village name.
+    Village,
+    /// 电话 Phone.
+    Phone,
+    /// 脱贫状态 Poverty status (by its code).
+    PovertyStatus,
+    /// 监测类型 Monitoring type (by its code).
+    MonitoringType,
+    /// 致贫原因 Main cause (by its code).
+    MainCause,
+    /// 人口 Number of live members.
+    MemberCount,
+}
+
 /// A roster search: free text plus filters, all optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[cfg_attr(feature = "ts", ts(optional_fields = nullable))]
 #[serde(default)]
 pub struct RosterQuery {
-    /// Substring of a name (head or member), register number, phone or village.
+    /// Substring of a name (head or member), its pinyin (full, or initials: `wjh` finds 王建华),
+    /// register number, phone, identity card number or village.
     pub text: Option<String>,
     /// Only this village.
     pub village_id: Option<String>,
@@ -220,6 +291,11 @@ pub struct RosterQuery {
     pub cause: Option<PovertyCause>,
     /// `true` lists the households that left the register (closed) instead of those in it.
     pub closed: Option<bool>,
+    /// The order; none lists a text search's matches in the order households were registered on
+    /// the device and the plain roster by register number.
+    pub sort: Option<RosterSort>,
+    /// `true` orders by `sort` from the last.
+    pub descending: Option<bool>,
     /// At most this many (default 200).
     pub limit: Option<i64>,
     /// Skip this many (paging).
@@ -256,6 +332,19 @@ pub struct RosterEntry {
     pub closed_on: Option<String>,
 }
 
+/// The pinyin forms of names (full and initials), as the SQL function `roster_pinyin`, for a text
+/// search that reads the households themselves while the index is being rebuilt.
+fn register_pinyin_function(conn: &Connection) -> Result<()> {
+    conn.create_scalar_function("roster_pinyin", 1, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |context| {
+        let names: Option<String> = context.get(0)?;
+        Ok(names.map(|names| {
+            let (initials, full) = pinyin::search_forms(&names);
+            initials.into_iter().chain(full).collect::<Vec<_>>().join(" ")
+        }))
+    })?;
+    Ok(())
+}
+
 /// Searches the roster. Text of three or more characters uses the trigram index; shorter text
 /// (a two-character Chinese name is common) scans the compact search documents.
 pub(crate) fn roster(conn: &Connection, query: &RosterQuery) -> Result<Vec<RosterEntry>> {
@@ -284,13 +373,26 @@ pub(crate) fn roster(conn: &Connection, query: &RosterQuery) -> Result<Vec<Roste
     // query matching thousands is read without sorting them all. The plain roster is in register
     // order, which an index also yields.
     let mut sort_key = "NULL";
-    if let Some(text) = query.text.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
+    // Full pinyin typed with spaces between syllables (wang jian hua) is searched as one word,
+    // the form the documents hold.
+    let text = query.text.as_deref().map(str::trim).filter(|text| !text.is_empty()).map(|text| {
+        if text.contains(char::is_whitespace) && text.chars().all(|character| character.is_ascii_alphabetic() || character.is_whitespace()) {
+            text.split_whitespace().collect::<String>()
+        } else {
+            text.to_owned()
+        }
+    });
+    if let Some(text) = text.as_deref() {
         if scan {
+            register_pinyin_function(conn)?;
             from = "households h LEFT JOIN villages sv ON sv.id = h.village_id".to_owned();
             clauses.push(format!(
                 "instr(lower(concat_ws(' ', h.register_no, h.head_name, h.phone, h.group_name, sv.name, sv.code,
-                    (SELECT group_concat(concat_ws(' ', m.name, m.phone), ' ') FROM members m
-                      WHERE m.household_id = h.id AND m.deleted = 0))), lower(?{})) > 0",
+                    (SELECT group_concat(concat_ws(' ', m.name, m.phone, m.id_card_no), ' ') FROM members m
+                      WHERE m.household_id = h.id AND m.deleted = 0),
+                    roster_pinyin(concat_ws(' ', h.head_name,
+                      (SELECT group_concat(m.name, ' ') FROM members m WHERE m.household_id = h.id AND m.deleted = 0))))),
+                    lower(?{})) > 0",
                 args.len() + 1
             ));
             args.push(Box::new(text.to_owned()));
@@ -356,7 +458,40 @@ pub(crate) fn roster(conn: &Connection, query: &RosterQuery) -> Result<Vec<Roste
         ));
         args.push(Box::new(cause.code()));
     }
-    let order = if sort_key == "NULL" { "h.register_no, h.head_name, h.id" } else { sort_key };
+    // A chosen order sorts the matches (or the whole roster) by that column, ties in register
+    // order; the head's name by its pinyin key, which an index yields in order.
+    let direction = if query.sort.is_some() && query.descending == Some(true) { "DESC" } else { "ASC" };
+    let mut ties = "p.register_no, p.head_name, p.id".to_owned();
+    let (sort_key, order) = match query.sort {
+        None if sort_key == "NULL" => (sort_key, "h.register_no, h.head_name, h.id".to_owned()),
+        None => (sort_key, sort_key.to_owned()),
+        Some(RosterSort::HeadName) => {
+            // The key holds the name, so the key and the household's id order every row, and
+            // the plain or filtered roster walks the key's index and stops at the page instead
+            // of sorting every household; a text search sorts its matches.
+            if from == "households h" {
+                from = "household_name_order k CROSS JOIN households h".to_owned();
+                clauses.push("h.id = k.household_id".to_owned());
+            } else {
+                from.push_str(" JOIN household_name_order k ON k.household_id = h.id");
+            }
+            ties = format!("p.id {direction}");
+            ("k.head_pinyin", format!("k.head_pinyin {direction}, k.household_id {direction}"))
+        }
+        Some(sort) => {
+            let column = match sort {
+                RosterSort::RegisterNo => "h.register_no",
+                RosterSort::HeadName => unreachable!("ordered by its own key above"),
+                RosterSort::Village => "(SELECT name FROM villages WHERE id = h.village_id)",
+                RosterSort::Phone => "h.phone",
+                RosterSort::PovertyStatus => "h.poverty_status",
+                RosterSort::MonitoringType => "h.monitoring_type",
+                RosterSort::MainCause => "h.main_cause",
+                RosterSort::MemberCount => "(SELECT count(*) FROM members m WHERE m.household_id = h.id AND m.deleted = 0)",
+            };
+            (column, format!("{column} {direction}, h.register_no, h.head_name, h.id"))
+        }
+    };
     let limit = query.limit.unwrap_or(200).clamp(1, 10_000);
     let offset = query.offset.unwrap_or(0).max(0);
     // The page is chosen first; the village name and member count are looked up for the rows
@@ -373,7 +508,7 @@ pub(crate) fn roster(conn: &Connection, query: &RosterQuery) -> Result<Vec<Roste
                   ORDER BY {order}
                   LIMIT {limit} OFFSET {offset}) p
            LEFT JOIN villages v ON v.id = p.village_id
-          ORDER BY p.sort_key, p.register_no, p.head_name, p.id",
+          ORDER BY p.sort_key {direction}, {ties}",
         clauses.join(" AND ")
     );
     let mut statement = conn.prepare_cached(&sql)?;

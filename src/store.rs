@@ -39,6 +39,10 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 11, name: "0011_member_id_card.sql", sql: include_str!("../migrations/0011_member_id_card.sql") },
     Migration { version: 12, name: "0012_restore_resend.sql", sql: include_str!("../migrations/0012_restore_resend.sql") },
     Migration { version: 13, name: "0013_corrections.sql", sql: include_str!("../migrations/0013_corrections.sql") },
+    Migration { version: 14, name: "0014_session_trainer.sql", sql: include_str!("../migrations/0014_session_trainer.sql") },
+    Migration { version: 15, name: "0015_roster_order_attendance_note.sql", sql: include_str!("../migrations/0015_roster_order_attendance_note.sql") },
+    Migration { version: 16, name: "0016_id_card_reveals.sql", sql: include_str!("../migrations/0016_id_card_reveals.sql") },
+    Migration { version: 17, name: "0017_excel_imports.sql", sql: include_str!("../migrations/0017_excel_imports.sql") },
 ];
 
 /// Where and how to open a store.

@@ -273,6 +273,8 @@ pub const TRAINING_SESSIONS: TableSpec = TableSpec {
         field("location", NAME),
         field("trainer", SHORT),
         field("notes", NOTE),
+        // 讲师（农户） The trained farmer who gave the session; none when the assistant did.
+        field("trainer_member_id", FieldType::Ref("members")),
     ],
     append_only: false,
     platform_only: false,
@@ -287,6 +289,8 @@ pub const ATTENDANCE: TableSpec = TableSpec {
         required("member_id", FieldType::Ref("members")),
         required("status", FieldType::Enum(codes::AttendanceStatus::DEF)),
         field("minutes_attended", int(0, 24 * 60)),
+        // 备注 A note on this attendance (why a member of another village came, say).
+        field("note", text(500)),
     ],
     append_only: false,
     platform_only: false,

@@ -8,8 +8,10 @@
 //! The server is the real `furrow-server` binary in its own process, so its memory is its own.
 //! Run with `cargo bench -p furrow-server --bench load`. `FURROW_LOAD_SECONDS` (default 60) sets
 //! the time after sign-in, `FURROW_LOAD_ASSISTANTS` (default `200,1000`) the sizes,
-//! `FURROW_LOAD_PAUSE_MS` (default 1000) the pause between an assistant's rounds, and
+//! `FURROW_LOAD_PAUSE_MS` (default 1000) the pause between an assistant's rounds,
+//! `FURROW_LOAD_BACKENDS` (default `sqlite,postgres`) the backends, and
 //! `FURROW_TEST_DATABASE_URL` the PostgreSQL server (default postgres://postgres@127.0.0.1/test).
+//! Field changes/s counts the changes of the pushes answered 200, over the time after sign-in.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,6 +45,8 @@ struct Figures {
     sign_in_p99: Duration,
     busy_answers: u64,
     requests: usize,
+    /// Field changes in pushes answered 200.
+    pushed_changes: usize,
     seconds: f64,
     p50: Duration,
     p99: Duration,
@@ -165,13 +169,16 @@ async fn sign_in(http: reqwest::Client, base: String, index: usize) -> Result<(A
     }
 }
 
+/// The field changes of one round's push.
+const CHANGES_PER_PUSH: usize = 10;
+
 /// One round: a push of two new households (ten field changes) and a pull of one page.
-/// Returns each request's latency and whether it succeeded.
+/// Returns each request's latency and whether it succeeded, the push first.
 async fn round(http: &reqwest::Client, base: &str, assistant: &mut Assistant) -> Vec<(Duration, bool)> {
     let mut measured = Vec::with_capacity(2);
     let village_row = platform::village_row_id(&assistant.village);
     let stamp = furrow_contract::hlc::pack(furrow_contract::hlc::wall_ms(), 0);
-    let mut changes = Vec::with_capacity(10);
+    let mut changes = Vec::with_capacity(CHANGES_PER_PUSH);
     for _ in 0..2 {
         let id = uuid::Uuid::now_v7().to_string();
         for (field, value) in [
@@ -277,12 +284,14 @@ async fn run(storage: Storage, storage_args: Vec<String>, assistants: usize, sec
             measured
         });
     }
-    let mut latencies = Vec::new();
+    let (mut latencies, mut pushed_changes) = (Vec::new(), 0);
     while let Some(measured) = rounds.join_next().await {
-        for (latency, ok) in measured.expect("load task") {
+        for (index, (latency, ok)) in measured.expect("load task").into_iter().enumerate() {
             latencies.push(latency);
             if !ok {
                 errors += 1;
+            } else if index % 2 == 0 {
+                pushed_changes += CHANGES_PER_PUSH;
             }
         }
     }
@@ -294,6 +303,7 @@ async fn run(storage: Storage, storage_args: Vec<String>, assistants: usize, sec
         sign_in_p99: percentile(&sign_in_times, 0.99),
         busy_answers,
         requests: latencies.len(),
+        pushed_changes,
         seconds: elapsed,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
@@ -314,10 +324,11 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     println!("load: {seconds} s of push and pull after sign-in, {} ms between an assistant's rounds, {cores} cores", pause.as_millis());
     println!(
-        "{:<10} {:>10} {:>12} {:>12} {:>12} {:>8} {:>10} {:>9} {:>9} {:>7} {:>9}",
-        "backend", "assistants", "sign-in all", "sign-in p50", "sign-in p99", "busy", "requests/s", "p50", "p99", "errors", "peak MiB"
+        "{:<10} {:>10} {:>12} {:>12} {:>12} {:>8} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9}",
+        "backend", "assistants", "sign-in all", "sign-in p50", "sign-in p99", "busy", "requests/s", "changes/s", "p50", "p99", "errors", "peak MiB"
     );
-    for backend in ["sqlite", "postgres"] {
+    let backends = std::env::var("FURROW_LOAD_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    for backend in backends.split(',').map(str::trim).filter(|backend| ["sqlite", "postgres"].contains(backend)) {
         for &assistants in &sizes {
             let dir = tempfile::tempdir().expect("a temporary directory");
             let data_dir = dir.path().join("data");
@@ -334,7 +345,7 @@ fn main() {
             };
             let figures = runtime.block_on(run(storage, args, assistants, seconds, pause));
             println!(
-                "{:<10} {:>10} {:>10.1} s {:>10.0} ms {:>10.0} ms {:>8} {:>10.0} {:>6.0} ms {:>6.0} ms {:>7} {:>9}",
+                "{:<10} {:>10} {:>10.1} s {:>10.0} ms {:>10.0} ms {:>8} {:>10.0} {:>10.0} {:>6.0} ms {:>6.0} ms {:>7} {:>9}",
                 backend,
                 assistants,
                 figures.sign_in_all.as_secs_f64(),
@@ -342,6 +353,7 @@ fn main() {
                 figures.sign_in_p99.as_secs_f64() * 1000.0,
                 figures.busy_answers,
                 figures.requests as f64 / figures.seconds,
+                figures.pushed_changes as f64 / figures.seconds,
                 figures.p50.as_secs_f64() * 1000.0,
                 figures.p99.as_secs_f64() * 1000.0,
                 figures.errors,

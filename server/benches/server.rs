@@ -2,8 +2,12 @@
 //! of 10k field changes over HTTP in batches of 500, and a snapshot of 100k rows pulled over
 //! HTTP in pages of 1000 (server time and bytes only; applying rows is the device's part).
 //!
-//! Run with `cargo bench -p furrow-server`; `FURROW_BENCH_ROWS` changes the snapshot size and
-//! `FURROW_TEST_DATABASE_URL` the PostgreSQL server (default postgres://postgres@127.0.0.1/test).
+//! It also counts the statements (each one round trip to a database server) of one push of 20
+//! field changes and of one pull page, through a counting wrapper around the database.
+//!
+//! Run with `cargo bench -p furrow-server --bench server`; `FURROW_BENCH_ROWS` changes the
+//! snapshot size and `FURROW_TEST_DATABASE_URL` the PostgreSQL server (default
+//! postgres://postgres@127.0.0.1/test).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +17,7 @@ use furrow_contract::wire::{Change, PullResponse, PushRequest, SCHEMA_VERSION};
 use furrow_server::auth::{self, Caller, PasswordCost};
 use furrow_server::blobs::FileBlobStore;
 use furrow_server::platform::{self, ServerClock};
-use furrow_server::store::{self, Database};
+use furrow_server::store::{self, Counting, Database};
 use furrow_server::{open_database, sync, AppState, Settings, Storage};
 use serde_json::json;
 
@@ -51,9 +55,11 @@ fn changes_for(node: &NodeId, first_seq: i64, households: usize, hlc: i64) -> (V
 }
 
 async fn run(name: &str, storage: Storage, blob_dir: &std::path::Path, rows: usize) {
-    let database: Arc<dyn Database> = tokio::task::spawn_blocking(move || open_database(&storage).expect("open"))
+    let opened: Arc<dyn Database> = tokio::task::spawn_blocking(move || open_database(&storage).expect("open"))
         .await
         .expect("task");
+    let counting = Arc::new(Counting::new(opened));
+    let database: Arc<dyn Database> = counting.clone();
     let seeding = database.clone();
     let user = tokio::task::spawn_blocking(move || {
         let hash = auth::hash_password("correct horse", PasswordCost::CHEAP_FOR_TESTS).expect("hash");
@@ -113,6 +119,37 @@ async fn run(name: &str, storage: Storage, blob_dir: &std::path::Path, rows: usi
         changes.len() as f64 / push_seconds,
         push_seconds * 1000.0 / 20.0,
         sent_bytes
+    );
+
+    // Round trips: one push of 20 field changes (four new households) and the pull page after it,
+    // counted from the request's token check to its answer.
+    let (changes, _) = changes_for(&node, 10_000, 4, hlc::pack(hlc::wall_ms(), 0));
+    let request =
+        PushRequest { client_id: node.to_uuid_string(), batch_id: "batch-counted".into(), schema_version: SCHEMA_VERSION, changes };
+    let before = counting.counts();
+    let response =
+        http.post(format!("{base}/sync/v1/push")).bearer_auth(&tokens.access_token).json(&request).send().await.expect("push");
+    assert_eq!(response.status(), 200);
+    let pushed = counting.counts();
+    let first: PullResponse = http
+        .get(format!("{base}/sync/v1/pull?limit=1000"))
+        .bearer_auth(&tokens.access_token)
+        .send()
+        .await
+        .expect("pull")
+        .json()
+        .await
+        .expect("page");
+    let pulled = counting.counts();
+    println!(
+        "{name}: push of 20 field changes over HTTP: {} transactions (the token check and the push), {} statements; \
+         pull page of {} rows: {} transactions (the token check and the page), {} statements \
+         (a write adds one round trip to begin and lock and one to commit, shared by the writers of its group)",
+        pushed.transactions - before.transactions,
+        pushed.statements - before.statements,
+        first.rows.len(),
+        pulled.transactions - pushed.transactions,
+        pulled.statements - pushed.statements
     );
 
     // Snapshot: `rows` households written straight into storage, then pulled over HTTP.

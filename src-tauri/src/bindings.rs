@@ -27,6 +27,10 @@ pub fn export(directory: &Path) -> Result<(), ExportError> {
     training::CheckInCandidate::export_all(&config)?;
     training::CheckInReport::export_all(&config)?;
     training::ScoreEntry::export_all(&config)?;
+    training::TrainerCandidate::export_all(&config)?;
+    furrow::report::Filter::export_all(&config)?;
+    furrow::report::Report::export_all(&config)?;
+    furrow::report::HouseholdRow::export_all(&config)?;
     furrow::domain::listing_rules::SubmissionState::export_all(&config)?;
     village::Village::export_all(&config)?;
     listing::Product::export_all(&config)?;
@@ -38,12 +42,22 @@ pub fn export(directory: &Path) -> Result<(), ExportError> {
     reference::PovertyLine::export_all(&config)?;
     EnumDef::export_all(&config)?;
     crate::error::CommandError::export_all(&config)?;
+    furrow::import::ImportPreview::export_all(&config)?;
+    furrow::import::ImportOptions::export_all(&config)?;
+    furrow::import::ImportProgress::export_all(&config)?;
+    furrow::import::ImportSummary::export_all(&config)?;
+    furrow::import::ImportRecord::export_all(&config)?;
+    furrow::import::UndoReport::export_all(&config)?;
+    furrow::export::ExportOptions::export_all(&config)?;
     crate::state::Settings::export_all(&config)?;
     crate::commands::settings::SettingsView::export_all(&config)?;
     crate::commands::sync::SyncStatus::export_all(&config)?;
     crate::commands::sync::SyncProgress::export_all(&config)?;
     furrow::sync::ConflictView::export_all(&config)?;
     crate::commands::sync::RecordSync::export_all(&config)?;
+    crate::commands::vault::VaultStatus::export_all(&config)?;
+    furrow::backup::BackupPreview::export_all(&config)?;
+    furrow::audit::IdCardReveal::export_all(&config)?;
     Ok(())
 }
 

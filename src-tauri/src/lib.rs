@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use tauri::Manager;
 
-use crate::state::{AppState, DATA_DIR_VARIABLE};
+use crate::state::DATA_DIR_VARIABLE;
 
 /// The environment variable asking for demo households on first start (a number); the flag
 /// `--demo-households N` does the same.
@@ -35,6 +35,12 @@ fn argument(flag: &str) -> Option<String> {
     None
 }
 
+/// How many demo households to add on first start: `--demo-households N` or
+/// [`DEMO_VARIABLE`].
+pub(crate) fn demo_households() -> Option<usize> {
+    argument("--demo-households").or_else(|| std::env::var(DEMO_VARIABLE).ok()).and_then(|value| value.parse::<usize>().ok())
+}
+
 /// The data directory: `--data-dir DIR`, else `FURROW_DATA_DIR`, else the platform's per-user
 /// application data directory.
 fn data_dir(app: &tauri::App) -> Result<PathBuf, Box<dyn std::error::Error>> {
@@ -52,19 +58,28 @@ pub fn run() {
     tauri::Builder::default()
         .setup(|app| {
             let directory = data_dir(app)?;
-            let state = AppState::open(directory).map_err(|error| error.message)?;
-            let demo = argument("--demo-households").or_else(|| std::env::var(DEMO_VARIABLE).ok());
-            if let Some(count) = demo.and_then(|value| value.parse::<usize>().ok()) {
-                let mut store = state.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                demo::seed_if_empty(&mut store, count).map_err(|error| error.to_string())?;
+            std::fs::create_dir_all(&directory)?;
+            furrow::vault::set_private(&directory, true)?;
+            app.manage(state::Gate::new(directory.clone()));
+            // The demo and the end-to-end tests start without a person at the keyboard; anyone
+            // else chooses the passphrase, or enters it, in the window.
+            if let Some(passphrase) = std::env::var(state::PASSPHRASE_VARIABLE).ok().filter(|value| !value.is_empty()) {
+                let database = directory.join(state::DATABASE_FILE);
+                let first = matches!(furrow::encryption::lock_state(&database)?, furrow::encryption::Lock::New | furrow::encryption::Lock::Plain);
+                commands::vault::open_store(app.handle(), &passphrase, first).map_err(|error| error.message)?;
             }
-            housekeeping::start(std::sync::Arc::clone(&state.store));
-            app.manage(state);
-            autosync::start(app.handle().clone());
             Ok(())
         })
+        // The roster file picked for import, held between its preview and its import.
+        .manage(commands::excel::PendingImport::default())
         .invoke_handler(tauri::generate_handler![
             commands::households::search_households,
+            commands::excel::excel_import_open,
+            commands::excel::excel_import_preview,
+            commands::excel::excel_import_run,
+            commands::excel::excel_import_undo,
+            commands::excel::excel_imports,
+            commands::excel::excel_export,
             commands::households::household_view,
             commands::households::save_household,
             commands::households::delete_household,
@@ -92,10 +107,14 @@ pub fn run() {
             commands::training::session_attendees,
             commands::training::remove_attendee,
             commands::training::set_attendance_status,
+            commands::training::set_attendance_note,
             commands::training::session_assessments,
             commands::training::check_in_candidates,
             commands::training::check_in_new,
             commands::training::save_scores,
+            commands::training::trainer_candidates,
+            commands::outcomes::outcomes,
+            commands::outcomes::outcome_households,
             commands::visits::save_visit,
             commands::visits::follow_ups_due,
             commands::visits::delete_visit,
@@ -121,7 +140,18 @@ pub fn run() {
             commands::settings::get_settings,
             commands::settings::set_language,
             commands::settings::set_server_url,
-            commands::settings::export_backup,
+            commands::vault::export_backup,
+            commands::vault::preview_backup,
+            commands::vault::restore_backup,
+            commands::vault::vault_status,
+            commands::vault::set_passphrase,
+            commands::vault::unlock,
+            commands::vault::lock,
+            commands::vault::change_passphrase,
+            commands::vault::set_lock_after,
+            commands::vault::forget_passphrase,
+            commands::vault::reveal_id_card,
+            commands::vault::id_card_reveals,
             commands::settings::seed_demo,
             commands::sync::sync_status,
             commands::sync::sign_in,

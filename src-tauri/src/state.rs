@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use furrow::sync::SyncEngine;
-use furrow::{OpenOptions, Store};
+use furrow::Store;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
@@ -16,6 +16,12 @@ pub const DATA_DIR_VARIABLE: &str = "FURROW_DATA_DIR";
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "furrow.db";
+
+/// The environment variable giving the device passphrase, so the demo and the end-to-end tests
+/// start without a person at the keyboard: the store is set up with it on a first start (a plain
+/// store of an older version is encrypted) and unlocked with it afterwards. Never set it on a
+/// laptop that holds real households: anyone who can read the environment can read the store.
+pub const PASSPHRASE_VARIABLE: &str = "FURROW_PASSPHRASE";
 
 /// The settings file's name inside the data directory.
 pub const SETTINGS_FILE: &str = "settings.json";
@@ -34,6 +40,8 @@ pub struct Settings {
     pub signed_in: bool,
     /// When the last sync succeeded (RFC 3339), if ever.
     pub last_sync_at: Option<String>,
+    /// How long the window may sit idle before it locks, in seconds (15 minutes by default).
+    pub lock_after_seconds: u32,
 }
 
 impl Default for Settings {
@@ -44,6 +52,7 @@ impl Default for Settings {
             username: String::new(),
             signed_in: false,
             last_sync_at: None,
+            lock_after_seconds: 15 * 60,
         }
     }
 }
@@ -64,6 +73,7 @@ impl Settings {
         let temporary = data_dir.join(format!("{SETTINGS_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).map_err(furrow::Error::from)?;
         std::fs::write(&temporary, bytes)?;
+        furrow::vault::set_private(&temporary, false)?;
         std::fs::rename(&temporary, data_dir.join(SETTINGS_FILE))?;
         Ok(())
     }
@@ -72,6 +82,36 @@ impl Settings {
 /// Where photos live: the `media` directory inside the data directory.
 pub fn media_dir(data_dir: &Path) -> furrow::media::MediaDir {
     furrow::media::MediaDir::new(data_dir.join(crate::commands::photos::MEDIA_DIR))
+}
+
+/// What the window may see before the store is unlocked: where the data lives, whether the store
+/// is open, and whether the window is locked (after idle; the store stays open so sync goes on).
+pub struct Gate {
+    /// The directory holding the database, its key file and the settings.
+    pub data_dir: PathBuf,
+    /// Whether the store was unlocked and the app's state is managed.
+    pub opened: std::sync::atomic::AtomicBool,
+    /// Whether the window is locked.
+    pub locked: std::sync::atomic::AtomicBool,
+    /// Held while the store is being set up or unlocked, so two unlocks never open it twice.
+    pub opening: Mutex<()>,
+}
+
+impl Gate {
+    /// The gate of a data directory, closed.
+    pub fn new(data_dir: PathBuf) -> Gate {
+        Gate {
+            data_dir,
+            opened: std::sync::atomic::AtomicBool::new(false),
+            locked: std::sync::atomic::AtomicBool::new(false),
+            opening: Mutex::new(()),
+        }
+    }
+
+    /// The database file.
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join(DATABASE_FILE)
+    }
 }
 
 /// Everything the commands share. The store sits behind a mutex because SQLite has one writer;
@@ -90,13 +130,13 @@ pub struct AppState {
     pub sync_gate: Mutex<()>,
     /// When the app syncs by itself, shared with the thread that does it.
     pub auto: crate::autosync::AutoSync,
+    /// The store's data key, kept while the app runs for encrypted backups and restores.
+    pub key: furrow::vault::DataKey,
 }
 
 impl AppState {
-    /// Opens the store in `data_dir` (creating the directory) and reads the settings.
-    pub fn open(data_dir: PathBuf) -> CommandResult<AppState> {
-        std::fs::create_dir_all(&data_dir)?;
-        let store = Store::open(&OpenOptions::file(data_dir.join(DATABASE_FILE)))?;
+    /// The state over the store unlocked in `data_dir` with its data key; reads the settings.
+    pub fn from_store(data_dir: PathBuf, store: Store, key: furrow::vault::DataKey) -> CommandResult<AppState> {
         let settings = Settings::load(&data_dir);
         // A device that signed in before syncs with the same server after a restart, offline
         // until the server answers; the account lives in the store, not in the settings.
@@ -108,6 +148,7 @@ impl AppState {
             engine: Mutex::new(engine),
             sync_gate: Mutex::new(()),
             auto: crate::autosync::AutoSync::default(),
+            key,
         })
     }
 

@@ -10,7 +10,6 @@ use std::time::Instant;
 use furrow::domain::household::{self, Household, Member};
 use furrow::codes::{HouseholdAttribute, IncomeCategory, PovertyStatus, RelationToHead};
 use furrow::domain::income::{self, IncomeRecord};
-use furrow::{OpenOptions, Store};
 use furrow_app::state::{Settings, DATABASE_FILE};
 use serde_json::json;
 use support::{rss_kib, App};
@@ -19,7 +18,7 @@ use support::{rss_kib, App};
 /// sign-in screen already passed (offline).
 fn prepared(households: usize) -> tempfile::TempDir {
     let directory = tempfile::Builder::new().prefix("furrow-e2e-").tempdir().unwrap();
-    let mut store = Store::open(&OpenOptions::file(directory.path().join(DATABASE_FILE))).unwrap();
+    let mut store = support::open_store(&directory.path().join(DATABASE_FILE));
     furrow_app::demo::seed(&mut store, households).unwrap();
     let village = furrow::domain::village::list(&store).unwrap()[0].id.clone();
     let zhao = household::save(
@@ -400,7 +399,7 @@ fn sign_in_edit_offline_then_sync_brings_pending_to_zero_and_a_second_device_see
 
     // A second device signed in to the same account sees the edit.
     let second = tempfile::tempdir().unwrap();
-    let store = std::sync::Mutex::new(Store::open(&OpenOptions::file(second.path().join(DATABASE_FILE))).unwrap());
+    let store = std::sync::Mutex::new(support::open_store(&second.path().join(DATABASE_FILE)));
     let engine = furrow::sync::SyncEngine::new(&server.url()).unwrap();
     engine.login(&store, "demo", "qingshan-walnut-2024", "second device").unwrap();
     engine.sync(&store, &|_| {}).unwrap();
@@ -440,9 +439,17 @@ fn cold_start_to_an_interactive_roster_of_ten_thousand_households() {
     let second_search_seconds = searching.elapsed().as_secs_f64();
     app.type_into("[data-testid=roster-search]", "");
     app.wait_until("the whole roster again", "return document.querySelector('[data-testid=roster-count]').dataset.count === '10001'");
+    // The roster opens in the pinyin order of the heads' names; in register order the last
+    // household registered is the last row.
+    app.click("[data-testid=sort-register_no]");
+    app.wait_until("the roster in register order", "return document.querySelector('[data-testid=sort-register_no]')?.getAttribute('aria-sort') === 'ascending' && !!document.querySelector('[data-testid=roster-row]')");
     let scrolling = Instant::now();
     app.script("const list = document.querySelector('[data-testid=roster-list]'); list.scrollTop = list.scrollHeight;", json!([]));
-    app.wait_until("the last row", "return [...document.querySelectorAll('[data-testid=roster-row]')].some(row => row.textContent.includes('YS10000'))");
+    // Scrolled again on every look, in case the reordered list came after the first scroll.
+    app.wait_until(
+        "the last row",
+        "const list = document.querySelector('[data-testid=roster-list]'); list.scrollTop = list.scrollHeight; return [...document.querySelectorAll('[data-testid=roster-row]')].some(row => row.textContent.includes('YS10000'))",
+    );
     let scroll_seconds = scrolling.elapsed().as_secs_f64();
     let rendered = app.script("return document.querySelectorAll('[data-testid=roster-row]').length", json!([]));
     let processes = app.processes();
@@ -553,7 +560,7 @@ fn a_member_with_a_bad_mobile_shows_the_chinese_error_then_new_income_moves_the_
     app.screenshot("household-income-zh");
     app.quit();
 
-    let store = Store::open(&OpenOptions::file(directory.path().join(DATABASE_FILE))).unwrap();
+    let store = support::open_store(&directory.path().join(DATABASE_FILE));
     let zhao = household::search(&store, &furrow::domain::household::RosterQuery { text: Some("赵小村".into()), ..Default::default() }).unwrap();
     let members = household::members(&store, &zhao[0].id).unwrap();
     let added = members.iter().find(|member| member.name.as_deref() == Some("赵小梅")).expect("the member is saved");
@@ -575,7 +582,7 @@ fn a_price_rejected_by_the_server_is_listed_with_its_reason_fixed_and_sent_again
     let object = |value: serde_json::Value| value.as_object().unwrap().clone();
     // This device signs in, sends a listing, and goes offline.
     let listing = {
-        let store = std::sync::Mutex::new(Store::open(&OpenOptions::file(directory.path().join(DATABASE_FILE))).unwrap());
+        let store = std::sync::Mutex::new(support::open_store(&directory.path().join(DATABASE_FILE)));
         let engine = furrow::sync::SyncEngine::new(&server.url()).unwrap();
         engine.login(&store, "demo", "qingshan-walnut-2024", "laptop").unwrap();
         engine.sync(&store, &|_| {}).unwrap();
@@ -599,7 +606,7 @@ fn a_price_rejected_by_the_server_is_listed_with_its_reason_fixed_and_sent_again
     };
     // Another device changes the price and syncs first.
     let tablet_dir = tempfile::tempdir().unwrap();
-    let tablet = std::sync::Mutex::new(Store::open(&OpenOptions::file(tablet_dir.path().join(DATABASE_FILE))).unwrap());
+    let tablet = std::sync::Mutex::new(support::open_store(&tablet_dir.path().join(DATABASE_FILE)));
     let tablet_engine = furrow::sync::SyncEngine::new(&server.url()).unwrap();
     tablet_engine.login(&tablet, "demo", "qingshan-walnut-2024", "tablet").unwrap();
     tablet_engine.sync(&tablet, &|_| {}).unwrap();
@@ -608,7 +615,7 @@ fn a_price_rejected_by_the_server_is_listed_with_its_reason_fixed_and_sent_again
     // Meanwhile, offline, this device changes the price from the old one.
     std::thread::sleep(std::time::Duration::from_millis(5));
     {
-        let mut store = Store::open(&OpenOptions::file(directory.path().join(DATABASE_FILE))).unwrap();
+        let mut store = support::open_store(&directory.path().join(DATABASE_FILE));
         store.write(|writer| writer.save(&LISTINGS, Some(&listing), object(json!({"price_fen": 4200})))).unwrap();
     }
     Settings { signed_in: true, server_url: server.url(), username: "demo".into(), ..Settings::default() }.save(directory.path()).unwrap();
@@ -686,7 +693,7 @@ fn settings_show_the_data_location_keep_the_server_address_sign_in_there_and_exp
     let path = notice.trim_start_matches("备份已保存到：").trim().to_owned();
     assert!(path.starts_with(&directory.path().display().to_string()), "{path}");
     // The backup is a whole store: it opens and holds the households.
-    let backup = Store::open(&OpenOptions::file(&path)).unwrap();
+    let backup = support::open_store(Path::new(&path));
     let found = household::search(&backup, &furrow::domain::household::RosterQuery { text: Some("赵小村".into()), ..Default::default() }).unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(household::members(&backup, &found[0].id).unwrap().len(), 3);

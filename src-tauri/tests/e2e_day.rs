@@ -20,13 +20,13 @@ use furrow::domain::listing::{self, Listing, Product};
 use furrow::domain::training::{self, TrainingSession};
 use furrow::domain::visit::{self, Visit};
 use furrow::sync::SyncEngine;
-use furrow::{OpenOptions, Store};
+use furrow::Store;
 use furrow_app::state::{Settings, DATABASE_FILE};
 use serde_json::{json, Value};
 use support::{App, CountingRelay, PlatformServer};
 
 fn store_at(directory: &Path) -> Store {
-    Store::open(&OpenOptions::file(directory.join(DATABASE_FILE))).unwrap()
+    support::open_store(&directory.join(DATABASE_FILE))
 }
 
 /// A data directory signed in to `server_url` as the demo assistant and synced once (so it holds

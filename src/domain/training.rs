@@ -42,10 +42,13 @@ pub struct TrainingSession {
     pub village_id: Option<String>,
     /// 地点 Place.
     pub location: Option<String>,
-    /// 讲师 Trainer.
+    /// 讲师 Trainer, as free text (an outside trainer's name).
     pub trainer: Option<String>,
     /// 备注 Notes.
     pub notes: Option<String>,
+    /// 讲师（农户） The trained farmer (a member) who gave the session; `None` when the
+    /// assistant gave it. The reproducibility outcome follows who trained whom through it.
+    pub trainer_member_id: Option<String>,
 }
 
 /// An attendance row.
@@ -66,6 +69,8 @@ pub struct Attendance {
     pub status: Option<AttendanceStatus>,
     /// 参加分钟数 Minutes attended.
     pub minutes_attended: Option<i64>,
+    /// 备注 A note (why a member of another village attended, say).
+    pub note: Option<String>,
 }
 
 /// A skill assessment.
@@ -152,11 +157,21 @@ pub fn sessions(store: &Store) -> Result<Vec<TrainingSession>> {
 /// Checks in several members at once with one status, in one transaction: all of them or, if any
 /// is refused, none.
 pub fn check_in(store: &mut Store, session_id: &str, member_ids: &[String], status: AttendanceStatus) -> Result<Vec<Attendance>> {
+    let members: Vec<(String, Option<&str>)> = member_ids.iter().map(|member_id| (member_id.clone(), None)).collect();
+    check_in_noted(store, session_id, &members, status)
+}
+
+/// Checks in several members at once with one status, each with their note if any, in one
+/// transaction: all of them or, if any is refused, none.
+fn check_in_noted(store: &mut Store, session_id: &str, members: &[(String, Option<&str>)], status: AttendanceStatus) -> Result<Vec<Attendance>> {
     let ids = store.write(|writer| {
         let mut ids = Vec::new();
-        for member_id in member_ids {
+        for (member_id, note) in members {
             let id = schema::attendance_id(session_id, member_id);
-            let changes = json!({"session_id": session_id, "member_id": member_id, "status": status.code()});
+            let mut changes = json!({"session_id": session_id, "member_id": member_id, "status": status.code()});
+            if let Some(note) = note.map(str::trim).filter(|note| !note.is_empty()) {
+                changes["note"] = json!(note);
+            }
             let changes = changes.as_object().expect("an object").clone();
             ids.push(writer.save(&ATTENDANCE, Some(&id), changes)?.id);
         }
@@ -175,6 +190,14 @@ pub fn set_attendance_status(store: &mut Store, session_id: &str, member_id: &st
     let id = schema::attendance_id(session_id, member_id);
     let mut row: Attendance = super::get(store, &ATTENDANCE, &id)?;
     row.status = Some(status);
+    super::save(store, &ATTENDANCE, Some(&id), &row)
+}
+
+/// Sets or clears (empty text) the note on one attendee's row.
+pub fn set_attendance_note(store: &mut Store, session_id: &str, member_id: &str, note: Option<&str>) -> Result<Attendance> {
+    let id = schema::attendance_id(session_id, member_id);
+    let mut row: Attendance = super::get(store, &ATTENDANCE, &id)?;
+    row.note = note.map(str::trim).filter(|note| !note.is_empty()).map(str::to_owned);
     super::save(store, &ATTENDANCE, Some(&id), &row)
 }
 
@@ -204,12 +227,17 @@ pub struct Attendee {
     pub status: AttendanceStatus,
     /// 参加分钟数 Minutes attended.
     pub minutes_attended: Option<i64>,
+    /// 备注 The note on the attendance row.
+    pub note: Option<String>,
+    /// Whether they live in another village than the session's.
+    pub other_village: bool,
 }
 
 /// A session's attendees with their names, by village, household and name.
 pub fn attendees(store: &Store, session_id: &str) -> Result<Vec<Attendee>> {
     let mut statement = store.conn().prepare_cached(
-        "SELECT a.id, a.member_id, m.name, m.household_id, h.head_name, v.name, a.status, a.minutes_attended
+        "SELECT a.id, a.member_id, m.name, m.household_id, h.head_name, v.name, a.status, a.minutes_attended, a.note,
+                h.village_id IS NOT (SELECT s.village_id FROM training_sessions s WHERE s.id = a.session_id)
            FROM attendance a
            LEFT JOIN members m ON m.id = a.member_id
            LEFT JOIN households h ON h.id = m.household_id
@@ -227,6 +255,8 @@ pub fn attendees(store: &Store, session_id: &str) -> Result<Vec<Attendee>> {
             village_name: row.get(5)?,
             status: row.get::<_, Option<String>>(6)?.as_deref().and_then(AttendanceStatus::from_code).unwrap_or(AttendanceStatus::Present),
             minutes_attended: row.get(7)?,
+            note: row.get(8)?,
+            other_village: row.get(9)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -376,19 +406,39 @@ pub struct CheckInReport {
 /// already were: checking someone in twice says so and changes nothing (their status is
 /// corrected with [`set_attendance_status`]).
 pub fn check_in_new(store: &mut Store, session_id: &str, member_ids: &[String], status: AttendanceStatus) -> Result<CheckInReport> {
+    check_in_new_noted(store, session_id, member_ids, status, None)
+}
+
+/// [`check_in_new`], with a note put on the rows of those checked in who live in another
+/// village than the session's (why they came); the session's own villagers get no note.
+pub fn check_in_new_noted(
+    store: &mut Store,
+    session_id: &str,
+    member_ids: &[String],
+    status: AttendanceStatus,
+    other_village_note: Option<&str>,
+) -> Result<CheckInReport> {
+    let home = get_session(store, session_id)?.village_id;
     let mut report = CheckInReport::default();
     let mut new = Vec::new();
     for member_id in member_ids {
-        let name = household::get_member(store, member_id)?.name.unwrap_or_default();
+        let member = household::get_member(store, member_id)?;
+        let name = member.name.unwrap_or_default();
         if crate::record::exists(store.conn(), ATTENDANCE.name, &schema::attendance_id(session_id, member_id))? {
             report.already.push(name);
         } else {
-            new.push(member_id.clone());
+            let village: Option<String> = store
+                .conn()
+                .query_row("SELECT village_id FROM households WHERE id = ?1", [member.household_id.as_deref().unwrap_or_default()], |row| row.get(0))
+                .optional()?
+                .flatten();
+            let note = if village != home { other_village_note } else { None };
+            new.push((member_id.clone(), note));
             report.checked_in.push(name);
         }
     }
     if !new.is_empty() {
-        check_in(store, session_id, &new, status)?;
+        check_in_noted(store, session_id, &new, status)?;
     }
     Ok(report)
 }
@@ -446,4 +496,46 @@ pub fn save_scores(store: &mut Store, session_id: &str, phase: AssessmentPhase, 
             Err(crate::Error::Validation(errors))
         }
     })
+}
+
+/// Someone who can be named as a session's trainer: a member, with whether they have been
+/// trained themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct TrainerCandidate {
+    /// The member.
+    pub member_id: String,
+    /// 姓名 Their name.
+    pub member_name: String,
+    /// 户主 The head of their household.
+    pub head_name: String,
+    /// 村 Their village's name.
+    pub village_name: Option<String>,
+    /// Whether they attended a training session (a trained farmer).
+    pub trained: bool,
+}
+
+/// The members who can be picked as a session's trainer: every trained farmer (a member who
+/// attended a session: present, late or left early) in any village, then the other members of
+/// the households of `village_id`; the living members of live households in the register only.
+pub fn trainer_candidates(store: &Store, village_id: Option<&str>) -> Result<Vec<TrainerCandidate>> {
+    let mut statement = store.conn().prepare_cached(
+        "SELECT m.id, m.name, h.head_name, v.name,
+                EXISTS (SELECT 1 FROM attendance a JOIN training_sessions s ON s.id = a.session_id AND s.deleted = 0
+                         WHERE a.member_id = m.id AND a.deleted = 0 AND a.status IN ('present', 'late', 'left_early')) AS trained
+           FROM members m JOIN households h ON h.id = m.household_id AND h.deleted = 0 AND h.closed_reason IS NULL
+           LEFT JOIN villages v ON v.id = h.village_id
+          WHERE m.deleted = 0 AND coalesce(m.health, '') <> 'deceased' AND (trained OR h.village_id = ?1)
+          ORDER BY trained DESC, v.name, h.register_no, h.head_name, m.name, m.id",
+    )?;
+    let rows = statement.query_map([village_id.unwrap_or_default()], |row| {
+        Ok(TrainerCandidate {
+            member_id: row.get(0)?,
+            member_name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            head_name: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            village_name: row.get(3)?,
+            trained: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::hlc;
 use crate::store::Store;
 use crate::sync::error::{SyncError, SyncResult, TransportError};
@@ -20,124 +18,11 @@ use crate::sync::outbox;
 use crate::sync::pull;
 use crate::sync::state::{self, Account};
 use crate::sync::transport::{HttpTransport, RequestMeta, Transport};
-use crate::sync::wire::{LoginRequest, RefreshRequest, SERVER_RESTORED};
+use crate::sync::wire::{LoginRequest, PullResponse, RefreshRequest, SERVER_RESTORED};
 
-/// What a sync did, summed over its attempts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct SyncReport {
-    /// Push requests sent.
-    pub batches_sent: u64,
-    /// Of those, re-sends of a batch already sent once (after a drop).
-    pub batches_resent: u64,
-    /// Changes the server applied.
-    pub applied: u64,
-    /// Changes that lost to later ones.
-    pub superseded: u64,
-    /// Changes the server refused.
-    pub rejected: u64,
-    /// New entries in the conflicts list.
-    pub conflicts: u64,
-    /// Pull pages applied.
-    pub pages: u64,
-    /// Rows received.
-    pub rows: u64,
-    /// Time spent storing pulled pages on the device, in microseconds: `rows` over this is the
-    /// local apply rate, apart from the network and the server.
-    pub apply_micros: u64,
-    /// Resets (fresh snapshots) the server asked for.
-    pub resets: u64,
-    /// Clock corrections after the server found the clock ahead.
-    pub clock_corrections: u64,
-    /// Attempts that failed and were retried.
-    pub retries: u64,
-    /// Attachments uploaded.
-    pub uploads: u64,
-    /// Thumbnails and photos downloaded.
-    pub downloads: u64,
-}
+mod progress;
 
-/// A progress event for the desktop app.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "stage", rename_all = "snake_case")]
-pub enum Progress {
-    /// A sync started.
-    Started,
-    /// Downloading a photo or a thumbnail made on another device.
-    Downloading {
-        /// The blob's SHA-256.
-        sha256: String,
-        /// Bytes on the device so far.
-        received_bytes: u64,
-    },
-    /// Uploading a photo.
-    Uploading {
-        /// The blob's SHA-256.
-        sha256: String,
-        /// Bytes the server holds.
-        sent_bytes: u64,
-        /// The blob's size.
-        total_bytes: u64,
-    },
-    /// Sending a batch of changes.
-    Pushing {
-        /// Changes in the batch.
-        changes: usize,
-        /// Whether it is a re-send of a batch whose answer was lost.
-        resent: bool,
-        /// Changes queued after this batch.
-        remaining: i64,
-    },
-    /// The server answered a batch.
-    Pushed {
-        /// Applied.
-        applied: usize,
-        /// Lost to later changes.
-        superseded: usize,
-        /// Refused.
-        rejected: usize,
-    },
-    /// A page of rows arrived and was saved.
-    Pulled {
-        /// Pages so far in this sync.
-        pages: u64,
-        /// Rows so far in this sync.
-        rows: u64,
-        /// Whether more pages follow.
-        has_more: bool,
-    },
-    /// The server asked for a fresh copy; unsynced changes are kept.
-    Reset {
-        /// Why.
-        reason: String,
-    },
-    /// The device clock was corrected against the server's.
-    ClockCorrected {
-        /// The correction in milliseconds.
-        offset_ms: i64,
-    },
-    /// An attempt failed; the engine retries after a wait.
-    Retrying {
-        /// The failed attempts in a row so far.
-        attempt: u32,
-        /// The wait in milliseconds.
-        wait_ms: u64,
-        /// The error's stable code.
-        code: String,
-        /// The error's message.
-        message: String,
-    },
-    /// The sync finished.
-    Finished(SyncReport),
-    /// The sync stopped with an error that retrying alone cannot fix (sign in again, update).
-    Failed {
-        /// The error's stable code.
-        code: String,
-        /// The message for the user, in Chinese.
-        message_zh: String,
-        /// The message in English.
-        message_en: String,
-    },
-}
+pub use progress::{Progress, SyncReport};
 
 /// The device's sync engine. Cheap to share between threads behind an `Arc`.
 pub struct SyncEngine {
@@ -163,6 +48,18 @@ fn locked<T>(store: &Mutex<Store>, work: impl FnOnce(&mut Store) -> T) -> T {
     let mut guard = store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     work(&mut guard)
 }
+
+/// The device and token an authorised call is made with.
+struct Access {
+    client_id: String,
+    token: String,
+    /// Whether the token was renewed for this call already (a 401 then needs a new sign-in).
+    renewed: bool,
+}
+
+/// A pull page asked for while the page before it was stored: the cursor it was asked with,
+/// the access it went out with, and the answer with the time it arrived.
+type PageAhead = (Option<String>, Access, Result<PullResponse, TransportError>, i64);
 
 impl SyncEngine {
     /// An engine talking HTTP to the server at `server_url`.
@@ -297,6 +194,13 @@ impl SyncEngine {
         store: &Mutex<Store>,
         call: impl Fn(&dyn Transport, &RequestMeta) -> Result<T, TransportError>,
     ) -> SyncResult<T> {
+        let access = self.access(store)?;
+        let answer = call(&*self.transport, &self.meta(&access.client_id, &access.token));
+        self.answered(store, access, answer, call)
+    }
+
+    /// The token an authorised call goes out with, renewed first when it is about to expire.
+    fn access(&self, store: &Mutex<Store>) -> SyncResult<Access> {
         let (client_id, tokens, account) =
             locked(store, |store| (store.node().to_uuid_string(), state::tokens(&store.conn), state::account(&store.conn)));
         let tokens = match tokens? {
@@ -304,18 +208,29 @@ impl SyncEngine {
             None if account?.is_some() => return Err(SyncError::SignInRequired(None)),
             None => return Err(SyncError::NotSignedIn),
         };
-        let mut token = tokens.access_token;
-        let mut renewed = false;
         if tokens.expires_at <= hlc::wall_ms() + 30_000 {
-            token = self.refresh(store, &client_id)?;
-            renewed = true;
+            let token = self.refresh(store, &client_id)?;
+            return Ok(Access { client_id, token, renewed: true });
         }
+        Ok(Access { client_id, token: tokens.access_token, renewed: false })
+    }
+
+    /// Ends an authorised call whose first answer is `answer` (made with `access`, perhaps on
+    /// another thread): a 401 renews the token once and calls again.
+    fn answered<T>(
+        &self,
+        store: &Mutex<Store>,
+        mut access: Access,
+        mut answer: Result<T, TransportError>,
+        call: impl Fn(&dyn Transport, &RequestMeta) -> Result<T, TransportError>,
+    ) -> SyncResult<T> {
         loop {
-            match call(&*self.transport, &self.meta(&client_id, &token)) {
+            match answer {
                 Ok(value) => return Ok(value),
-                Err(error) if error.status() == Some(401) && !renewed => {
-                    token = self.refresh(store, &client_id)?;
-                    renewed = true;
+                Err(error) if error.status() == Some(401) && !access.renewed => {
+                    access.token = self.refresh(store, &access.client_id)?;
+                    access.renewed = true;
+                    answer = call(&*self.transport, &self.meta(&access.client_id, &access.token));
                 }
                 Err(error) if error.status() == Some(401) => return Err(SyncError::SignInRequired(Some(error))),
                 Err(error) if error.status() == Some(426) => return Err(SyncError::UpdateRequired(error)),
@@ -467,12 +382,25 @@ impl SyncEngine {
         Ok(())
     }
 
+    /// Pulls until the server has nothing more. The next page is asked for as soon as a page is
+    /// parsed (its cursor is the one the page stores) and travels, and is parsed, on a thread of
+    /// its own while the page is stored; it is taken only if the stored cursor is the one it was
+    /// asked with. A failure to fetch it is met after the page before it is stored.
     fn pull_all(&self, store: &Mutex<Store>, progress: &dyn Fn(&Progress), report: &mut SyncReport) -> SyncResult<()> {
         let mut resets = 0;
+        let limit = self.options.pull_limit;
+        let mut ahead: Option<PageAhead> = None;
         loop {
             let cursor = locked(store, |store| pull::cursor(store))?;
-            let limit = self.options.pull_limit;
-            let page = match self.authorised_call(store, |transport, meta| transport.pull(cursor.as_deref(), limit, meta)) {
+            let call = |transport: &dyn Transport, meta: &RequestMeta| transport.pull(cursor.as_deref(), limit, meta);
+            let (answer, arrived) = match ahead.take() {
+                Some((asked, access, answer, at)) if asked == cursor => {
+                    let arrived = answer.is_ok().then_some(at);
+                    (self.answered(store, access, answer, call), arrived)
+                }
+                _ => (self.authorised_call(store, call), None),
+            };
+            let page = match answer {
                 Ok(page) => page,
                 // A server that refuses the cursor it issued itself has lost its history; retrying
                 // the same cursor would fail forever. The device starts over from a snapshot that
@@ -491,7 +419,7 @@ impl SyncEngine {
                 }
                 Err(error) => return Err(error),
             };
-            let received_at = hlc::wall_ms();
+            let received_at = arrived.unwrap_or_else(hlc::wall_ms);
             let mut scopes = None;
             if let Some(reset) = &page.reset {
                 resets += 1;
@@ -508,17 +436,32 @@ impl SyncEngine {
                 }
             }
             let (rows, has_more, server_time) = (page.rows.len() as u64, page.has_more, page.server_time);
-            let restart = page.reset.is_some() && page.cursor.is_empty();
-            let applying = Instant::now();
-            locked(store, |store| {
-                outbox::observe_server_time(store, server_time, received_at)?;
-                pull::apply_owned_page(store, page, scopes.as_deref())
-            })?;
-            report.apply_micros += applying.elapsed().as_micros() as u64;
+            let more = has_more || (page.reset.is_some() && page.cursor.is_empty());
+            let next = (!page.cursor.is_empty()).then(|| page.cursor.clone());
+            // Without a token now, the next request meets the same error after this page is stored.
+            let access = if more { self.access(store).ok() } else { None };
+            let (stored, applying, fetched) = std::thread::scope(|scope| {
+                let fetching = access.map(|access| {
+                    let (meta, next, transport) = (self.meta(&access.client_id, &access.token), next.clone(), &*self.transport);
+                    (access, scope.spawn(move || (transport.pull(next.as_deref(), limit, &meta), hlc::wall_ms())))
+                });
+                let applying = Instant::now();
+                let stored = locked(store, |store| {
+                    outbox::observe_server_time(store, server_time, received_at)?;
+                    pull::apply_owned_page(store, page, scopes.as_deref())
+                });
+                (stored, applying.elapsed(), fetching.map(|(access, thread)| (access, thread.join())))
+            });
+            stored?;
+            report.apply_micros += applying.as_micros() as u64;
             report.pages += 1;
             report.rows += rows;
             progress(&Progress::Pulled { pages: report.pages, rows: report.rows, has_more });
-            if !has_more && !restart {
+            if let Some((access, joined)) = fetched {
+                let (answer, at) = joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                ahead = Some((next, access, answer, at));
+            }
+            if !more {
                 break;
             }
         }
@@ -565,5 +508,165 @@ impl SyncEngine {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::hlc::NodeId;
+    use crate::sync::wire::{PulledRow, PushRequest, PushResponse, TokenResponse};
+
+    /// A server of a history of `pages` pages of one household each, asked for by the page's
+    /// number as its cursor. It writes what happens into a log the test shares, and answers the
+    /// pulls of the pages in `dropped` with a dropped connection and those in `unauthorised`
+    /// with 401, once each.
+    struct Pages {
+        pages: usize,
+        log: Arc<Mutex<Vec<String>>>,
+        dropped: Mutex<Vec<usize>>,
+        unauthorised: Mutex<Vec<usize>>,
+    }
+
+    impl Pages {
+        fn note(&self, entry: String) {
+            self.log.lock().unwrap().push(entry);
+        }
+    }
+
+    fn refused<T>(status: u16) -> Result<T, TransportError> {
+        Err(TransportError::Status { status, body: None, text: String::new() })
+    }
+
+    fn tokens(token: &str) -> TokenResponse {
+        TokenResponse {
+            access_token: token.into(),
+            expires_at: hlc::wall_ms() + 3_600_000,
+            refresh_token: "refresh".into(),
+            assistant_id: "7".into(),
+            scopes: vec!["530102001001".into()],
+        }
+    }
+
+    fn id(page: usize) -> String {
+        format!("0190a000-0000-7000-8000-{page:012}")
+    }
+
+    impl Transport for Pages {
+        fn login(&self, _: &LoginRequest, _: &RequestMeta) -> Result<TokenResponse, TransportError> {
+            Ok(tokens("first"))
+        }
+        fn refresh(&self, _: &RefreshRequest, _: &RequestMeta) -> Result<TokenResponse, TransportError> {
+            self.note("renewed".into());
+            Ok(tokens("renewed"))
+        }
+        fn logout(&self, _: &RefreshRequest, _: &RequestMeta) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn push(&self, _: &PushRequest, _: &RequestMeta) -> Result<PushResponse, TransportError> {
+            refused(500)
+        }
+        fn pull(&self, cursor: Option<&str>, _: usize, _: &RequestMeta) -> Result<PullResponse, TransportError> {
+            let page: usize = cursor.map_or(0, |cursor| cursor.parse().unwrap());
+            self.note(format!("asked {page}"));
+            let once = |pages: &Mutex<Vec<usize>>| {
+                let mut pages = pages.lock().unwrap();
+                let at = pages.iter().position(|listed| *listed == page);
+                at.map(|at| pages.remove(at)).is_some()
+            };
+            if once(&self.dropped) {
+                return Err(TransportError::Network("the connection dropped".into()));
+            }
+            if once(&self.unauthorised) {
+                return refused(401);
+            }
+            let node = NodeId([9; 16]).to_base64();
+            let mut fields = BTreeMap::new();
+            fields.insert("scope_id".to_owned(), (json!("530102001001"), 1_000 + page as i64, node.clone()));
+            fields.insert("head_name".to_owned(), (json!(format!("户主{page}")), 1_000 + page as i64, node));
+            let row = PulledRow { tbl: "households".into(), id: id(page), scope_id: "530102001001".into(), sv: page as i64 + 1, fields };
+            Ok(PullResponse { cursor: (page + 1).to_string(), has_more: page + 1 < self.pages, server_time: hlc::wall_ms(), reset: None, rows: vec![row] })
+        }
+        fn blob_exists(&self, _: &str, _: &RequestMeta) -> Result<bool, TransportError> {
+            refused(404)
+        }
+        fn start_upload(&self, _: &str, _: u64, _: &str, _: &RequestMeta) -> Result<String, TransportError> {
+            refused(404)
+        }
+        fn upload_offset(&self, _: &str, _: &RequestMeta) -> Result<u64, TransportError> {
+            refused(404)
+        }
+        fn upload_chunk(&self, _: &str, _: u64, _: &[u8], _: &RequestMeta) -> Result<u64, TransportError> {
+            refused(404)
+        }
+        fn download_blob(&self, _: &str, _: u64, _: &mut dyn std::io::Write, _: &RequestMeta) -> Result<u64, TransportError> {
+            refused(404)
+        }
+    }
+
+    /// A signed-in device over a history of `pages` pages; the log of what the server saw and
+    /// what the device stored.
+    fn device(pages: usize, dropped: Vec<usize>, unauthorised: Vec<usize>) -> (Mutex<Store>, SyncEngine, Arc<Mutex<Vec<String>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let server = Pages { pages, log: log.clone(), dropped: Mutex::new(dropped), unauthorised: Mutex::new(unauthorised) };
+        let engine = SyncEngine::with_transport(Box::new(server), "http://127.0.0.1:9", SyncOptions::default());
+        let store = Mutex::new(Store::open_in_memory().unwrap());
+        engine.login(&store, "assistant", "secret", "laptop").unwrap();
+        (store, engine, log)
+    }
+
+    fn sync(store: &Mutex<Store>, engine: &SyncEngine, log: &Arc<Mutex<Vec<String>>>) -> SyncResult<SyncReport> {
+        engine.sync(store, &|event| {
+            if let Progress::Pulled { pages, .. } = event {
+                log.lock().unwrap().push(format!("stored {pages}"));
+            }
+        })
+    }
+
+    fn households(store: &Mutex<Store>) -> Vec<String> {
+        let store = store.lock().unwrap();
+        let mut statement = store.conn.prepare("SELECT head_name FROM households ORDER BY id").unwrap();
+        let names = statement.query_map([], |row| row.get(0)).unwrap();
+        names.map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn the_next_page_is_asked_for_while_the_page_before_it_is_stored() {
+        let (store, engine, log) = device(4, vec![], vec![]);
+        let report = sync(&store, &engine, &log).unwrap();
+        assert_eq!((report.pages, report.rows), (4, 4));
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["asked 0", "asked 1", "stored 1", "asked 2", "stored 2", "asked 3", "stored 3", "stored 4"],
+            "each page is asked for before the one before it is reported stored, and none twice"
+        );
+        assert_eq!(households(&store), ["户主0", "户主1", "户主2", "户主3"]);
+    }
+
+    #[test]
+    fn a_page_that_fails_while_the_one_before_is_stored_keeps_that_one_and_the_next_sync_resumes_there() {
+        let (store, engine, log) = device(4, vec![2], vec![]);
+        let error = sync(&store, &engine, &log).expect_err("the dropped page stops the sync");
+        assert!(error.is_retryable(), "{error}");
+        assert_eq!(households(&store), ["户主0", "户主1"], "the pages before the dropped one are stored");
+        assert_eq!(pull::cursor(&store.lock().unwrap()).unwrap().as_deref(), Some("2"));
+        log.lock().unwrap().clear();
+        sync(&store, &engine, &log).unwrap();
+        assert_eq!(log.lock().unwrap()[0], "asked 2", "the next sync starts at the dropped page");
+        assert_eq!(households(&store), ["户主0", "户主1", "户主2", "户主3"]);
+    }
+
+    #[test]
+    fn a_page_asked_for_ahead_and_refused_as_unauthorised_is_asked_again_with_a_renewed_token() {
+        let (store, engine, log) = device(3, vec![], vec![1]);
+        let report = sync(&store, &engine, &log).unwrap();
+        assert_eq!(report.rows, 3);
+        assert_eq!(*log.lock().unwrap(), ["asked 0", "asked 1", "stored 1", "renewed", "asked 1", "asked 2", "stored 2", "stored 3"]);
+        assert_eq!(households(&store), ["户主0", "户主1", "户主2"]);
     }
 }

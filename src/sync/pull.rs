@@ -492,4 +492,31 @@ mod tests {
         assert_eq!(queued[0].2, "scope_id", "the row's scope goes first");
         assert!(crate::record::read_row(&store.conn, &schema::HOUSEHOLDS, &household).unwrap().is_some());
     }
+
+    #[test]
+    fn a_first_sync_only_notes_households_for_the_search_index_which_is_built_after_it() {
+        let mut store = Store::open_in_memory().unwrap();
+        let node = base64::engine::general_purpose::STANDARD.encode(OTHER.0);
+        let stamp = hlc::pack(hlc::wall_ms() - 60_000, 0);
+        for page in 0..3 {
+            let rows = (0..10)
+                .map(|index| {
+                    let id = format!("0190a000-0000-7000-8000-{:012}", page * 10 + index);
+                    let mut fields = BTreeMap::new();
+                    for (name, value) in [("scope_id", json!(VILLAGE)), ("head_name", json!(format!("户主{page}{index}"))), ("attribute", json!("general"))] {
+                        fields.insert(name.to_owned(), (value, stamp, node.clone()));
+                    }
+                    PulledRow { tbl: "households".into(), id, scope_id: VILLAGE.into(), sv: page * 10 + index, fields }
+                })
+                .collect();
+            let page = PullResponse { cursor: format!("{}:0", page * 10 + 10), has_more: page < 2, server_time: hlc::wall_ms(), reset: None, rows };
+            apply_page(&mut store, &page, None).unwrap();
+        }
+        let count = |store: &Store, sql: &str| store.conn.query_row(sql, [], |row| row.get::<_, i64>(0)).unwrap();
+        assert_eq!(count(&store, "SELECT count(*) FROM household_search_doc"), 0, "no search document is written while pages are stored");
+        assert_eq!(count(&store, "SELECT count(*) FROM household_search_pending"), 30, "every household is noted");
+        assert_eq!(store.flush_search_index().unwrap(), 30);
+        assert_eq!(count(&store, "SELECT count(*) FROM household_search_doc"), 30, "the index is built after the snapshot");
+        assert_eq!(count(&store, "SELECT count(*) FROM household_search_pending"), 0);
+    }
 }

@@ -52,15 +52,16 @@ impl Caller {
 
 /// Looks up the caller of an access token: unknown, expired, revoked or disabled → 401.
 pub fn authenticate(tx: &mut Tx<'_>, token: &str, now: i64) -> Result<Caller> {
-    let row = tx.token(&token_hash(token))?.filter(|row| row.kind == "access");
+    let row = tx.token_caller(&token_hash(token))?.filter(|row| row.kind == "access");
     let Some(row) = row else { return Err(Error::unauthorized("the access token is unknown or revoked; sign in again")) };
     if row.expires_at <= now {
         return Err(Error::unauthorized("the access token has expired; refresh it or sign in again"));
     }
-    let user = tx.user_by_id(row.user_id)?.filter(|user| !user.disabled);
-    let Some(user) = user else { return Err(Error::unauthorized("the account is disabled")) };
-    let Some(session) = tx.session(&row.session_id)? else { return Err(Error::unauthorized("the session was revoked; sign in again")) };
-    Ok(Caller { user_id: user.id, scopes: tx.scopes(user.id)?, session_id: session.session_id, client_id: session.client_id })
+    if row.disabled != Some(false) {
+        return Err(Error::unauthorized("the account is disabled"));
+    }
+    let Some((session_id, client_id)) = row.session else { return Err(Error::unauthorized("the session was revoked; sign in again")) };
+    Ok(Caller { user_id: row.user_id, scopes: row.scopes, session_id, client_id })
 }
 
 /// The role of the platform's staff: their access tokens open the admin endpoints.

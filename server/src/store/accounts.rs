@@ -1,7 +1,7 @@
 //! Accounts: users and their roles, villages and assignments, sign-in sessions, bearer tokens
 //! (hashes only) and the audit log.
 
-use super::{optional_param, optional_text, SqlRow, Tx};
+use super::{optional_int, optional_param, optional_text, SqlRow, Tx};
 use crate::error::{Error, Result};
 
 /// A user account.
@@ -244,6 +244,42 @@ impl Tx<'_> {
             .transpose()
     }
 
+    /// Everything a request's token check needs, in one query: the token, its account, its
+    /// session and the account's villages. Every request of an assistant makes this check, so
+    /// it is one round trip to the database rather than four.
+    pub fn token_caller(&mut self, hash: &str) -> Result<Option<TokenCaller>> {
+        let rows = self.sql.query(
+            "SELECT t.kind, t.expires_at, t.user_id, u.disabled, s.session_id, s.client_id, a.village_code
+             FROM tokens t
+             LEFT JOIN users u ON u.id = t.user_id
+             LEFT JOIN sessions s ON s.session_id = t.session_id
+             LEFT JOIN assignments a ON a.user_id = t.user_id
+             WHERE t.hash = $1
+             ORDER BY a.village_code",
+            &[hash.into()],
+        )?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let session_id = optional_text(&first[4])?;
+        let session = match session_id {
+            Some(session_id) => Some((session_id, optional_text(&first[5])?)),
+            None => None,
+        };
+        let mut scopes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(village) = optional_text(&row[6])? {
+                scopes.push(village);
+            }
+        }
+        Ok(Some(TokenCaller {
+            kind: first[0].text()?,
+            expires_at: first[1].int()?,
+            user_id: first[2].int()?,
+            disabled: optional_int(&first[3])?.map(|disabled| disabled != 0),
+            session,
+            scopes,
+        }))
+    }
+
     /// Revokes a sign-in session: its tokens (returned: how many) and the session itself.
     pub fn delete_session(&mut self, session_id: &str) -> Result<u64> {
         self.sql.execute("DELETE FROM sessions WHERE session_id = $1", &[session_id.into()])?;
@@ -324,4 +360,21 @@ impl Tx<'_> {
         self.sql.execute("DELETE FROM tokens WHERE session_id = $1 AND kind <> 'rotated'", &[session_id.into()])?;
         Ok(())
     }
+}
+
+/// What one query tells of an access token ([`Tx::token_caller`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCaller {
+    /// `access` or `refresh`.
+    pub kind: String,
+    /// When the token expires (ms since the epoch).
+    pub expires_at: i64,
+    /// The account the token was issued to.
+    pub user_id: i64,
+    /// Whether the account is disabled; `None` when the account no longer exists.
+    pub disabled: Option<bool>,
+    /// The token's session id and the device it is bound to; `None` when the session was revoked.
+    pub session: Option<(String, Option<String>)>,
+    /// The account's villages, in order.
+    pub scopes: Vec<String>,
 }

@@ -11,7 +11,8 @@ use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type, WrongType};
 use postgres::{Client, NoTls, Statement};
 
-use super::{Database, Migration, Param, Sql, SqlRow};
+use super::group::{Backend, Group, MAX_GROUP};
+use super::{rewrite, Database, Kind, Migration, Param, Placeholder, Rows, Sql, SqlRow};
 use crate::error::{Error, Result};
 
 /// The PostgreSQL migrations, embedded in the binary.
@@ -55,6 +56,9 @@ pub struct PostgresDatabase {
     schema: Option<String>,
     pool: Mutex<Pool>,
     available: Condvar,
+    /// Write transactions, sharing commits (see `group`): the open group holds one pooled
+    /// connection, and writers waiting their turn hold none.
+    writer: Group<Connection>,
 }
 
 struct Pool {
@@ -107,6 +111,7 @@ impl PostgresDatabase {
             schema: schema.map(str::to_owned),
             pool: Mutex::new(Pool { idle: Vec::new(), open: 0 }),
             available: Condvar::new(),
+            writer: Group::new(None, MAX_GROUP),
         };
         {
             let mut lease = database.take()?;
@@ -130,7 +135,10 @@ impl PostgresDatabase {
         // The setting is made for this session, so a server, database or role default of `off`
         // (or one in the connection URL) cannot weaken it; `remote_apply`, which also waits for
         // standbys to apply the commit, is stronger and kept.
-        let mut setup = String::from(DURABLE_COMMITS);
+        // Every transaction runs under READ COMMITTED whatever the server's default: writers are
+        // ordered by the lock on the counter, not by serialisation failures, and a read's
+        // statements run without a transaction around them (see `transaction`).
+        let mut setup = format!("{DURABLE_COMMITS}; SET default_transaction_isolation TO 'read committed'");
         if let Some(schema) = &self.schema {
             setup.push_str(&format!("; CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"));
         }
@@ -230,19 +238,57 @@ fn finish(client: &mut Client, outcome: Result<()>) -> Result<()> {
     }
 }
 
+/// The writer's side of a shared commit: a group takes a pooled connection when it begins and
+/// gives it back when it ends.
+impl Backend<Connection> for PostgresDatabase {
+    fn begin(&self, slot: &mut Option<Connection>) -> Result<()> {
+        if slot.is_none() {
+            let mut lease = self.take()?;
+            *slot = lease.client.take();
+        }
+        let connection = slot.as_mut().ok_or(Error::LeaseLost)?;
+        // Serialises writers across instances before anything is read, so no writer acts on a
+        // stale read and server_seq values become visible in commit order. One round trip.
+        let begun = connection.client.batch_execute("BEGIN; SELECT v FROM sync_counter WHERE id = 1 FOR UPDATE");
+        if let Err(error) = begun {
+            let _ = connection.client.batch_execute("ROLLBACK");
+            drop(Lease { database: self, client: slot.take() });
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    fn run(&self, connection: &mut Connection, work: &mut dyn FnMut(&mut dyn Sql) -> Result<()>) -> Result<()> {
+        work(&mut PostgresSql { connection })
+    }
+
+    fn end(&self, slot: &mut Option<Connection>, commit: bool) -> Result<()> {
+        let mut connection = slot.take().ok_or(Error::LeaseLost)?;
+        let ended = if commit {
+            connection.client.batch_execute("COMMIT").map_err(Error::from)
+        } else {
+            // The rollback's own failure matters less than the error that caused it.
+            let _ = connection.client.batch_execute("ROLLBACK");
+            Ok(())
+        };
+        // Back to the pool (or closed, if it broke).
+        drop(Lease { database: self, client: Some(connection) });
+        ended
+    }
+}
+
 impl Database for PostgresDatabase {
     fn transaction(&self, write: bool, work: &mut dyn FnMut(&mut dyn Sql) -> Result<()>) -> Result<()> {
+        if write {
+            return self.writer.write(self, work);
+        }
+        // A read runs its statements without BEGIN and COMMIT, two round trips fewer for every
+        // request's token check and every pull page. It sees what it would see inside them:
+        // under READ COMMITTED, set for every connection, each statement of a transaction reads
+        // the latest commit anyway, and a read writes nothing to keep or undo.
         let mut lease = self.take()?;
         let connection = lease.client.as_mut().ok_or(Error::LeaseLost)?;
-        let outcome = connection.client.batch_execute("BEGIN").map_err(Error::from).and_then(|()| {
-            if write {
-                // Serialises writers across instances before anything is read, so no writer acts
-                // on a stale read and server_seq values become visible in commit order.
-                connection.client.batch_execute("SELECT v FROM sync_counter WHERE id = 1 FOR UPDATE")?;
-            }
-            work(&mut PostgresSql { connection: &mut *connection })
-        });
-        finish(&mut connection.client, outcome)
+        work(&mut PostgresSql { connection })
     }
 
     fn name(&self) -> &'static str {
@@ -282,6 +328,72 @@ impl ToSql for Param {
     postgres::types::to_sql_checked!();
 }
 
+/// One column of a [`Rows`] table, bound as an array (`text[]`, `bigint[]`, `bytea[]`).
+#[derive(Debug)]
+enum Column {
+    Ints(Vec<Option<i64>>),
+    Texts(Vec<Option<String>>),
+    Bytes(Vec<Option<Vec<u8>>>),
+}
+
+impl Column {
+    /// The column `index` of `rows`, whose values [`Rows::check`] has matched to its kind.
+    fn of(rows: &Rows, index: usize) -> Result<Self> {
+        let values = rows.rows().iter().map(|row| &row[index]);
+        Ok(match rows.kinds()[index] {
+            Kind::Int => Self::Ints(values.map(|value| super::optional_int(value)).collect::<Result<_>>()?),
+            Kind::Text => Self::Texts(values.map(|value| super::optional_text(value)).collect::<Result<_>>()?),
+            Kind::Bytes => Self::Bytes(
+                values.map(|value| if *value == Param::Null { Ok(None) } else { value.bytes().map(Some) }).collect::<Result<_>>()?,
+            ),
+        })
+    }
+
+    /// The array type the statement casts the parameter to.
+    fn cast(kind: Kind) -> &'static str {
+        match kind {
+            Kind::Int => "bigint[]",
+            Kind::Text => "text[]",
+            Kind::Bytes => "bytea[]",
+        }
+    }
+}
+
+impl ToSql for Column {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Self::Ints(values) => values.to_sql(ty, out),
+            Self::Texts(values) => values.to_sql(ty, out),
+            Self::Bytes(values) => values.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// A statement over many rows in PostgreSQL's form: `$rows` becomes `UNNEST` of one array per
+/// column, bound after the statement's own parameters, so the text (and its prepared form) does
+/// not depend on the number of rows.
+fn with_rows(sql: &str, params: &[Param], rows: &Rows) -> Result<(String, Vec<Column>)> {
+    rows.check()?;
+    let first = params.len() + 1;
+    let arrays: Vec<String> =
+        rows.kinds().iter().enumerate().map(|(index, kind)| format!("${}::{}", first + index, Column::cast(*kind))).collect();
+    let names: Vec<String> = (1..=rows.kinds().len()).map(|column| format!("column{column}")).collect();
+    let table = format!("(SELECT * FROM UNNEST({}) AS furrow_rows({}))", arrays.join(", "), names.join(", "));
+    let sql = rewrite(sql, &mut |placeholder| match placeholder {
+        Placeholder::Number(digits) => format!("${digits}"),
+        Placeholder::Rows => table.clone(),
+    })
+    .into_owned();
+    let columns = (0..rows.kinds().len()).map(|index| Column::of(rows, index)).collect::<Result<_>>()?;
+    Ok((sql, columns))
+}
+
 struct PostgresSql<'c> {
     connection: &'c mut Connection,
 }
@@ -308,19 +420,36 @@ fn map_error(error: postgres::Error) -> Error {
     Error::Postgres(error)
 }
 
-fn references(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params.iter().map(|param| param as &(dyn ToSql + Sync)).collect()
+fn references<'p>(params: &'p [Param], columns: &'p [Column]) -> Vec<&'p (dyn ToSql + Sync)> {
+    params.iter().map(|param| param as &(dyn ToSql + Sync)).chain(columns.iter().map(|column| column as &(dyn ToSql + Sync))).collect()
 }
 
 impl Sql for PostgresSql<'_> {
     fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
         let statement = self.statement(sql)?;
-        self.connection.client.execute(&statement, &references(params)).map_err(map_error)
+        self.connection.client.execute(&statement, &references(params, &[])).map_err(map_error)
     }
 
     fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<SqlRow>> {
+        self.run_query(sql, params, &[])
+    }
+
+    fn execute_rows(&mut self, sql: &str, params: &[Param], rows: &Rows) -> Result<u64> {
+        let (sql, columns) = with_rows(sql, params, rows)?;
+        let statement = self.statement(&sql)?;
+        self.connection.client.execute(&statement, &references(params, &columns)).map_err(map_error)
+    }
+
+    fn query_rows(&mut self, sql: &str, params: &[Param], rows: &Rows) -> Result<Vec<SqlRow>> {
+        let (sql, columns) = with_rows(sql, params, rows)?;
+        self.run_query(&sql, params, &columns)
+    }
+}
+
+impl PostgresSql<'_> {
+    fn run_query(&mut self, sql: &str, params: &[Param], columns: &[Column]) -> Result<Vec<SqlRow>> {
         let statement = self.statement(sql)?;
-        let rows = self.connection.client.query(&statement, &references(params)).map_err(map_error)?;
+        let rows = self.connection.client.query(&statement, &references(params, columns)).map_err(map_error)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let mut values = Vec::with_capacity(row.len());
@@ -348,79 +477,4 @@ impl Sql for PostgresSql<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_server_without_fsync_is_refused_with_a_clear_message() {
-        assert!(check_fsync("on").is_ok());
-        let refused = check_fsync("off").expect_err("fsync = off is refused");
-        assert!(refused.to_string().contains("fsync = off"), "{refused}");
-        assert!(check_fsync("OFF").is_err());
-    }
-
-    /// A database in a schema of its own on the test server, dropped afterwards.
-    struct Scratch {
-        database: Option<PostgresDatabase>,
-        schema: String,
-    }
-
-    impl Scratch {
-        fn new() -> Self {
-            let schema = format!("test_driver_{}", uuid::Uuid::new_v4().simple());
-            let database = PostgresDatabase::open(&url(), Some(&schema)).expect("the test server at 127.0.0.1:5432");
-            Self { database: Some(database), schema }
-        }
-
-        fn query(&self, sql: &str, params: &[Param]) -> Result<Vec<SqlRow>> {
-            let mut rows = Vec::new();
-            self.database.as_ref().expect("open").transaction(false, &mut |tx| {
-                rows = tx.query(sql, params)?;
-                Ok(())
-            })?;
-            Ok(rows)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            drop(self.database.take());
-            if let Ok(mut client) = Client::connect(&url(), NoTls) {
-                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
-            }
-        }
-    }
-
-    fn url() -> String {
-        std::env::var("FURROW_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-    }
-
-    #[test]
-    fn a_dollar_inside_a_string_literal_reaches_the_database_as_written() {
-        let scratch = Scratch::new();
-        let rows = scratch.query("SELECT '$1', CAST($1 AS TEXT), 'it''s $2'", &["bound".into()]).expect("query");
-        assert_eq!(rows, vec![vec![Param::from("$1"), Param::from("bound"), Param::from("it's $2")]]);
-    }
-
-    #[test]
-    fn a_real_value_reads_as_its_exact_integer_or_is_refused() {
-        let scratch = Scratch::new();
-        let rows = scratch.query("SELECT CAST(4 AS DOUBLE PRECISION), CAST(-7 AS REAL)", &[]).expect("exact integers");
-        assert_eq!(rows, vec![vec![Param::Int(4), Param::Int(-7)]]);
-        let refused = scratch.query("SELECT 1, CAST(2.5 AS DOUBLE PRECISION)", &[]).expect_err("2.5 is no integer");
-        assert!(matches!(refused, Error::InexactNumber { column: 1, value } if value == 2.5), "{refused:?}");
-        let refused = scratch.query("SELECT CAST(1e19 AS DOUBLE PRECISION)", &[]).expect_err("beyond a 64-bit integer");
-        assert!(matches!(refused, Error::InexactNumber { column: 0, .. }), "{refused:?}");
-    }
-
-    #[test]
-    fn a_parameter_of_another_type_is_refused_not_reinterpreted() {
-        let scratch = Scratch::new();
-        let rows = scratch.query("SELECT CAST($1 AS INTEGER) + 1", &[Param::Int(41)]).expect("an integer that fits");
-        assert_eq!(rows, vec![vec![Param::Int(42)]]);
-        assert!(scratch.query("SELECT CAST($1 AS INTEGER)", &[Param::Int(i64::MAX)]).is_err(), "too large for INTEGER");
-        // Eight bytes of an integer would read as a quite different double.
-        assert!(scratch.query("SELECT CAST($1 AS DOUBLE PRECISION)", &[Param::Int(1)]).is_err());
-        assert!(scratch.query("SELECT CAST($1 AS BIGINT)", &[Param::from("1")]).is_err());
-    }
-}
+mod tests;

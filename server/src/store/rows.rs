@@ -1,7 +1,7 @@
 //! Synced rows: the per-device bookkeeping (clients, stored batch answers), the row index and
 //! its fields, the change log, pull pages, and the history's pruning and epoch.
 
-use super::{in_list, optional_int, optional_text, Param, Tx};
+use super::{in_list, optional_int, optional_text, Kind, Param, Rows, Tx};
 use crate::error::{Error, Result};
 
 /// A push answer kept for exact replay.
@@ -219,6 +219,165 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The index entries of many rows in one query, by table and id; rows storage does not
+    /// hold are absent.
+    pub fn rows_of(&mut self, keys: &[(String, String)]) -> Result<Vec<(String, String, RowMeta)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut table = Rows::new(&[Kind::Text, Kind::Text]);
+        for (tbl, row_id) in keys {
+            table.push(vec![tbl.into(), row_id.into()]);
+        }
+        // The rows to look up come first (CROSS JOIN keeps that order on SQLite), so each is one
+        // lookup in the primary key.
+        let rows = self.sql.query_rows(
+            "SELECT r.tbl, r.row_id, r.scope_id, r.deleted, r.sv FROM $rows AS k CROSS JOIN sync_rows r
+             WHERE r.tbl = k.column1 AND r.row_id = k.column2",
+            &[],
+            &table,
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok((row[0].text()?, row[1].text()?, RowMeta { scope_id: row[2].text()?, deleted: row[3].int()? != 0, sv: row[4].int()? }))
+            })
+            .collect()
+    }
+
+    /// Every stored field of many rows in one query: (table, row id, field, version).
+    pub fn fields_of(&mut self, keys: &[(String, String)]) -> Result<Vec<(String, String, String, StoredField)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut table = Rows::new(&[Kind::Text, Kind::Text]);
+        for (tbl, row_id) in keys {
+            table.push(vec![tbl.into(), row_id.into()]);
+        }
+        let rows = self.sql.query_rows(
+            "SELECT f.value, f.hlc, f.node, f.server_seq, f.actor, f.tbl, f.row_id, f.field FROM $rows AS k CROSS JOIN sync_fields f
+             WHERE f.tbl = k.column1 AND f.row_id = k.column2",
+            &[],
+            &table,
+        )?;
+        rows.iter().map(|row| Ok((row[5].text()?, row[6].text()?, row[7].text()?, Self::stored_from(row)?))).collect()
+    }
+
+    /// Writes many fields' values and versions in one statement; a field may appear once.
+    pub fn put_fields(&mut self, fields: &[(&str, &str, &str, &StoredField)]) -> Result<()> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let mut table = Rows::new(&[Kind::Text, Kind::Text, Kind::Text, Kind::Text, Kind::Int, Kind::Bytes, Kind::Int, Kind::Text]);
+        for (tbl, row_id, field, stored) in fields {
+            table.push(vec![
+                (*tbl).into(),
+                (*row_id).into(),
+                (*field).into(),
+                stored.value.to_string().into(),
+                stored.hlc.into(),
+                stored.node.clone().into(),
+                stored.server_seq.into(),
+                stored.actor.as_str().into(),
+            ]);
+        }
+        // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
+        self.sql.execute_rows(
+            "INSERT INTO sync_fields (tbl, row_id, field, value, hlc, node, server_seq, actor)
+             SELECT column1, column2, column3, column4, column5, column6, column7, column8 FROM $rows AS k WHERE true
+             ON CONFLICT (tbl, row_id, field) DO UPDATE SET value = excluded.value, hlc = excluded.hlc, node = excluded.node,
+               server_seq = excluded.server_seq, actor = excluded.actor",
+            &[],
+            &table,
+        )?;
+        Ok(())
+    }
+
+    /// Writes many rows' index entries in one statement; a row may appear once.
+    pub fn put_rows(&mut self, rows: &[(&str, &str, &RowMeta)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut table = Rows::new(&[Kind::Text, Kind::Text, Kind::Text, Kind::Int, Kind::Int]);
+        for (tbl, row_id, meta) in rows {
+            table.push(vec![(*tbl).into(), (*row_id).into(), meta.scope_id.as_str().into(), i64::from(meta.deleted).into(), meta.sv.into()]);
+        }
+        self.sql.execute_rows(
+            "INSERT INTO sync_rows (tbl, row_id, scope_id, deleted, sv)
+             SELECT column1, column2, column3, column4, column5 FROM $rows AS k WHERE true
+             ON CONFLICT (tbl, row_id) DO UPDATE SET scope_id = excluded.scope_id, deleted = excluded.deleted, sv = excluded.sv",
+            &[],
+            &table,
+        )?;
+        Ok(())
+    }
+
+    /// Appends many accepted changes to the change log in one statement.
+    pub fn log_changes(&mut self, entries: &[ChangeLogEntry<'_>]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut table = Rows::new(&[Kind::Int, Kind::Text, Kind::Text, Kind::Text, Kind::Text, Kind::Text, Kind::Int]);
+        for entry in entries {
+            table.push(vec![
+                entry.server_seq.into(),
+                entry.change_id.into(),
+                entry.client_id.into(),
+                entry.tbl.into(),
+                entry.row_id.into(),
+                entry.field.into(),
+                entry.created_at.into(),
+            ]);
+        }
+        self.sql.execute_rows(
+            "INSERT INTO sync_changes (server_seq, change_id, client_id, tbl, row_id, field, created_at)
+             SELECT column1, column2, column3, column4, column5, column6, column7 FROM $rows AS k",
+            &[],
+            &table,
+        )?;
+        Ok(())
+    }
+
+    /// Which of these changes (table, row id, field, change id) the change log holds, in one
+    /// query; answers their change ids.
+    pub fn changes_logged(&mut self, changes: &[(&str, &str, &str, &str)]) -> Result<Vec<String>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut table = Rows::new(&[Kind::Text, Kind::Text, Kind::Text, Kind::Text]);
+        for (tbl, row_id, field, change_id) in changes {
+            table.push(vec![(*tbl).into(), (*row_id).into(), (*field).into(), (*change_id).into()]);
+        }
+        let rows = self.sql.query_rows(
+            "SELECT c.change_id FROM $rows AS k CROSS JOIN sync_changes c
+             WHERE c.tbl = k.column1 AND c.row_id = k.column2 AND c.field = k.column3 AND c.change_id = k.column4",
+            &[],
+            &table,
+        )?;
+        rows.iter().map(|row| row[0].text()).collect()
+    }
+
+    /// A client's owner and last applied `seq`, and the stored answer of one of its batches, in
+    /// one query.
+    pub fn client_and_batch(&mut self, client_id: &str, batch_id: &str) -> Result<(Option<(i64, i64)>, Option<StoredBatch>)> {
+        let rows = self.sql.query(
+            "SELECT c.user_id, c.last_applied_seq, b.response, b.request_hash, b.client_id
+             FROM (SELECT 1 AS one) AS o
+             LEFT JOIN sync_clients c ON c.client_id = $1
+             LEFT JOIN sync_batches b ON b.client_id = $1 AND b.batch_id = $2",
+            &[client_id.into(), batch_id.into()],
+        )?;
+        let Some(row) = rows.first() else { return Ok((None, None)) };
+        let client = match (optional_int(&row[0])?, optional_int(&row[1])?) {
+            (Some(user_id), Some(seq)) => Some((user_id, seq)),
+            _ => None,
+        };
+        let batch = match optional_text(&row[4])? {
+            Some(_) => Some(StoredBatch { response: row[2].text()?, request_hash: optional_text(&row[3])? }),
+            None => None,
+        };
+        Ok((client, batch))
+    }
+
     /// Appends an accepted change to the change log.
     pub fn log_change(&mut self, entry: &ChangeLogEntry<'_>) -> Result<()> {
         self.sql.execute(
@@ -325,6 +484,20 @@ impl Tx<'_> {
         )?;
         let rows = self.sql.execute("DELETE FROM sync_rows WHERE deleted = 1 AND sv <= $1", &[horizon_seq.into()])?;
         Ok((rows, changes))
+    }
+
+    /// What a pull checks its cursor against, in one query: the history's epoch, the greatest
+    /// sequence number handed out, and the history horizon (0 when nothing was ever pruned).
+    pub fn history(&mut self) -> Result<(String, i64, i64)> {
+        let rows = self.sql.query(
+            "SELECT (SELECT epoch FROM sync_epoch WHERE id = 1), (SELECT v FROM sync_counter WHERE id = 1),
+                    (SELECT MAX(horizon_seq) FROM sync_prunes)",
+            &[],
+        )?;
+        let row = rows.first().ok_or(Error::MissingRow("sync_epoch"))?;
+        let epoch = optional_text(&row[0])?.ok_or(Error::MissingRow("sync_epoch"))?;
+        let current = optional_int(&row[1])?.ok_or(Error::MissingRow("sync_counter"))?;
+        Ok((epoch, current, optional_int(&row[2])?.unwrap_or(0)))
     }
 
     /// The name of this server's history (its epoch), carried in every pull cursor.

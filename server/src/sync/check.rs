@@ -2,7 +2,7 @@
 //! values), and every row the batch wrote, whole, as the device's write path checks it.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
 use furrow_contract::hlc::NodeId;
@@ -13,10 +13,9 @@ use furrow_contract::FieldError;
 use serde_json::{Map, Value};
 
 use super::MIN_SCHEMA_VERSION;
-use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::rows::{deleted_flag, value_error_code, DELETED_FIELD, SCOPE_FIELD};
-use crate::store::Tx;
+use crate::store::{StoredField, Tx};
 
 /// Answers 426 unless the schema version is one the server serves.
 pub fn check_schema_version(version: i64) -> Result<()> {
@@ -139,43 +138,32 @@ pub fn record_message(errors: &[FieldError]) -> String {
 /// tombstone flag, server-only fields and empty values (as the device's write path leaves them
 /// out).
 pub fn checked_record(tx: &mut Tx<'_>, table: &TableSpec, row_id: &str) -> Result<Map<String, Value>> {
+    let fields = tx.fields(table.name, row_id)?;
+    Ok(record_of(table, fields.iter().map(|(name, stored)| (name, stored))))
+}
+
+/// The record the core's checks see from a row's stored fields (see [`checked_record`]).
+pub(super) fn record_of<'f>(table: &TableSpec, fields: impl IntoIterator<Item = (&'f String, &'f StoredField)>) -> Map<String, Value> {
     let mut record = Map::new();
-    for (name, stored) in tx.fields(table.name, row_id)? {
-        let Some(field) = table.field(&name) else { continue };
+    for (name, stored) in fields {
+        let Some(field) = table.field(name) else { continue };
         if field.policy == Policy::ServerOnly || stored.value.is_null() {
             continue;
         }
-        record.insert(name, stored.value);
+        record.insert(name.clone(), stored.value.clone());
     }
-    Ok(record)
+    record
 }
 
-/// Checks every live row in `rows` whole; returns those that fail, with their errors.
-pub(super) fn check_rows(tx: &mut Tx<'_>, caller: &Caller, rows: &BTreeSet<(String, String)>) -> Result<RefusedRows> {
-    let mut failures = RefusedRows::new();
-    for (tbl, row_id) in rows {
-        let Some(table) = schema::table(tbl) else { continue };
-        match tx.row(tbl, row_id)? {
-            Some(meta) if !meta.deleted => {}
-            // A tombstone is not checked: deleting is always allowed where the merge allowed it.
-            _ => continue,
-        }
-        let record = checked_record(tx, table, row_id)?;
-        let errors = {
-            // Rows in villages the caller is not assigned to count as missing, so a reference
-            // to one is refused exactly like a reference to nothing, and the answer does not tell
-            // whether the id exists elsewhere.
-            let context = StoreContext::within(tx, &caller.scopes);
-            let mut errors = validate::check_record(table, &record, &context);
-            photo_owner_problem(table, &record, &context, &mut errors);
-            context.finish()?;
-            errors
-        };
-        if !errors.is_empty() {
-            failures.insert((tbl.clone(), row_id.clone()), errors);
-        }
-    }
-    Ok(failures)
+/// What is wrong with a record as a whole: the core's whole-record check
+/// ([`validate::check_record`]) and, for a photo, its owner. References are answered by
+/// `context`, in which rows of villages the caller is not assigned to count as missing, so a
+/// reference to one is refused exactly like a reference to nothing, and the answer does not
+/// tell whether the id exists elsewhere.
+pub(super) fn record_errors(table: &TableSpec, record: &Map<String, Value>, context: &dyn validate::Context) -> Vec<FieldError> {
+    let mut errors = validate::check_record(table, record, context);
+    photo_owner_problem(table, record, context, &mut errors);
+    errors
 }
 
 /// What the core's checks need from storage, answered from the server's rows inside the push's
@@ -189,7 +177,7 @@ pub struct StoreContext<'t, 'a> {
 
 /// A photo's owner is named by a kind and an id (not a typed reference): the owner must be a
 /// live row of the table its kind names, in reach of the writer, or the photo is refused whole.
-fn photo_owner_problem(table: &TableSpec, record: &Map<String, Value>, context: &StoreContext<'_, '_>, errors: &mut Vec<FieldError>) {
+fn photo_owner_problem(table: &TableSpec, record: &Map<String, Value>, context: &dyn validate::Context, errors: &mut Vec<FieldError>) {
     if table.name != schema::PHOTOS.name || !errors.is_empty() {
         return;
     }

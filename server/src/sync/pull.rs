@@ -111,7 +111,9 @@ pub fn pull(tx: &mut Tx<'_>, caller: &Caller, cursor: Option<&str>, limit: i64, 
     check_schema_version(schema_version)?;
     let limit = limit.clamp(1, MAX_PULL_LIMIT);
     let hash = scope_hash(&caller.scopes);
-    let epoch = tx.epoch()?;
+    // The epoch, the counter and the horizon in one query, and the page in one more: a pull
+    // page costs two statements whatever its size.
+    let (epoch, current_seq, horizon) = tx.history()?;
     let decoded = cursor.filter(|text| !text.is_empty()).map(Cursor::decode).transpose()?;
     let reset = |reason: &str| (Positions::SNAPSHOT, Some(Reset { reason: reason.into() }));
     let (start, reset) = match decoded {
@@ -121,12 +123,12 @@ pub fn pull(tx: &mut Tx<'_>, caller: &Caller, cursor: Option<&str>, limit: i64, 
         // pull. A fresh snapshot both continues safely and repairs any row received partially.
         Some(cursor) if cursor.epoch.is_none() => reset(CURSOR_FORMAT),
         Some(cursor) if cursor.epoch.as_ref().is_some_and(|other| *other != epoch) => reset(SERVER_RESTORED),
-        Some(cursor) if cursor.seq > tx.current_seq()? => reset(SERVER_RESTORED),
+        Some(cursor) if cursor.seq > current_seq => reset(SERVER_RESTORED),
         Some(cursor) if cursor.scope_hash != hash => reset("scope_changed"),
         Some(cursor) if cursor.schema_version != schema_version => reset("schema"),
         // Tombstones the client has not seen may have been purged: it starts again from a
         // snapshot, and keeps and pushes its outbox as after any reset.
-        Some(cursor) if cursor.complete < tx.history_horizon()? => reset(HISTORY_PRUNED),
+        Some(cursor) if cursor.complete < horizon => reset(HISTORY_PRUNED),
         Some(cursor) => (cursor.positions(), None),
     };
     // One row more than the page tells whether more follow.

@@ -66,11 +66,3 @@ pub async fn set_server_url(state: State<'_, AppState>, server_url: String) -> C
     }
     state.update_settings(|settings| settings.server_url = server_url)
 }
-
-/// Writes a consistent copy of the database into `backups/` in the data directory and returns
-/// its path.
-#[tauri::command]
-pub async fn export_backup(state: State<'_, AppState>) -> CommandResult<String> {
-    let directory = state.data_dir.join("backups");
-    state.with_store(move |store| store.back_up(&directory).map(|path| path.display().to_string())).await
-}

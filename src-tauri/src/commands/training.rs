@@ -55,6 +55,17 @@ pub async fn set_attendance_status(
     state.with_store(move |store| training::set_attendance_status(store, &session_id, &member_id, status)).await
 }
 
+/// Sets or clears one attendee's note.
+#[tauri::command]
+pub async fn set_attendance_note(
+    state: State<'_, AppState>,
+    session_id: String,
+    member_id: String,
+    note: Option<String>,
+) -> CommandResult<Attendance> {
+    state.with_store(move |store| training::set_attendance_note(store, &session_id, &member_id, note.as_deref())).await
+}
+
 /// The skill scores recorded at a session.
 #[tauri::command]
 pub async fn session_assessments(state: State<'_, AppState>, session_id: String) -> CommandResult<Vec<Assessment>> {
@@ -73,15 +84,17 @@ pub async fn check_in_candidates(
     state.with_store(move |store| training::check_in_candidates(store, &session_id, village_id.as_deref(), text.as_deref())).await
 }
 
-/// Checks in the members not checked in yet (all or none) and names those who already were.
+/// Checks in the members not checked in yet (all or none) and names those who already were; the
+/// note goes on the rows of those who live in another village than the session's.
 #[tauri::command]
 pub async fn check_in_new(
     state: State<'_, AppState>,
     session_id: String,
     member_ids: Vec<String>,
     status: AttendanceStatus,
+    note: Option<String>,
 ) -> CommandResult<CheckInReport> {
-    state.with_store(move |store| training::check_in_new(store, &session_id, &member_ids, status)).await
+    state.with_store(move |store| training::check_in_new_noted(store, &session_id, &member_ids, status, note.as_deref())).await
 }
 
 /// Saves a session's score sheet for one phase at once, dated the session's day.
@@ -121,4 +134,11 @@ pub async fn session_attendance(state: State<'_, AppState>, session_id: String) 
 #[tauri::command]
 pub async fn save_assessment(state: State<'_, AppState>, assessment: Assessment) -> CommandResult<Assessment> {
     state.with_store(move |store| training::save_assessment(store, &assessment)).await
+}
+
+/// The members who can be named as a session's trainer: trained farmers anywhere, then the
+/// members of the session village's households.
+#[tauri::command]
+pub async fn trainer_candidates(state: State<'_, AppState>, village_id: Option<String>) -> CommandResult<Vec<training::TrainerCandidate>> {
+    state.with_store(move |store| training::trainer_candidates(store, village_id.as_deref())).await
 }

@@ -95,9 +95,31 @@ pub struct App {
     _serial: MutexGuard<'static, ()>,
 }
 
+/// The device passphrase the end-to-end tests start the app with.
+pub const PASSPHRASE: &str = "e2e-passphrase-2024";
+
+/// Opens a store the app has used (encrypted: unlocked with [`PASSPHRASE`]) or a plain one a
+/// test prepared before the app's first start.
+pub fn open_store(path: &Path) -> furrow::Store {
+    match furrow::encryption::lock_state(path).unwrap() {
+        furrow::encryption::Lock::Locked => furrow::encryption::unlock(path, PASSPHRASE).map(|(store, _key)| store).unwrap(),
+        _ => furrow::Store::open(&furrow::OpenOptions::file(path)).unwrap(),
+    }
+}
+
 impl App {
-    /// Starts the app on `data_dir`.
+    /// Starts the app on `data_dir`, unlocked with [`PASSPHRASE`] (set up with it on a first
+    /// start, a plain store encrypted), as the demo starts.
     pub fn start(data_dir: &Path) -> App {
+        App::launch(data_dir, Some(PASSPHRASE))
+    }
+
+    /// Starts the app on `data_dir` with no passphrase given: the window asks for one.
+    pub fn start_locked(data_dir: &Path) -> App {
+        App::launch(data_dir, None)
+    }
+
+    fn launch(data_dir: &Path, passphrase: Option<&str>) -> App {
         let serial = serial();
         let port = free_port();
         let native_port = free_port();
@@ -107,6 +129,8 @@ impl App {
         let driver = Command::new(tauri_driver())
             .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
             .env("DISPLAY", display())
+            // The app inherits it through the driver; empty means "ask in the window".
+            .env(furrow_app::state::PASSPHRASE_VARIABLE, passphrase.unwrap_or_default())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .process_group(0)

@@ -25,3 +25,12 @@ describe("format", () => {
     expect(yuan(123456)).toBe("1,234.56");
   });
 });
+
+describe("maskIdCard", () => {
+  it("shows only the first and last four characters", async () => {
+    const { maskIdCard } = await import("./format");
+    expect(maskIdCard("530724198506120018")).toBe("5307**********0018");
+    expect(maskIdCard("53072419850612001X")).toBe("5307**********001X");
+    expect(maskIdCard(null)).toBe("");
+  });
+});

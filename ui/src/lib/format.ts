@@ -64,3 +64,10 @@ export function wholeNumber(text: string, min: number, max: number): number | nu
   const value = Number(trimmed);
   return value >= min && value <= max ? value : undefined;
 }
+
+/** An identity card number as lists and views show it: 5307**********0018 (first and last four). */
+export function maskIdCard(number: string | null | undefined): string {
+  const text = (number ?? "").trim();
+  if (text.length < 9) return "*".repeat(text.length);
+  return `${text.slice(0, 4)}${"*".repeat(text.length - 8)}${text.slice(-4)}`;
+}

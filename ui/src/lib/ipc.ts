@@ -25,6 +25,9 @@ import type { PhotoView } from "./bindings/PhotoView";
 import type { EnumDef } from "./bindings/EnumDef";
 import type { PovertyLine } from "./bindings/PovertyLine";
 import type { Settings } from "./bindings/Settings";
+import type { VaultStatus } from "./bindings/VaultStatus";
+import type { BackupPreview } from "./bindings/BackupPreview";
+import type { IdCardReveal } from "./bindings/IdCardReveal";
 import type { SettingsView } from "./bindings/SettingsView";
 import type { SyncStatus } from "./bindings/SyncStatus";
 import type { SyncProgress } from "./bindings/SyncProgress";
@@ -40,6 +43,10 @@ import type { CheckInCandidate } from "./bindings/CheckInCandidate";
 import type { CheckInReport } from "./bindings/CheckInReport";
 import type { ScoreEntry } from "./bindings/ScoreEntry";
 import type { AssessmentPhase } from "./bindings/AssessmentPhase";
+import type { Filter } from "./bindings/Filter";
+import type { Report } from "./bindings/Report";
+import type { HouseholdRow } from "./bindings/HouseholdRow";
+import type { TrainerCandidate } from "./bindings/TrainerCandidate";
 
 /** A command's failure, typed: a stable code, messages in both languages, and field errors. */
 export class IpcError extends Error {
@@ -129,10 +136,15 @@ export const api = {
   sessionAssessments: (sessionId: string) => call<Assessment[]>("session_assessments", { sessionId }),
   checkInCandidates: (sessionId: string, villageId: string | null, text: string | null) =>
     call<CheckInCandidate[]>("check_in_candidates", { sessionId, villageId, text }),
-  checkInNew: (sessionId: string, memberIds: string[], status: AttendanceStatus) =>
-    call<CheckInReport>("check_in_new", { sessionId, memberIds, status }),
+  checkInNew: (sessionId: string, memberIds: string[], status: AttendanceStatus, note: string | null = null) =>
+    call<CheckInReport>("check_in_new", { sessionId, memberIds, status, note }),
+  setAttendanceNote: (sessionId: string, memberId: string, note: string | null) =>
+    call<Attendance>("set_attendance_note", { sessionId, memberId, note }),
   saveScores: (sessionId: string, phase: AssessmentPhase, entries: ScoreEntry[]) => call<number>("save_scores", { sessionId, phase, entries }),
   saveAssessment: (assessment: Assessment) => call<Assessment>("save_assessment", { assessment }),
+  trainerCandidates: (villageId: string | null) => call<TrainerCandidate[]>("trainer_candidates", { villageId }),
+  outcomes: (filter: Filter) => call<Report>("outcomes", { filter }),
+  outcomeHouseholds: (filter: Filter, key: string) => call<HouseholdRow[]>("outcome_households", { filter, key }),
   saveVisit: (visit: Visit) => call<Visit>("save_visit", { visit }),
   deleteVisit: (id: string) => call<null>("delete_visit", { id }),
   markFollowUpDone: (id: string) => call<Visit>("mark_follow_up_done", { id }),
@@ -167,7 +179,19 @@ export const api = {
   getSettings: () => call<SettingsView>("get_settings"),
   setLanguage: (language: string) => call<Settings>("set_language", { language }),
   setServerUrl: (serverUrl: string) => call<Settings>("set_server_url", { serverUrl }),
-  exportBackup: () => call<string>("export_backup"),
+  exportBackup: (directory: string, passphrase: string | null) => call<string>("export_backup", { directory, passphrase }),
+  previewBackup: (file: string, passphrase: string) => call<BackupPreview>("preview_backup", { file, passphrase }),
+  restoreBackup: (file: string, passphrase: string, discardUnsynced: boolean) =>
+    call<null>("restore_backup", { file, passphrase, discardUnsynced }),
+  vaultStatus: () => call<VaultStatus>("vault_status"),
+  setPassphrase: (passphrase: string) => call<null>("set_passphrase", { passphrase }),
+  unlock: (passphrase: string) => call<null>("unlock", { passphrase }),
+  lock: () => call<null>("lock"),
+  changePassphrase: (old: string, next: string) => call<null>("change_passphrase", { old, new: next }),
+  setLockAfter: (seconds: number) => call<Settings>("set_lock_after", { seconds }),
+  forgetPassphrase: (confirmation: string) => call<null>("forget_passphrase", { confirmation }),
+  revealIdCard: (memberId: string) => call<string | null>("reveal_id_card", { memberId }),
+  idCardReveals: () => call<IdCardReveal[]>("id_card_reveals"),
   seedDemo: () => call<number>("seed_demo"),
   syncStatus: () => call<SyncStatus>("sync_status"),
   signIn: (serverUrl: string, username: string, password: string) =>

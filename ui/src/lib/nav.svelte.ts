@@ -2,7 +2,7 @@
 // deep links, and the sync indicator stays mounted across every screen.
 
 /** The screens of the app. */
-export type Screen = "roster" | "household" | "training" | "visits" | "products" | "settings";
+export type Screen = "roster" | "household" | "training" | "visits" | "products" | "outcomes" | "settings";
 
 /** A rejected edit being fixed in its record's own form: which conflict, record and field, and
  * the rejected value (JSON text) the form starts from. */

@@ -28,4 +28,8 @@ status?: AttendanceStatus | null,
 /**
  * 参加分钟数 Minutes attended.
  */
-minutes_attended?: number | null, };
+minutes_attended?: number | null, 
+/**
+ * 备注 A note (why a member of another village attended, say).
+ */
+note?: string | null, };

@@ -37,4 +37,12 @@ status: AttendanceStatus,
 /**
  * 参加分钟数 Minutes attended.
  */
-minutes_attended: number | null, };
+minutes_attended: number | null, 
+/**
+ * 备注 The note on the attendance row.
+ */
+note: string | null, 
+/**
+ * Whether they live in another village than the session's.
+ */
+other_village: boolean, };

@@ -2,13 +2,15 @@
 import type { MonitoringType } from "./MonitoringType";
 import type { PovertyCause } from "./PovertyCause";
 import type { PovertyStatus } from "./PovertyStatus";
+import type { RosterSort } from "./RosterSort";
 
 /**
  * A roster search: free text plus filters, all optional.
  */
 export type RosterQuery = { 
 /**
- * Substring of a name (head or member), register number, phone or village.
+ * Substring of a name (head or member), its pinyin (full, or initials: `wjh` finds 王建华),
+ * register number, phone, identity card number or village.
  */
 text?: string | null, 
 /**
@@ -31,6 +33,15 @@ cause?: PovertyCause | null,
  * `true` lists the households that left the register (closed) instead of those in it.
  */
 closed?: boolean | null, 
+/**
+ * The order; none lists a text search's matches in the order households were registered on
+ * the device and the plain roster by register number.
+ */
+sort?: RosterSort | null, 
+/**
+ * `true` orders by `sort` from the last.
+ */
+descending?: boolean | null, 
 /**
  * At most this many (default 200).
  */

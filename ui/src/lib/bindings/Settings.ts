@@ -23,4 +23,8 @@ signed_in: boolean,
 /**
  * When the last sync succeeded (RFC 3339), if ever.
  */
-last_sync_at: string | null, };
+last_sync_at: string | null, 
+/**
+ * How long the window may sit idle before it locks, in seconds (15 minutes by default).
+ */
+lock_after_seconds: number, };

@@ -47,10 +47,15 @@ village_id?: string | null,
  */
 location?: string | null, 
 /**
- * 讲师 Trainer.
+ * 讲师 Trainer, as free text (an outside trainer's name).
  */
 trainer?: string | null, 
 /**
  * 备注 Notes.
  */
-notes?: string | null, };
+notes?: string | null, 
+/**
+ * 讲师（农户） The trained farmer (a member) who gave the session; `None` when the
+ * assistant gave it. The reproducibility outcome follows who trained whom through it.
+ */
+trainer_member_id?: string | null, };
