@@ -195,8 +195,8 @@ fn stale_base_server_only_and_forbidden(kind: Backend) {
     assert_eq!(statuses(&response), vec!["rejected/stale_base"]);
     assert_eq!(response.results[0].current.as_ref().map(|current| current.value.clone()), Some(json!(1600)));
     // Bob, in another village, can neither edit Alice's listing, move it, nor create rows in
-    // her village; a forged scope changes nothing. An edit or a deletion of her row is answered
-    // as for a row that does not exist, so he does not learn that it does.
+    // her village; a forged scope changes nothing. An edit, a move or a deletion of her row is
+    // answered as for a row that does not exist, so he does not learn that it does.
     let bob_caller = caller(bob, &[VILLAGE_B]);
     let mut bobs = Device::new();
     let changes = vec![
@@ -206,7 +206,7 @@ fn stale_base_server_only_and_forbidden(kind: Backend) {
         bobs.change("listings", &listing, "deleted", json!(1), start + 50, None),
     ];
     let response = push(database.as_ref(), &bob_caller, &bobs.batch(changes));
-    assert_eq!(statuses(&response), vec!["rejected/invalid", "rejected/forbidden", "rejected/forbidden", "rejected/invalid"]);
+    assert_eq!(statuses(&response), vec!["rejected/invalid", "rejected/invalid", "rejected/forbidden", "rejected/invalid"]);
     let row = store::read(database.as_ref(), |tx| tx.row("listings", &listing)).expect("read");
     assert_eq!(row.map(|row| (row.scope_id, row.deleted)), Some((VILLAGE_A.to_owned(), false)));
     // Alice cannot move her own row into Bob's village either.
@@ -227,6 +227,70 @@ fn stale_base_server_only_and_forbidden(kind: Backend) {
     let stolen = device.batch(vec![]);
     let refused = store::write(database.as_ref(), |tx| sync::push(tx, &bob_caller, &ServerClock::new(), &stolen, 1));
     assert_eq!(refused.map(|outcome| outcome.body).map_err(|error| error.status().as_u16()), Err(403));
+}
+
+/// A push's answers without their change ids, to compare two pushes byte for byte.
+fn answers(response: &PushResponse) -> Vec<String> {
+    response
+        .results
+        .iter()
+        .map(|result| {
+            let mut answer = serde_json::to_value(result).expect("result JSON");
+            answer.as_object_mut().expect("an object").remove("change_id");
+            answer.to_string()
+        })
+        .collect()
+}
+
+fn a_create_with_a_foreign_id_is_answered_like_an_unusable_id(kind: Backend) {
+    let backend = TestStorage::new(kind);
+    let database = backend.open();
+    let (alice, bob) = seed(database.as_ref());
+    let (alice_caller, bob_caller) = (caller(alice, &[VILLAGE_A]), caller(bob, &[VILLAGE_B]));
+    let (mut alices, mut bobs) = (Device::new(), Device::new());
+    let start = now_hlc(0);
+    let (taken, deleted) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let mut create = alices.household(VILLAGE_A, &taken, "王大山", start);
+    create.extend(alices.household(VILLAGE_A, &deleted, "王二山", start));
+    create.push(alices.change("households", &deleted, "deleted", json!(1), start + 1, None));
+    assert_eq!(statuses(&push(database.as_ref(), &alice_caller, &alices.batch(create))), vec!["applied"; 11]);
+    // Bob creates households in his own village under Alice's ids, a live one and a deleted one.
+    let later = start + 50;
+    let changes = bobs.household(VILLAGE_B, &taken, "冒名", later);
+    let foreign = push(database.as_ref(), &bob_caller, &bobs.batch(changes));
+    let changes = bobs.household(VILLAGE_B, &deleted, "冒名", later);
+    let tombstone = push(database.as_ref(), &bob_caller, &bobs.batch(changes));
+    // The same changes to an id nobody holds, the first not being a create: they cannot reveal
+    // anything, since the id exists nowhere.
+    let fresh = uuid::Uuid::now_v7().to_string();
+    let mut unknown = vec![bobs.change("households", &fresh, "group_name", json!("一组"), later, None)];
+    unknown.extend(bobs.household(VILLAGE_B, &fresh, "冒名", later).into_iter().skip(1));
+    let unknown = push(database.as_ref(), &bob_caller, &bobs.batch(unknown));
+    assert_eq!(statuses(&foreign), vec!["rejected/invalid"; 5]);
+    assert_eq!(answers(&foreign), answers(&unknown), "a foreign id is answered like an id that exists nowhere");
+    assert_eq!(answers(&tombstone), answers(&unknown));
+    // A create naming a village Bob is not assigned to is forbidden, whether the id is taken or not.
+    let changes = bobs.household(VILLAGE_A, &taken, "冒名", later);
+    let into_a = push(database.as_ref(), &bob_caller, &bobs.batch(changes));
+    let changes = bobs.household(VILLAGE_A, &fresh, "冒名", later);
+    let fresh_into_a = push(database.as_ref(), &bob_caller, &bobs.batch(changes));
+    assert_eq!(statuses(&into_a)[0], "rejected/forbidden");
+    assert_eq!(answers(&into_a), answers(&fresh_into_a));
+    // A create referencing Alice's household is answered like one referencing nothing.
+    let (member, other) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let changes = bobs.member(VILLAGE_B, &member, &taken, "李四", later);
+    let referencing = push(database.as_ref(), &bob_caller, &bobs.batch(changes));
+    let nothing = uuid::Uuid::now_v7().to_string();
+    let changes = bobs.member(VILLAGE_B, &other, &nothing, "李四", later);
+    let dangling = push(database.as_ref(), &bob_caller, &bobs.batch(changes));
+    assert_eq!(statuses(&referencing), vec!["rejected/invalid_record"; 3]);
+    assert_eq!(answers(&referencing), answers(&dangling));
+    // Nothing of Bob's landed.
+    let row = store::read(database.as_ref(), |tx| tx.row("households", &taken)).expect("read").expect("kept");
+    assert_eq!((row.scope_id.as_str(), row.deleted), (VILLAGE_A, false));
+    let head = store::read(database.as_ref(), |tx| tx.field("households", &taken, "head_name")).expect("read");
+    assert_eq!(head.map(|field| field.value), Some(json!("王大山")));
+    assert!(!row_exists(database.as_ref(), "households", &fresh));
 }
 
 fn tombstones_are_kept_and_pulled(kind: Backend) {
@@ -723,6 +787,7 @@ on_both_backends!(
     replayed_batch_is_identical_and_logged_once,
     last_writer_wins_by_hlc_then_node,
     stale_base_server_only_and_forbidden,
+    a_create_with_a_foreign_id_is_answered_like_an_unusable_id,
     tombstones_are_kept_and_pulled,
     pull_pages_in_order_and_resets_on_scope_change,
     a_row_moved_into_scope_arrives_whole,

@@ -911,8 +911,42 @@ async fn sign_ins_admin_actions_and_scope_changes_are_audited(kind: Backend) {
     assert!(entries.iter().any(|entry| entry["kind"] == "sign_in" && entry["actor"] == "alice"), "a recent entry was removed");
 }
 
+async fn sign_ins_refused_by_the_limiter_are_audited_once_per_window(kind: Backend) {
+    let server = server_behind_proxy(kind);
+    let free = SignInPolicy::default().free_failures as usize;
+    for _ in 0..free {
+        assert_eq!(sign_in(&server, "alice", "wrong password", "203.0.113.95").await.0, 401);
+    }
+    // Ten guesses past the limit, all within the first backoff, at the account and at a name
+    // that does not exist.
+    for _ in 0..10 {
+        assert_eq!(sign_in(&server, "alice", "wrong password", "203.0.113.95").await.0, 429);
+    }
+    for _ in 0..free {
+        assert_eq!(sign_in(&server, "nobody", "wrong password", "203.0.113.95").await.0, 401);
+    }
+    for _ in 0..3 {
+        assert_eq!(sign_in(&server, "nobody", "wrong password", "203.0.113.95").await.0, 429);
+    }
+    let (status, entries) = audit_entries(&server, common::ADMIN_TOKEN).await;
+    assert_eq!(status, 200);
+    let limited = |account: &str| {
+        entries
+            .iter()
+            .filter(|entry| entry["kind"] == "sign_in_limited" && entry["actor"] == account && entry["subject"] == account)
+            .collect::<Vec<_>>()
+    };
+    let alice = limited("alice");
+    assert_eq!(alice.len(), 1, "one entry per account, address and window: {entries:#?}");
+    assert_eq!(alice[0]["address"], "203.0.113.95");
+    assert!(alice[0]["detail"].as_str().is_some_and(|detail| detail.starts_with("refused for ")), "{:?}", alice[0]);
+    assert_eq!(limited("nobody").len(), 1, "{entries:#?}");
+    assert_eq!(entries.iter().filter(|entry| entry["kind"] == "sign_in_limited").count(), 2);
+}
+
 on_both_backends!(
     async:
+    sign_ins_refused_by_the_limiter_are_audited_once_per_window,
     guesses_sent_at_once_cannot_pass_the_limit,
     sign_ins_beyond_the_queue_are_told_to_come_back,
     an_attacker_slows_himself_not_the_assistant,

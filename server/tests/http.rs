@@ -632,7 +632,7 @@ async fn every_endpoint_keeps_to_the_callers_villages() {
         vec![
             "rejected/invalid",
             "rejected/invalid",
-            "rejected/forbidden",
+            "rejected/invalid",
             "rejected/forbidden",
             "rejected/invalid_record",
             "rejected/invalid_record",

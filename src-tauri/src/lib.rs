@@ -140,6 +140,8 @@ pub fn run() {
             commands::settings::get_settings,
             commands::settings::set_language,
             commands::settings::set_server_url,
+            commands::settings::allow_insecure_host,
+            commands::settings::forget_insecure_host,
             commands::vault::export_backup,
             commands::vault::preview_backup,
             commands::vault::restore_backup,

@@ -42,6 +42,10 @@ pub struct Settings {
     pub last_sync_at: Option<String>,
     /// How long the window may sit idle before it locks, in seconds (15 minutes by default).
     pub lock_after_seconds: u32,
+    /// The hosts the user allowed unencrypted `http` for, in their normal form, each after a
+    /// confirmation in Settings that explained the risk; any other host needs `https` unless it
+    /// is this computer (see `furrow::sync::address`).
+    pub insecure_hosts: Vec<String>,
 }
 
 impl Default for Settings {
@@ -53,6 +57,7 @@ impl Default for Settings {
             signed_in: false,
             last_sync_at: None,
             lock_after_seconds: 15 * 60,
+            insecure_hosts: Vec::new(),
         }
     }
 }
@@ -65,6 +70,22 @@ impl Settings {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default()
+    }
+
+    /// Allows unencrypted `http` for `host` (a name or IP address, normalised first); returns the
+    /// normal form, or the `host` field's error when it is not a bare host.
+    pub fn allow_insecure_host(&mut self, host: &str) -> Result<String, furrow::FieldError> {
+        let host = furrow::sync::address::normalize_host(host)?;
+        if !self.insecure_hosts.contains(&host) {
+            self.insecure_hosts.push(host.clone());
+        }
+        Ok(host)
+    }
+
+    /// Withdraws the exception for `host`: plain `http` to it is refused again.
+    pub fn forget_insecure_host(&mut self, host: &str) {
+        let normal = furrow::sync::address::normalize_host(host).ok();
+        self.insecure_hosts.retain(|allowed| allowed != host.trim() && Some(allowed) != normal.as_ref());
     }
 
     /// Writes the settings to `data_dir` through a temporary file, so a crash never leaves half
@@ -185,5 +206,37 @@ impl AppState {
         change(&mut settings);
         settings.save(&self.data_dir)?;
         Ok(settings.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    #[test]
+    fn settings_of_an_older_version_allow_no_insecure_host() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(directory.path().join(super::SETTINGS_FILE), r#"{"language":"en","server_url":"http://192.168.1.20:8470"}"#).unwrap();
+        let settings = Settings::load(directory.path());
+        assert_eq!(settings.language, "en");
+        assert!(settings.insecure_hosts.is_empty());
+        assert!(furrow::sync::check_server_address(&settings.server_url, &settings.insecure_hosts).is_err());
+    }
+
+    #[test]
+    fn an_allowed_host_is_kept_once_in_its_normal_form_and_can_be_withdrawn() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        assert_eq!(settings.allow_insecure_host(" Server.Township.Local ").unwrap(), "server.township.local");
+        assert_eq!(settings.allow_insecure_host("server.township.local").unwrap(), "server.township.local");
+        assert_eq!(settings.allow_insecure_host("192.168.1.20:8470").unwrap_err().code, "invalid_host");
+        assert_eq!(settings.insecure_hosts, ["server.township.local"]);
+        settings.save(directory.path()).unwrap();
+        let mut loaded = Settings::load(directory.path());
+        assert_eq!(loaded.insecure_hosts, ["server.township.local"]);
+        assert!(furrow::sync::check_server_address("http://server.township.local:8470", &loaded.insecure_hosts).is_ok());
+        loaded.forget_insecure_host("SERVER.township.local");
+        assert!(loaded.insecure_hosts.is_empty());
+        assert_eq!(furrow::sync::check_server_address("http://server.township.local:8470", &loaded.insecure_hosts).unwrap_err().code, "insecure_address");
     }
 }

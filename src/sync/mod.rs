@@ -5,6 +5,7 @@
 //! The engine's database work ([`outbox`], [`pull`]) is plain functions over the store, tested
 //! without a network; the network is behind the [`transport::Transport`] trait.
 
+pub mod address;
 pub mod background;
 pub mod blobs;
 pub mod engine;
@@ -20,6 +21,7 @@ pub use furrow_contract::pull as page;
 pub use furrow_contract::wire;
 
 pub use crate::media::{add_attachment, attachment, Attachment};
+pub use address::check_server_address;
 pub use background::BackgroundSync;
 pub use engine::{Progress, SyncEngine, SyncReport};
 pub use options::{ChunkSizes, RetryPolicy, SyncOptions};

@@ -71,12 +71,25 @@ struct PairEntry {
     failures: u32,
     next_allowed: Instant,
     last: Instant,
+    /// The window whose first refusal was already reported as one to record: the backoff's end,
+    /// or the start of the account's ceiling window.
+    refusal_noted: Option<Instant>,
 }
 
 struct AccountEntry {
     failures: u32,
     window_start: Instant,
     known: VecDeque<String>,
+}
+
+/// An attempt the limiter refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The time to wait before the next attempt.
+    pub wait: Duration,
+    /// Whether this is the first refusal of the (account, address) in the current limiter
+    /// window (one backoff, or the account's ceiling window): the one the audit log records.
+    pub first_in_window: bool,
 }
 
 /// A sign-in attempt the limiter admitted, already counted as a failure. Pass it to
@@ -98,6 +111,13 @@ impl SignInLimiter {
     /// Admits an attempt at `account` from `address` and counts it as a failure, or refuses it
     /// with the time to wait.
     pub fn admit(&self, account: &str, address: &str) -> std::result::Result<Attempt, Duration> {
+        self.admit_counting(account, address, true).map_err(|refusal| refusal.wait)
+    }
+
+    /// [`SignInLimiter::admit`], telling of a refusal whether it is the first of the
+    /// (account, address) in the current window, so the caller can record one refusal per
+    /// window and no more.
+    pub fn admit_noting(&self, account: &str, address: &str) -> std::result::Result<Attempt, Refusal> {
         self.admit_counting(account, address, true)
     }
 
@@ -106,7 +126,7 @@ impl SignInLimiter {
     /// token), so parallel requests of a legitimate caller are not counted as failures until
     /// they fail; [`SignInLimiter::fail`] counts those.
     pub fn check(&self, account: &str, address: &str) -> std::result::Result<(), Duration> {
-        self.admit_counting(account, address, false).map(|_| ())
+        self.admit_counting(account, address, false).map(|_| ()).map_err(|refusal| refusal.wait)
     }
 
     /// Counts a failure of `account` from `address`, whether or not it would be admitted now.
@@ -115,7 +135,7 @@ impl SignInLimiter {
         let now = Instant::now();
         let account = account.to_lowercase();
         let LimiterState { pairs, accounts, .. } = &mut *state;
-        let pair = pairs.entry((account.clone(), address.to_owned())).or_insert(PairEntry { failures: 0, next_allowed: now, last: now });
+        let pair = pairs.entry((account.clone(), address.to_owned())).or_insert(PairEntry { failures: 0, next_allowed: now, last: now, refusal_noted: None });
         pair.failures += 1;
         pair.last = now;
         if pair.failures >= self.policy.free_failures {
@@ -125,7 +145,7 @@ impl SignInLimiter {
         entry.failures += 1;
     }
 
-    fn admit_counting(&self, account: &str, address: &str, count: bool) -> std::result::Result<Attempt, Duration> {
+    fn admit_counting(&self, account: &str, address: &str, count: bool) -> std::result::Result<Attempt, Refusal> {
         let now = Instant::now();
         let policy = self.policy;
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -139,14 +159,16 @@ impl SignInLimiter {
             entry.failures = 0;
             entry.window_start = now;
         }
-        if entry.failures >= policy.account_ceiling && !entry.known.iter().any(|known| known == address) {
-            return Err((entry.window_start + policy.ceiling_window).saturating_duration_since(now));
-        }
         let pair = pairs
             .entry((account.clone(), address.to_owned()))
-            .or_insert(PairEntry { failures: 0, next_allowed: now, last: now });
+            .or_insert(PairEntry { failures: 0, next_allowed: now, last: now, refusal_noted: None });
+        if entry.failures >= policy.account_ceiling && !entry.known.iter().any(|known| known == address) {
+            let wait = (entry.window_start + policy.ceiling_window).saturating_duration_since(now);
+            return Err(pair.refuse(entry.window_start, wait));
+        }
         if pair.failures >= policy.free_failures && now < pair.next_allowed {
-            return Err(pair.next_allowed - now);
+            let wait = pair.next_allowed - now;
+            return Err(pair.refuse(pair.next_allowed, wait));
         }
         if !count {
             return Ok(Attempt { account, address: address.to_owned() });
@@ -186,6 +208,15 @@ impl SignInLimiter {
         if let Some(entry) = state.accounts.get_mut(&attempt.account) {
             entry.failures = entry.failures.saturating_sub(1);
         }
+    }
+}
+
+impl PairEntry {
+    /// A refusal in the window identified by `window`, the first of it unless one was noted.
+    fn refuse(&mut self, window: Instant, wait: Duration) -> Refusal {
+        let first_in_window = self.refusal_noted != Some(window);
+        self.refusal_noted = Some(window);
+        Refusal { wait, first_in_window }
     }
 }
 
@@ -252,7 +283,8 @@ mod tests {
         for _ in 0..3 {
             drop(limiter.admit("alice", "attacker").expect("admitted"));
         }
-        assert!(limiter.admit("alice", "attacker").is_err());
+        assert!(limiter.admit_noting("alice", "attacker").expect_err("refused").first_in_window);
+        assert!(!limiter.admit_noting("alice", "attacker").expect_err("refused").first_in_window, "noted once per window");
         // The real user elsewhere, and another account from the attacker's address, are not slowed.
         let real = limiter.admit("Alice", "home").expect("another address gets in");
         limiter.succeed(real);
@@ -275,6 +307,9 @@ mod tests {
         }
         let wait = limiter.admit("alice", "10.0.1.1").expect_err("the ceiling is reached");
         assert!(wait > Duration::from_secs(3500));
+        let refusal = limiter.admit_noting("alice", "10.0.1.2").expect_err("still refused");
+        assert!(refusal.first_in_window, "the first refusal of another address is noted");
+        assert!(!limiter.admit_noting("alice", "10.0.1.2").expect_err("refused").first_in_window);
         limiter.succeed(limiter.admit("alice", "home").expect("a known address still gets in"));
         assert_eq!(retry_after_seconds(Duration::from_millis(1500)), 2);
         assert_eq!(retry_after_seconds(Duration::ZERO), 1);

@@ -11,7 +11,7 @@ mod limits;
 mod passwords;
 mod tokens;
 
-pub use limits::{retry_after_seconds, Attempt, SignInLimiter, SignInPolicy};
+pub use limits::{retry_after_seconds, Attempt, Refusal, SignInLimiter, SignInPolicy};
 pub use passwords::{dummy_hash, hash_password, verify_password, GatePass, PasswordCost, PasswordGate, BUSY_RETRY_SECONDS};
 pub use tokens::{issue_pair, new_token, renew_session, start_session, token_hash, TokenLifetimes};
 

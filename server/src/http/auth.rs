@@ -30,11 +30,23 @@ pub(super) async fn login(State(state): State<AppState>, request: Request) -> Re
     }
     // The attempt is counted before the password is verified, in one step, so guesses sent at
     // once cannot all pass the limit between a check and a count.
-    let attempt = state.inner.limiter.admit(&login.username, &address).map_err(|wait| {
-        let seconds = auth::retry_after_seconds(wait);
-        Error::api(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many failed sign-ins; try again in {seconds} s"))
-            .with_header("retry-after", seconds.to_string())
-    })?;
+    let attempt = match state.inner.limiter.admit_noting(&login.username, &address) {
+        Ok(attempt) => attempt,
+        Err(refusal) => {
+            let seconds = auth::retry_after_seconds(refusal.wait);
+            // The first refusal of the account from the address in each limiter window is
+            // recorded, and the rest are not, so guesses past the limit cannot flood the log.
+            if refusal.first_in_window {
+                let state = state.clone();
+                let detail = format!("refused for {seconds} s; further refusals of this account from this address until then are not recorded");
+                let username = login.username.clone();
+                let address = address.clone();
+                let _ = tokio::task::spawn_blocking(move || audit(&state, "sign_in_limited", &username, &address, &username, &detail)).await;
+            }
+            return Err(Error::api(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many failed sign-ins; try again in {seconds} s"))
+                .with_header("retry-after", seconds.to_string()));
+        }
+    };
     let pass = match state.inner.gate.enter().await {
         Ok(pass) => pass,
         Err(busy) => {

@@ -41,7 +41,7 @@ pub struct AuditEntry {
     pub id: i64,
     /// When (Unix ms, server clock).
     pub at: i64,
-    /// `sign_in`, `sign_in_failed`, `admin_action` or `scope_change`.
+    /// `sign_in`, `sign_in_failed`, `sign_in_limited`, `admin_action` or `scope_change`.
     pub kind: String,
     /// Who acted: a user name, `admin:<name>`, `bootstrap` (the bootstrap token) or `operator`
     /// (a command on the server).

@@ -412,8 +412,11 @@ fn merge_field(tx: &mut Tx<'_>, view: &mut View, context: &MergeContext<'_>, cha
         if !caller.may_use(scope) {
             return Ok((rejected(change, "forbidden", format!("you are not assigned to village {scope}"), None), false));
         }
+        // A new scope the caller may use, for an id taken by a row of another village: the row
+        // can be neither created nor moved, and the answer is the one every change gets that
+        // names an id the caller cannot use, so it does not tell that the id exists elsewhere.
         if foreign {
-            return Ok((rejected(change, "forbidden", "the record belongs to a village you are not assigned to", None), false));
+            return Ok((rejected(change, "invalid", UNKNOWN_ROW, None), false));
         }
     } else if row.is_none() || foreign {
         // A row of another village is answered exactly like a row the server does not know, so
@@ -462,9 +465,12 @@ fn refused(table: &TableSpec, change: &Change, verdict: Verdict, stored: Option<
     }
 }
 
-/// What a change to a row the caller cannot see is answered, whether the row is missing or in
-/// another village.
-const UNKNOWN_ROW: &str = "the record does not exist on the server yet; its scope_id change must come first";
+/// What a change naming an id the caller cannot use is answered: a change other than `scope_id`
+/// to a row the server does not know or that is in another village, and a `scope_id` change
+/// (a create) for an id taken by a row of another village. One answer for all, so it never
+/// tells whether the id exists elsewhere.
+const UNKNOWN_ROW: &str =
+    "there is no record with this id in your villages; a new record starts with its scope_id change, under an id not used before";
 
 /// A row takes its village from its parent (a household from its village, a listing from its
 /// product): pointing a row at a parent in another village than the row's own would file it

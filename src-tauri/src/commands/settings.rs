@@ -49,20 +49,34 @@ pub async fn set_language(state: State<'_, AppState>, language: String) -> Comma
     state.update_settings(|settings| settings.language = language)
 }
 
-/// Sets the sync server's address.
+/// Sets the sync server's address. Plain `http` is refused (the `server_url` field's
+/// `insecure_address` error, saying why) unless the host is this computer or one the user
+/// allowed with [`allow_insecure_host`].
 #[tauri::command]
 pub async fn set_server_url(state: State<'_, AppState>, server_url: String) -> CommandResult<Settings> {
-    let server_url = server_url.trim().trim_end_matches('/').to_owned();
-    if !(server_url.starts_with("http://") || server_url.starts_with("https://")) {
-        return Err(CommandError {
-            fields: Some(vec![furrow::FieldError::new(
-                "server_url",
-                "invalid_url",
-                "地址应以 http:// 或 https:// 开头",
-                "must start with http:// or https://",
-            )]),
-            ..CommandError::new("validation", "服务器地址有误", "the server address is not valid")
-        });
-    }
+    let server_url = furrow::sync::check_server_address(&server_url, &state.settings().insecure_hosts).map_err(|error| CommandError {
+        fields: Some(vec![error]),
+        ..CommandError::new("validation", "服务器地址有误", "the server address is not valid")
+    })?;
     state.update_settings(|settings| settings.server_url = server_url)
+}
+
+/// Allows unencrypted `http` for `host`, which the user confirmed in Settings after being told
+/// what anyone on the network could then read. Other hosts still need `https`.
+#[tauri::command]
+pub async fn allow_insecure_host(state: State<'_, AppState>, host: String) -> CommandResult<Settings> {
+    let host = furrow::sync::address::normalize_host(&host).map_err(|error| CommandError {
+        fields: Some(vec![error]),
+        ..CommandError::new("validation", "服务器名称有误", "the server name is not valid")
+    })?;
+    state.update_settings(|settings| {
+        // The host is in its normal form already, so this cannot fail.
+        let _ = settings.allow_insecure_host(&host);
+    })
+}
+
+/// Withdraws the exception for `host`: signing in to it over plain `http` is refused again.
+#[tauri::command]
+pub async fn forget_insecure_host(state: State<'_, AppState>, host: String) -> CommandResult<Settings> {
+    state.update_settings(|settings| settings.forget_insecure_host(&host))
 }

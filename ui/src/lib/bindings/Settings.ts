@@ -27,4 +27,10 @@ last_sync_at: string | null,
 /**
  * How long the window may sit idle before it locks, in seconds (15 minutes by default).
  */
-lock_after_seconds: number, };
+lock_after_seconds: number, 
+/**
+ * The hosts the user allowed unencrypted `http` for, in their normal form, each after a
+ * confirmation in Settings that explained the risk; any other host needs `https` unless it
+ * is this computer (see `furrow::sync::address`).
+ */
+insecure_hosts: Array<string>, };
