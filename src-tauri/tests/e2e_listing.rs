@@ -55,6 +55,16 @@ fn sync(app: &App) {
     app.wait_until("the sync to finish", "const b = document.querySelector('[data-testid=sync-button]'); return !!b && !b.disabled;");
 }
 
+/// The app's store, read beside the running app: it is encrypted, so the connection is given
+/// the data key, unwrapped with the tests' passphrase.
+fn database(directory: &std::path::Path) -> rusqlite::Connection {
+    let path = directory.join(DATABASE_FILE);
+    let (_store, key) = furrow::encryption::unlock(&path, support::PASSPHRASE).unwrap();
+    let connection = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    connection.pragma_update(None, "key", key.sqlcipher_key().as_str()).unwrap();
+    connection
+}
+
 /// The text content of the element matching `css` (cells and spans joined as written).
 fn content(app: &App, css: &str) -> String {
     app.find(css);
@@ -105,8 +115,7 @@ fn a_listing_drafted_offline_with_photos_is_fixed_submitted_approved_and_sold() 
     app.click("[data-testid=household-save]");
     app.wait_text("[data-testid=household-name]", |text| text == "钱核桃");
     sync(&app);
-    let household_id: String = rusqlite::Connection::open_with_flags(directory.path().join(DATABASE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap()
+    let household_id: String = database(directory.path())
         .query_row("SELECT id FROM households WHERE head_name = '钱核桃' AND deleted = 0", [], |row| row.get(0))
         .unwrap();
 
@@ -212,8 +221,7 @@ fn a_listing_drafted_offline_with_photos_is_fixed_submitted_approved_and_sold() 
     app.wait_text("[data-testid=platform-status]", |text| text.contains("已提交，等待同步"));
     wait_pending(&app, "> 0");
     app.screenshot("listing-studio-submitted-zh");
-    let caption: String = rusqlite::Connection::open_with_flags(directory.path().join(DATABASE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap()
+    let caption: String = database(directory.path())
         .query_row("SELECT caption FROM photos WHERE owner_id = ?1 AND kind = 'main' AND deleted = 0", [&listing_id], |row| row.get(0))
         .unwrap();
     assert_eq!(caption, "核桃酥礼盒正面");
@@ -230,8 +238,7 @@ fn a_listing_drafted_offline_with_photos_is_fixed_submitted_approved_and_sold() 
     let sync_seconds = syncing.elapsed().as_secs_f64();
     app.wait_until("every photo uploaded", "return document.querySelectorAll('[data-testid=upload-state][data-state=uploaded]').length === 5");
     let (sent, received) = (relay.sent_bytes() - sent_before, relay.received_bytes() - received_before);
-    let image_bytes: i64 = rusqlite::Connection::open_with_flags(directory.path().join(DATABASE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap()
+    let image_bytes: i64 = database(directory.path())
         .query_row("SELECT sum(bytes) FROM photos WHERE owner_id = ?1 AND deleted = 0", [&listing_id], |row| row.get(0))
         .unwrap();
     assert!(sent as i64 >= image_bytes, "the images went to the server: {sent} bytes sent, {image_bytes} bytes of images");
