@@ -564,4 +564,10 @@ fn the_trainer_is_a_synced_reference_and_old_sessions_keep_their_rows() {
     let candidates = training::trainer_candidates(&store, Some(&village)).unwrap();
     assert_eq!(candidates.iter().map(|candidate| candidate.member_name.as_str()).collect::<Vec<_>>(), vec!["王大山"]);
     assert!(!candidates[0].trained);
+    // A trainer who is deleted leaves the session naming no trainer, and it can be edited again.
+    household::delete_member(&mut store, &farmer).unwrap();
+    let after = training::get_session(&store, &given).unwrap();
+    assert_eq!((after.title.as_deref(), after.trainer_member_id.as_deref()), (Some("农户互教"), None));
+    training::save_session(&mut store, &TrainingSession { title: Some("农户互教（改）".into()), ..after }).unwrap();
+    assert_eq!(training::get_session(&store, &given).unwrap().title.as_deref(), Some("农户互教（改）"));
 }

@@ -11,7 +11,7 @@ use crate::codes::{
 use crate::domain::{live_ids, DeletionImpact};
 use crate::error::Result;
 use crate::record::Writer;
-use crate::schema::{ATTENDANCE, HOUSEHOLDS, MEMBERS, SKILL_ASSESSMENTS, VISITS};
+use crate::schema::{ATTENDANCE, HOUSEHOLDS, MEMBERS, SKILL_ASSESSMENTS, TRAINING_SESSIONS, VISITS};
 use crate::store::Store;
 
 pub use crate::search::{RosterEntry, RosterQuery, SEARCH_FLUSH_AT_MOST};
@@ -243,6 +243,13 @@ fn delete_member_in(writer: &mut Writer<'_>, id: &str) -> Result<()> {
     }
     for assessment in live_ids(writer.conn(), "SELECT id FROM skill_assessments WHERE member_id = ?1 AND deleted = 0", id)? {
         writer.delete(&SKILL_ASSESSMENTS, &assessment)?;
+    }
+    // A session the member gave keeps its history but no longer names a trainer who is gone:
+    // a reference to a deleted member would make the session's next edit fail its checks.
+    for session in live_ids(writer.conn(), "SELECT id FROM training_sessions WHERE trainer_member_id = ?1 AND deleted = 0", id)? {
+        let mut cleared = serde_json::Map::new();
+        cleared.insert("trainer_member_id".to_owned(), serde_json::Value::Null);
+        writer.save(&TRAINING_SESSIONS, Some(&session), cleared)?;
     }
     writer.delete(&MEMBERS, id)
 }
