@@ -944,9 +944,32 @@ async fn sign_ins_refused_by_the_limiter_are_audited_once_per_window(kind: Backe
     assert_eq!(entries.iter().filter(|entry| entry["kind"] == "sign_in_limited").count(), 2);
 }
 
+async fn guesses_at_the_admin_endpoints_are_audited_once_per_window(kind: Backend) {
+    let server = server_behind_proxy(kind);
+    let guess = |token: &'static str| {
+        let (http, url) = (server.http.clone(), server.endpoint("/admin/v1/audit?limit=1"));
+        async move { http.get(url).header("x-forwarded-for", "203.0.113.77").bearer_auth(token).send().await.expect("guess").status().as_u16() }
+    };
+    let free = SignInPolicy::default().free_failures as usize;
+    for _ in 0..free {
+        assert_eq!(guess("not-the-bootstrap-token-0000000000000").await, 401);
+    }
+    for _ in 0..8 {
+        assert_eq!(guess("not-the-bootstrap-token-0000000000000").await, 429);
+    }
+    let (status, entries) = audit_entries(&server, common::ADMIN_TOKEN).await;
+    assert_eq!(status, 200);
+    let limited: Vec<&Value> = entries.iter().filter(|entry| entry["kind"] == "admin_limited").collect();
+    assert_eq!(limited.len(), 1, "one entry per address and window: {entries:#?}");
+    assert_eq!(limited[0]["address"], "203.0.113.77");
+    assert_eq!(limited[0]["subject"], "GET /admin/v1/audit");
+    assert!(limited[0]["detail"].as_str().is_some_and(|detail| detail.starts_with("refused for ")), "{:?}", limited[0]);
+}
+
 on_both_backends!(
     async:
     sign_ins_refused_by_the_limiter_are_audited_once_per_window,
+    guesses_at_the_admin_endpoints_are_audited_once_per_window,
     guesses_sent_at_once_cannot_pass_the_limit,
     sign_ins_beyond_the_queue_are_told_to_come_back,
     an_attacker_slows_himself_not_the_assistant,

@@ -129,6 +129,12 @@ impl SignInLimiter {
         self.admit_counting(account, address, false).map(|_| ()).map_err(|refusal| refusal.wait)
     }
 
+    /// Like [`SignInLimiter::check`], and also tells whether a refusal is the first of the
+    /// (account, address) in the current window, so a caller can record it once.
+    pub fn check_noting(&self, account: &str, address: &str) -> std::result::Result<(), Refusal> {
+        self.admit_counting(account, address, false).map(|_| ())
+    }
+
     /// Counts a failure of `account` from `address`, whether or not it would be admitted now.
     pub fn fail(&self, account: &str, address: &str) {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

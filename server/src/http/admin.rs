@@ -59,10 +59,19 @@ const ADMIN_LIMIT_KEY: &str = "(admin endpoints)";
 /// answer's status.
 pub(super) async fn require_admin(State(state): State<AppState>, mut request: Request, next: axum::middleware::Next) -> Response {
     let address = client_address(&state, &request);
-    match state.inner.limiter.check(ADMIN_LIMIT_KEY, &address) {
+    match state.inner.limiter.check_noting(ADMIN_LIMIT_KEY, &address) {
         Ok(()) => {}
-        Err(wait) => {
-            let seconds = auth::retry_after_seconds(wait);
+        Err(refusal) => {
+            let seconds = auth::retry_after_seconds(refusal.wait);
+            // Someone guessing the bootstrap token or an admin's token: recorded once per
+            // address and limiter window, as refused sign-ins are, so a flood cannot fill the log.
+            if refusal.first_in_window {
+                let state = state.clone();
+                let detail = format!("refused for {seconds} s; further refusals from this address until then are not recorded");
+                let subject = format!("{} {}", request.method(), request.uri().path());
+                let address = address.clone();
+                let _ = tokio::task::spawn_blocking(move || audit(&state, "admin_limited", "unknown", &address, &subject, &detail)).await;
+            }
             return Error::api(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many refused admin requests; try again in {seconds} s"))
                 .with_header("retry-after", seconds.to_string())
                 .into_response();
