@@ -25,15 +25,9 @@ pub struct ExportOptions {
     pub full_numbers: bool,
 }
 
-/// An identity card number with all but its first and last four characters hidden.
-pub fn mask_id_card(number: &str) -> String {
-    let characters: Vec<char> = number.trim().chars().collect();
-    if characters.len() <= 8 {
-        return "*".repeat(characters.len());
-    }
-    let hidden = characters.len() - 8;
-    format!("{}{}{}", characters[..4].iter().collect::<String>(), "*".repeat(hidden), characters[characters.len() - 4..].iter().collect::<String>())
-}
+/// An identity card number with all but its first and last four characters hidden: the same
+/// masking lists and views use.
+pub use crate::audit::mask_id_card;
 
 /// A phone number with its middle hidden: a mobile keeps its first three and last four digits
 /// (138****5678), a landline its area code and last four (0871-***2345).
